@@ -1,0 +1,397 @@
+"""AccountableServer: policy and audit around every tool call (DESIGN §3, §4).
+
+For each `tools/call`: decide, write the `call` record (flushed), then deny / ask / run, then write
+the `result` record. Unknown tools, argument validation errors, crashes, cancellations and
+timeouts all get a result record. Tool input schemas are untouched: the layer adds no parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
+from mcp.types import (
+    CallToolResult,
+    ElicitRequest,
+    ElicitRequestFormParams,
+    ElicitResult,
+    InputRequiredResult,
+    TextContent,
+    ToolAnnotations,
+)
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import BaseModel, Field, ValidationError
+
+from common import __version__, procs
+from common.approvals import Approval, ApprovalStore
+from common.audit import AuditLog, canonical
+from common.config import Settings
+from common.errors import OnrecordError
+from common.git import Git
+from common.policy import Decision, Policy
+from common.redact import Redaction, redact, redact_text
+
+log = logging.getLogger("onrecord")
+
+CONFIRM_KEY = "onrecord.approve"
+PREVIEW_CHARS = 400
+ERROR_CHARS = 2000
+Status = Literal[
+    "ok",
+    "tool_error",
+    "invalid_arguments",
+    "unknown_tool",
+    "crashed",
+    "denied",
+    "declined",
+    "pending_approval",
+    "input_required",
+    "timeout",
+    "cancelled",
+    "protocol_error",
+]
+
+
+class Approve(BaseModel):
+    """The form a human answers when a call needs approval."""
+
+    approve: bool = Field(description="Allow this one call with exactly these arguments")
+
+
+class AccountableServer(MCPServer):
+    """An MCPServer whose every tool call is decided by policy and written to the audit log."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        *,
+        instructions: str | None = None,
+        audit: AuditLog | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, version=__version__, instructions=instructions, **kwargs)
+        self.settings = settings
+        self.policy = Policy(settings)
+        self.approvals = ApprovalStore(
+            settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses
+        )
+        self.audit = audit or AuditLog(
+            settings.audit_path,
+            name,
+            fsync=settings.fsync,
+            batch_ms=settings.batch_ms,
+            session=lambda: _session_fields(settings),
+        )
+        self._owners: dict[str, str] = {}
+        self._annotations: dict[str, dict[str, bool | None]] = {}
+        self._calls = itertools.count(1)
+
+    # ------------------------------------------------------------------------------ registration
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
+        owner = kwargs.pop("server", None)
+        super().add_tool(fn, name, *args, **kwargs)
+        tool_name = name or fn.__name__
+        self._owners[tool_name] = owner or self.name
+        ann: ToolAnnotations | None = kwargs.get("annotations")
+        self._annotations[tool_name] = {
+            "read_only": ann.read_only_hint if ann else None,
+            "destructive": ann.destructive_hint if ann else None,
+            "idempotent": ann.idempotent_hint if ann else None,
+            "open_world": ann.open_world_hint if ann else None,
+        }
+
+    def remove_tool(self, name: str) -> None:
+        super().remove_tool(name)
+        self._owners.pop(name, None)
+        self._annotations.pop(name, None)
+
+    def qualified(self, name: str) -> tuple[str, str]:
+        owner = self._owners.get(name, self.name)
+        return owner, f"{owner}.{name}"
+
+    def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
+        """The decision a call would get, without making it."""
+        owner, _ = self.qualified(name)
+        return self.policy.decide(owner, name, arguments, self._annotations.get(name))
+
+    # ----------------------------------------------------------------------------------- the call
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        started = time.perf_counter()
+        call_id = f"{os.getpid()}-{next(self._calls)}"
+        owner, qualified = self.qualified(name)
+        ctx = context if _in_request(context) else None
+        decision = self.policy.decide(owner, name, arguments, self._annotations.get(name))
+        shown_args, redactions = redact(arguments, "arguments")
+        call_record: dict[str, Any] = {
+            "call_id": call_id,
+            "tool": qualified,
+            "arguments": shown_args,
+            "decision": decision.as_record(),
+            **_client_fields(ctx),
+        }
+        if redactions:
+            call_record["redactions"] = [r.as_record() for r in redactions]
+        self.audit.write("call", call_record)
+
+        outcome: dict[str, Any] = {"status": "crashed"}
+        try:
+            if decision.effective == "deny":
+                outcome = {"status": "denied"}
+                return _error(_denied_message(qualified, decision))
+            if decision.effective == "ask":
+                answer = await self._ask(qualified, arguments, shown_args, decision, ctx, call_id)
+                if isinstance(answer, InputRequiredResult):
+                    outcome = {"status": "input_required"}
+                    return answer
+                if answer is not True:
+                    outcome = answer
+                    return _error(outcome.pop("message"))
+                outcome = {"status": "ok", "approved": True}
+            with anyio.fail_after(self.settings.call_timeout_s):
+                result = await super().call_tool(name, arguments, context)
+            if isinstance(result, CallToolResult):
+                outcome.update(_result_fields(result))
+                outcome["status"] = "tool_error" if result.is_error else "ok"
+            else:
+                outcome["status"] = "input_required"
+            return result
+        except TimeoutError as exc:
+            outcome = {
+                "status": "timeout",
+                "error": f"exceeded the {self.settings.call_timeout_s:g}s call limit",
+            }
+            raise ToolError(
+                f"Error executing tool {name}: it ran longer than the {self.settings.call_timeout_s:g}s "
+                "call limit (limits.call_timeout_s) and was stopped; narrow the request and retry"
+            ) from exc
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) and isinstance(cause, OnrecordError):
+                # Our own modules' errors are written for the caller; let the model read them.
+                outcome = {"status": "tool_error", "error": str(cause)}
+                raise ToolError(f"Error executing tool {name}: {cause}") from cause
+            if isinstance(exc, UnexpectedToolError):
+                outcome = {"status": "crashed", "error": f"{exc} | cause: {cause!r}"}
+            elif isinstance(cause, ValidationError):
+                outcome = {"status": "invalid_arguments", "error": str(exc)}
+            elif name not in self._owners:
+                outcome = {"status": "unknown_tool", "error": str(exc)}
+            else:
+                outcome = {"status": "tool_error", "error": str(exc)}
+            raise
+        except MCPError as exc:
+            outcome = {"status": "protocol_error", "error": f"{exc.error.code}: {exc.error.message}"}
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = {
+                "status": "cancelled",
+                "error": "the client cancelled the call or the connection closed",
+            }
+            raise
+        except BaseException as exc:
+            outcome = {"status": "crashed", "error": repr(exc)}
+            raise
+        finally:
+            self._write_result(call_id, qualified, started, outcome)
+
+    def _write_result(self, call_id: str, qualified: str, started: float, outcome: dict[str, Any]) -> None:
+        record: dict[str, Any] = {
+            "call_id": call_id,
+            "tool": qualified,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            **outcome,
+        }
+        found: list[Redaction] = outcome.pop("_redactions", [])
+        record.pop("_redactions", None)
+        if "error" in record:
+            text, fired = redact_text(str(record["error"]))
+            found += [Redaction(rule, "error") for rule in fired]
+            record["error"] = _clip(text, ERROR_CHARS)
+        if found:
+            record["redactions"] = [r.as_record() for r in found]
+        try:
+            self.audit.write("result", record)
+        except OSError:
+            log.exception("could not write the audit result record for call %s", call_id)
+            raise
+
+    # ---------------------------------------------------------------------------------------- ask
+
+    async def _ask(
+        self,
+        qualified: str,
+        arguments: dict[str, Any],
+        shown_args: dict[str, Any],
+        decision: Decision,
+        ctx: Context[Any, Any] | None,
+        call_id: str,
+    ) -> Literal[True] | dict[str, Any] | InputRequiredResult:
+        granted = self.approvals.consume(qualified, arguments)
+        if granted is not None:
+            self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
+            return True
+        if ctx is not None and ctx.client_capabilities and ctx.client_capabilities.elicitation:
+            message = (
+                f"An AI agent wants to call {qualified} with {canonical(shown_args)}. "
+                f"Policy asks a human first: {decision.reason}. Allow this one call?"
+            )
+            if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                answer = await ctx.elicit(message, Approve)
+                approved = answer.action == "accept" and bool(
+                    getattr(answer, "data", None) and answer.data.approve
+                )
+                action = answer.action
+            else:
+                # 2026-07-28 has no back channel: return the question; the SDK seals request_state to
+                # this method, tool and arguments, so a client cannot pre-supply an approval.
+                reply = (ctx.input_responses or {}).get(CONFIRM_KEY)
+                if not (
+                    isinstance(reply, ElicitResult) and ctx.request_state == f"{CONFIRM_KEY}:{qualified}"
+                ):
+                    return InputRequiredResult(
+                        request_state=f"{CONFIRM_KEY}:{qualified}",
+                        input_requests={
+                            CONFIRM_KEY: ElicitRequest(
+                                params=ElicitRequestFormParams(
+                                    message=message, requested_schema=Approve.model_json_schema()
+                                )
+                            )
+                        },
+                    )
+                approved = reply.action == "accept" and bool((reply.content or {}).get("approve"))
+                action = reply.action
+            self._approval_record(call_id, None, "granted" if approved else "declined", "elicitation", None)
+            if approved:
+                return True
+            return {
+                "status": "declined",
+                "message": f"The human declined the call to {qualified} ({action}). Do not retry it unchanged.",
+            }
+        pending = self.approvals.request(qualified, arguments, shown_args, decision.reason)
+        self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
+        return {
+            "status": "pending_approval",
+            "approval_id": pending.id,
+            "message": _pending_message(qualified, decision, pending),
+        }
+
+    def _approval_record(
+        self, call_id: str, approval_id: str | None, action: str, via: str, by: str | None
+    ) -> None:
+        self.audit.write(
+            "approval",
+            {"call_id": call_id, "approval_id": approval_id, "action": action, "via": via, "by": by},
+        )
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _in_request(ctx: Context[Any, Any] | None) -> bool:
+    try:
+        return ctx is not None and ctx.request_context is not None
+    except ValueError:
+        return False
+
+
+def _client_fields(ctx: Context[Any, Any] | None) -> dict[str, Any]:
+    if ctx is None:
+        return {"client": None, "protocol": None, "request_id": None}
+    params = ctx.session.client_params
+    info = params.client_info if params else None
+    return {
+        "client": f"{info.name}/{info.version}" if info else None,
+        "protocol": ctx.protocol_version,
+        "request_id": ctx.request_id,
+    }
+
+
+def _result_fields(result: CallToolResult) -> dict[str, Any]:
+    if result.structured_content is not None:
+        body: Any = result.structured_content
+    else:
+        body = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in result.content]
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, default=str)
+    preview, found = redact(body, "result")
+    fields: dict[str, Any] = {
+        "size": len(text.encode("utf-8")),
+        "digest": "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        # Redact before cutting, so a secret is never left half-visible at the cut.
+        "preview": _clip(json.dumps(preview, ensure_ascii=False, sort_keys=True, default=str), PREVIEW_CHARS),
+        "_redactions": found,
+    }
+    if result.is_error:
+        fields["error"] = " ".join(c.text for c in result.content if isinstance(c, TextContent))
+    return fields
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more chars]"
+
+
+def _error(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+def _denied_message(qualified: str, decision: Decision) -> str:
+    where = "onrecord's built-in protections" if decision.source == "built-in" else decision.source
+    return (
+        f"Denied by policy: {decision.reason}. Rule {decision.rule!r} from {where}. "
+        f"The call to {qualified} was recorded and not run; do not retry it. "
+        "If it should be allowed, a human must change the policy."
+    )
+
+
+def _pending_message(qualified: str, decision: Decision, pending: Approval) -> str:
+    minutes = max(1, round((pending.expires - time.time()) / 60))
+    return (
+        f"Needs approval: {decision.reason}. This client cannot ask the human directly, so the call to "
+        f"{qualified} was recorded as pending approval {pending.id} and not run. "
+        f"Human: run `onrecord approve {pending.id}` to allow it once (it expires in {minutes} min). "
+        "Agent: tell the human, and after they approve, retry the same call with exactly the same arguments."
+    )
+
+
+def _session_fields(settings: Settings) -> dict[str, Any]:
+    """Root, HEAD, git user and policy digest for the session_start record."""
+    policy = {
+        "mode": settings.mode,
+        "default": settings.default,
+        "annotations": settings.annotation_defaults,
+        "rules": [[r.action, r.text, r.file] for r in settings.rules],
+    }
+    return {
+        "version": __version__,
+        "root": str(settings.root),
+        "head": Git(settings.root).head_sync() if (settings.root / ".git").exists() else None,
+        "git_user": _git_user(settings.root),
+        "policy_digest": "sha256:" + hashlib.sha256(canonical(policy).encode("utf-8")).hexdigest(),
+        "policy_mode": settings.mode,
+        "policy_files": [str(f) for f in settings.files],
+    }
+
+
+def _git_user(root: os.PathLike[str]) -> str | None:
+    try:
+        result = procs.run_sync(
+            ["git", "-c", "core.fsmonitor=false", "config", "--get", "user.email"], cwd=root, timeout_s=5
+        )
+    except OnrecordError:
+        return None
+    return result.text().strip() or None
