@@ -121,7 +121,9 @@ class AuditLog:
         self._seq += 1
         self._prev = record["hash"]
         self._dirty = True
-        if self.fsync == "record" or (self.fsync == "batch" and time.monotonic() - self._last_sync >= self.batch_s):
+        if self.fsync == "record" or (
+            self.fsync == "batch" and time.monotonic() - self._last_sync >= self.batch_s
+        ):
             self._sync()
         return record
 
