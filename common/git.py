@@ -32,6 +32,7 @@ _FIXED_OVERRIDES = (
     "core.askPass=",
     "core.alternateRefsCommand=",
     "core.untrackedCache=false",
+    "core.quotePath=false",
     "credential.helper=",
     "diff.external=",
     "sequence.editor=false",

@@ -1,0 +1,90 @@
+"""What every repo tool needs: the workspace, git, the output budget and the policy's path filter."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.budget import CHARS_PER_TOKEN, DEFAULT_MAX_TOKENS
+from common.git import Git, GitError
+from common.workspace import Workspace, WorkspaceError
+
+# Control characters other than tab and newline are shown as \xNN so that terminal escapes in a
+# file cannot reach whoever reads the result.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+BINARY_SNIFF = 8192
+
+
+@dataclass
+class RepoContext:
+    root: Path
+    workspace: Workspace
+    git: Git
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    # True when a path may be shown: the policy would not deny reading it.
+    readable: Callable[[str], bool] = field(default=lambda _path: True)
+
+    @classmethod
+    def create(
+        cls,
+        root: Path | str,
+        *,
+        hidden: list[Path] | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        readable: Callable[[str], bool] | None = None,
+    ) -> RepoContext:
+        workspace = Workspace(root, hidden or [])
+        return cls(
+            workspace.root, workspace, Git(workspace.root), max_tokens, readable or (lambda _path: True)
+        )
+
+    @property
+    def max_chars(self) -> int:
+        return int(self.max_tokens * CHARS_PER_TOKEN * 0.9)
+
+    def has_git(self) -> bool:
+        try:
+            _ = self.git.git_dir
+        except GitError:
+            return False
+        return True
+
+    def repo_path(self, path: str) -> str:
+        """A path inside the repository, checked lexically (it may exist only in history)."""
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise WorkspaceError(f"path {path!r} must be a non-empty path without NUL bytes")
+        if path.startswith("/"):
+            return self.workspace.resolve(path, must_exist=False).relative
+        normal = posixpath.normpath(path)
+        if normal == ".." or normal.startswith("../"):
+            raise WorkspaceError(
+                f"path {path!r} is outside the workspace root {str(self.root)!r}; pass a path inside it"
+            )
+        return normal
+
+
+def visible(text: str) -> str:
+    """Make control characters visible."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """Decode repository bytes, never failing: (text, encoding used)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace"), "utf-16"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), "utf-8 (invalid bytes replaced)"
+
+
+def is_binary(data: bytes) -> bool:
+    head = data[:BINARY_SNIFF]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    return b"\x00" in head

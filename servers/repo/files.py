@@ -1,0 +1,218 @@
+"""Listing and reading files under the root."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from common.budget import clamp, decode_cursor, encode_cursor
+from common.policy import path_matches
+from common.workspace import WorkspaceError
+from servers.repo.context import RepoContext, decode, is_binary, visible
+from servers.repo.models import Entry, FileContent, FileList
+
+MAX_READ_BYTES = 32 * 1024 * 1024
+MAX_LINE_CHARS = 2000
+MAX_LIST = 1000
+
+
+def refuse_git_internals(relative: str) -> None:
+    if relative == ".git" or relative.startswith(".git/") or "/.git/" in f"/{relative}":
+        raise WorkspaceError(
+            f"path {relative!r} is inside .git, git's internal state (it can hold credentials); "
+            "use git_log, git_show or git_status instead"
+        )
+
+
+async def project_files(ctx: RepoContext, under: str = ".", *, include_ignored: bool = False) -> list[str]:
+    """Files under `under` (relative posix paths): tracked plus untracked-not-ignored, or all."""
+    if ctx.has_git() and not include_ignored:
+        args = ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--deduplicate"]
+        if under != ".":
+            args += ["--", under]
+        out = await ctx.git.run(args)
+        names = [n for n in out.text().split("\x00") if n]
+        return sorted(set(names))
+    return _walk(ctx, under)
+
+
+def _walk(ctx: RepoContext, under: str) -> list[str]:
+    start = ctx.root if under == "." else ctx.root / under
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(start, followlinks=False):
+        base = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if d != ".git" and not ctx.workspace.is_hidden(base / d))
+        for name in filenames:
+            found.append((base / name).relative_to(ctx.root).as_posix())
+    return sorted(found)
+
+
+async def list_files(
+    ctx: RepoContext,
+    path: str = ".",
+    pattern: str | None = None,
+    max_depth: int | None = None,
+    include_ignored: bool = False,
+    cursor: str | None = None,
+    limit: int = 200,
+) -> FileList:
+    resolved = ctx.workspace.resolve(path)
+    refuse_git_internals(resolved.relative)
+    if not resolved.absolute.is_dir():
+        raise WorkspaceError(f"path {path!r} is a file, not a directory; use read_file to read it")
+    limit = clamp(limit, 1, MAX_LIST, 200)
+    depth = clamp(max_depth, 1, 64, 64) if max_depth is not None else None
+    offset = 0
+    if cursor:
+        offset = decode_cursor(
+            cursor,
+            "list_files",
+            path=resolved.relative,
+            pattern=pattern,
+            depth=depth,
+            ignored=include_ignored,
+        )["o"]
+    names = await project_files(ctx, resolved.relative, include_ignored=include_ignored)
+    excluded = 0
+    entries: list[Entry] = []
+    collapsed: dict[str, int] = {}
+    prefix_parts = 0 if resolved.relative == "." else len(resolved.relative.split("/"))
+    for name in names:
+        if pattern and not path_matches(pattern, name):
+            continue
+        if not ctx.readable(name):
+            excluded += 1
+            continue
+        parts = name.split("/")
+        if depth is not None and len(parts) - prefix_parts > depth:
+            folder = "/".join(parts[: prefix_parts + depth])
+            collapsed[folder] = collapsed.get(folder, 0) + 1
+            continue
+        entries.append(_entry(ctx, name))
+    entries = [e for e in entries if e is not None]
+    entries += [Entry(path=folder, type="dir", files=count) for folder, count in collapsed.items()]
+    entries.sort(key=lambda e: e.path)
+    total = len(entries)
+    page = entries[offset : offset + limit]
+    nxt = offset + len(page)
+    more = nxt < total
+    return FileList(
+        root=str(ctx.root),
+        entries=page,
+        total=total,
+        returned=len(page),
+        truncated=more,
+        excluded_by_policy=excluded,
+        next_cursor=encode_cursor(
+            "list_files", o=nxt, path=resolved.relative, pattern=pattern, depth=depth, ignored=include_ignored
+        )
+        if more
+        else None,
+        note=f"{total - nxt} more entries; pass next_cursor to continue" if more else None,
+    )
+
+
+def _entry(ctx: RepoContext, name: str) -> Entry:
+    try:
+        info = os.lstat(ctx.root / name)
+    except OSError:
+        return Entry(path=name, type="file", size=None)  # tracked but deleted in the work tree
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(path=name, type="symlink", size=info.st_size)
+    if stat.S_ISDIR(info.st_mode):
+        return Entry(path=name, type="dir")
+    return Entry(path=name, type="file", size=info.st_size)
+
+
+async def read_file(
+    ctx: RepoContext,
+    path: str,
+    start_line: int = 1,
+    end_line: int | None = None,
+    ref: str | None = None,
+) -> FileContent:
+    if ref is not None:
+        relative = ctx.repo_path(path)
+        refuse_git_internals(relative)
+        sha = await ctx.git.verify_rev(ref, what="ref")
+        size_out = await ctx.git.run(["cat-file", "-s", f"{sha}:{relative}"], check=False)
+        if size_out.returncode != 0:
+            raise WorkspaceError(f"path {relative!r} does not exist at ref {ref!r}")
+        size = int(size_out.text().strip() or 0)
+        blob = await ctx.git.run(["cat-file", "blob", f"{sha}:{relative}"], max_output=MAX_READ_BYTES)
+        data = blob.stdout
+        shown = relative
+    else:
+        data, info, resolved = ctx.workspace.read_bytes(path, MAX_READ_BYTES)
+        refuse_git_internals(resolved.relative)
+        size, shown = info.st_size, resolved.relative
+    return window(ctx, shown, data, size, start_line, end_line, ref)
+
+
+def window(
+    ctx: RepoContext,
+    path: str,
+    data: bytes,
+    size: int,
+    start_line: int,
+    end_line: int | None,
+    ref: str | None,
+) -> FileContent:
+    """The numbered lines [start_line, end_line] of data, cut to the budget."""
+    if is_binary(data):
+        return FileContent(
+            path=path,
+            ref=ref,
+            size=size,
+            binary=True,
+            note="binary file: metadata only",
+        )
+    text, encoding = decode(data)
+    lines = text.splitlines()
+    total = len(lines)
+    start = max(1, start_line)
+    last = total if end_line is None else min(total, max(start, end_line))
+    out: list[str] = []
+    used = 0
+    cut_lines = 0
+    n = start
+    while n <= last:
+        line = visible(lines[n - 1])
+        if len(line) > MAX_LINE_CHARS:
+            line = line[:MAX_LINE_CHARS] + f"… [{len(line) - MAX_LINE_CHARS} more chars]"
+            cut_lines += 1
+        piece = f"{n}\t{line}"
+        if used + len(piece) + 1 > ctx.max_chars and out:
+            break
+        out.append(piece)
+        used += len(piece) + 1
+        n += 1
+    shown_last = n - 1
+    more = shown_last < last
+    notes = []
+    if more:
+        notes.append(
+            f"lines {shown_last + 1}-{last} left out to stay in budget; pass start_line={shown_last + 1}"
+        )
+    if cut_lines:
+        notes.append(f"{cut_lines} long line(s) cut at {MAX_LINE_CHARS} chars")
+    if len(data) < size:
+        notes.append(f"only the first {len(data)} of {size} bytes were read")
+    if start > total and total:
+        notes.append(f"start_line {start_line} is past the end ({total} lines)")
+    return FileContent(
+        path=path,
+        ref=ref,
+        size=size,
+        encoding=encoding,
+        total_lines=total,
+        start_line=start if out else None,
+        end_line=shown_last if out else None,
+        next_start_line=shown_last + 1 if more else None,
+        content="\n".join(out),
+        truncated=more or bool(cut_lines) or len(data) < size,
+        returned=len(out),
+        total=total,
+        note="; ".join(notes) or None,
+    )

@@ -1,0 +1,479 @@
+"""Git history tools: status, diff, log, show, blame."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+from common.budget import clamp, decode_cursor, encode_cursor
+from common.git import GitError, check_date, check_ref_text
+from servers.repo.context import RepoContext, decode, visible
+from servers.repo.files import read_file, refuse_git_internals
+from servers.repo.models import (
+    BlameCommit,
+    BlameRange,
+    BlameResult,
+    Commit,
+    DiffResult,
+    FileStat,
+    Hunk,
+    LogResult,
+    ShowResult,
+    StatusResult,
+)
+
+MAX_STATUS_ENTRIES = 500
+MAX_LOG = 100
+MAX_FILES_PER_COMMIT = 50
+MAX_CONTEXT = 50
+MAX_BLAME_LINES = 3000
+DIFF_FLAGS = ["--no-color", "--no-ext-diff", "--no-textconv"]
+_RS, _US = "\x1e", "\x1f"
+_LOG_FORMAT = f"--format={_RS}%H{_US}%an{_US}%ae{_US}%aI{_US}%s"
+
+
+def _parse_numstat_z(text: str) -> list[FileStat]:
+    """`--numstat -z` output: 'a\\td\\tpath\\0' or, for renames, 'a\\td\\t\\0old\\0new\\0'."""
+    stats: list[FileStat] = []
+    parts = text.split("\x00")
+    i = 0
+    while i < len(parts):
+        item = parts[i]
+        i += 1
+        if not item.strip():
+            continue
+        fields = item.strip("\n").split("\t")
+        if len(fields) < 3:
+            continue
+        added, deleted, path = fields[0], fields[1], fields[2]
+        status = None
+        if path == "" and i + 1 < len(parts):
+            old, path = parts[i], parts[i + 1]
+            i += 2
+            status = f"renamed from {old}"
+        stats.append(
+            FileStat(
+                path=path,
+                added=None if added == "-" else int(added),
+                deleted=None if deleted == "-" else int(deleted),
+                status=status,
+            )
+        )
+    return stats
+
+
+async def _numstat(ctx: RepoContext, args: list[str]) -> list[FileStat]:
+    out = await ctx.git.run(["diff", "--numstat", "-z", *DIFF_FLAGS, *args])
+    return _parse_numstat_z(out.text())
+
+
+async def git_status(ctx: RepoContext) -> StatusResult:
+    out = await ctx.git.run(["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"])
+    branch = head = upstream = None
+    ahead = behind = None
+    staged_paths: set[str] = set()
+    unstaged_paths: set[str] = set()
+    untracked: list[str] = []
+    conflicted: list[str] = []
+    records = out.text().split("\x00")
+    i = 0
+    while i < len(records):
+        rec = records[i]
+        i += 1
+        if rec.startswith("# branch.oid "):
+            oid = rec.split()[-1]
+            head = None if oid == "(initial)" else oid
+        elif rec.startswith("# branch.head "):
+            name = rec.split(" ", 2)[2]
+            branch = None if name == "(detached)" else name
+        elif rec.startswith("# branch.upstream "):
+            upstream = rec.split(" ", 2)[2]
+        elif rec.startswith("# branch.ab "):
+            a, b = rec.split()[2:4]
+            ahead, behind = int(a), -int(b)
+        elif rec.startswith(("1 ", "2 ")):
+            fields = rec.split(" ", 8 if rec[0] == "1" else 9)
+            xy, path = fields[1], fields[-1]
+            if rec[0] == "2":
+                i += 1  # the original path of a rename follows
+            if xy[0] != ".":
+                staged_paths.add(path)
+            if xy[1] != ".":
+                unstaged_paths.add(path)
+        elif rec.startswith("u "):
+            conflicted.append(rec.split(" ", 10)[-1])
+        elif rec.startswith("? "):
+            untracked.append(rec[2:])
+    staged = await _numstat(ctx, ["--cached"]) if staged_paths else []
+    unstaged = await _numstat(ctx, []) if unstaged_paths else []
+    staged += [FileStat(path=p, status="changed") for p in staged_paths - {s.path for s in staged}]
+    unstaged += [FileStat(path=p, status="changed") for p in unstaged_paths - {s.path for s in unstaged}]
+    total = len(staged) + len(unstaged) + len(untracked) + len(conflicted)
+    cut = any(len(x) > MAX_STATUS_ENTRIES for x in (staged, unstaged, untracked))
+    return StatusResult(
+        branch=branch,
+        head=head,
+        upstream=upstream,
+        ahead=ahead,
+        behind=behind,
+        staged=sorted(staged, key=lambda s: s.path)[:MAX_STATUS_ENTRIES],
+        unstaged=sorted(unstaged, key=lambda s: s.path)[:MAX_STATUS_ENTRIES],
+        untracked=sorted(untracked)[:MAX_STATUS_ENTRIES],
+        conflicted=sorted(conflicted),
+        total=total,
+        truncated=cut,
+        note=f"each list is cut at {MAX_STATUS_ENTRIES} entries; use list_files or git_diff with path"
+        if cut
+        else None,
+    )
+
+
+def _parse_log(text: str) -> list[Commit]:
+    commits: list[Commit] = []
+    for block in text.split(_RS):
+        if not block.strip():
+            continue
+        header, _, rest = block.partition("\n")
+        fields = header.split(_US)
+        if len(fields) < 5:
+            continue
+        commit = Commit(
+            sha=fields[0], author=fields[1], email=fields[2], date=fields[3], subject=visible(fields[4])
+        )
+        for line in rest.splitlines():
+            parts = line.split("\t", 2)
+            if len(parts) != 3:
+                continue
+            if len(commit.files) >= MAX_FILES_PER_COMMIT:
+                commit.files_omitted += 1
+                continue
+            a, d, path = parts
+            commit.files.append(
+                FileStat(path=path, added=None if a == "-" else int(a), deleted=None if d == "-" else int(d))
+            )
+        commits.append(commit)
+    return commits
+
+
+async def git_log(
+    ctx: RepoContext,
+    path: str | None = None,
+    rev: str | None = None,
+    author: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    grep: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> LogResult:
+    limit = clamp(limit, 1, MAX_LOG, 20)
+    key = {"path": path, "rev": rev, "author": author, "since": since, "until": until, "grep": grep}
+    skip = decode_cursor(cursor, "git_log", **key)["o"] if cursor else 0
+    args = ["log", _LOG_FORMAT, "--numstat", "--no-color", "--no-ext-diff", "--no-textconv"]
+    args += ["--regexp-ignore-case", "--fixed-strings"]
+    if author is not None:
+        args.append(f"--author={_literal(author, 'author')}")
+    if grep is not None:
+        args.append(f"--grep={_literal(grep, 'grep')}")
+    if since is not None:
+        args.append(f"--since={check_date(since, 'since')}")
+    if until is not None:
+        args.append(f"--until={check_date(until, 'until')}")
+    args += [f"--skip={skip}", f"-n{limit + 1}"]
+    args += ["--end-of-options", await ctx.git.verify_rev(rev) if rev else "HEAD"]
+    if path is not None:
+        relative = ctx.repo_path(path)
+        refuse_git_internals(relative)
+        args += ["--", relative]
+    if rev is None and ctx.git.head_sync() is None:
+        return LogResult(commits=[], total=0, returned=0, note="the repository has no commits yet")
+    out = await ctx.git.run(args)
+    commits = _parse_log(out.text())
+    more = len(commits) > limit
+    commits = commits[:limit]
+    budgeted, dropped = _fit(ctx, commits)
+    more = more or dropped > 0
+    nxt = skip + len(budgeted)
+    return LogResult(
+        commits=budgeted,
+        returned=len(budgeted),
+        truncated=more,
+        next_cursor=encode_cursor("git_log", o=nxt, **key) if more else None,
+        note="more commits; pass next_cursor to continue" if more else None,
+    )
+
+
+def _literal(value: str, what: str) -> str:
+    if any(ord(c) < 32 for c in value) or len(value) > 256:
+        raise GitError(f"{what} {value!r} contains control characters or is longer than 256 characters")
+    return value
+
+
+def _fit(ctx: RepoContext, commits: list[Commit]) -> tuple[list[Commit], int]:
+    used = 0
+    out: list[Commit] = []
+    for c in commits:
+        size = len(c.model_dump_json())
+        if used + size > ctx.max_chars and out:
+            return out, len(commits) - len(out)
+        used += size
+        out.append(c)
+    return out, 0
+
+
+# ----------------------------------------------------------------------------------------- diffs
+
+_DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
+
+
+def _split_patch(text: str) -> list[tuple[str, str, list[str]]]:
+    """A patch as (path, file header, [hunks])."""
+    files: list[tuple[str, str, list[str]]] = []
+    current: tuple[str, list[str], list[str]] | None = None
+    for line in text.split("\n"):
+        m = _DIFF_HEADER.match(line)
+        if m:
+            if current:
+                files.append((current[0], "\n".join(current[1]), ["\n".join(h) for h in current[2]]))
+            current = (m.group(2), [line], [])
+            hunks: list[list[str]] = current[2]  # type: ignore[assignment]
+            continue
+        if current is None:
+            continue
+        if line.startswith("@@"):
+            hunks.append([line])
+        elif hunks:
+            hunks[-1].append(line)
+        else:
+            current[1].append(line)
+    if current:
+        files.append((current[0], "\n".join(current[1]), ["\n".join(h) for h in current[2]]))
+    return files
+
+
+def _budget_hunks(
+    ctx: RepoContext, patch: str, start: int, used: int
+) -> tuple[list[Hunk], list[str], int | None]:
+    """Whole hunks from index `start` within budget; files left out; next index or None."""
+    hunks: list[Hunk] = []
+    left_out: list[str] = []
+    index = 0
+    next_index: int | None = None
+    for path, header, file_hunks in _split_patch(patch):
+        if not file_hunks:
+            file_hunks = [header.split("\n", 1)[-1] or "(no textual change: mode, rename or binary)"]
+        for hunk in file_hunks:
+            if index < start:
+                index += 1
+                continue
+            text = visible(hunk)
+            if next_index is None and (used + len(text) + len(path) + 40 <= ctx.max_chars or not hunks):
+                if len(text) > ctx.max_chars // 2:
+                    text = text[: ctx.max_chars // 2] + "\n… [hunk cut to stay in budget]"
+                hunks.append(Hunk(path=path, header=text.split("\n", 1)[0], text=text))
+                used += len(text) + len(path) + 40
+            else:
+                if next_index is None:
+                    next_index = index
+                if path not in left_out:
+                    left_out.append(path)
+            index += 1
+    return hunks, left_out, next_index
+
+
+async def git_diff(
+    ctx: RepoContext,
+    base: str | None = None,
+    target: str | None = None,
+    staged: bool = False,
+    path: str | None = None,
+    context_lines: int = 3,
+    cursor: str | None = None,
+) -> DiffResult:
+    context_lines = clamp(context_lines, 0, MAX_CONTEXT, 3)
+    key = {"base": base, "target": target, "staged": staged, "path": path, "u": context_lines}
+    start = decode_cursor(cursor, "git_diff", **key)["h"] if cursor else 0
+    revs: list[str] = []
+    if target is not None and base is None:
+        base = "HEAD"
+    if base is not None:
+        revs.append(await ctx.git.verify_rev(base, what="base"))
+    if target is not None:
+        if staged:
+            raise GitError("staged=True compares the index with HEAD; it cannot be combined with target")
+        revs.append(await ctx.git.verify_rev(target, what="target"))
+    spec = (["--cached"] if staged else []) + ["--end-of-options", *revs]
+    tail: list[str] = []
+    if path is not None:
+        relative = ctx.repo_path(path)
+        refuse_git_internals(relative)
+        tail = ["--", relative]
+    stats = await _numstat(ctx, [*spec, *tail])
+    patch = await ctx.git.run(["diff", *DIFF_FLAGS, f"-U{context_lines}", *spec, *tail])
+    text, _ = decode(patch.stdout)
+    used = len("".join(s.model_dump_json() for s in stats))
+    hunks, left_out, nxt = _budget_hunks(ctx, text, start, used)
+    more = nxt is not None
+    return DiffResult(
+        base=base,
+        target=target,
+        files=stats[:500],
+        hunks=hunks,
+        files_left_out=left_out,
+        total=len(stats),
+        returned=len(hunks),
+        truncated=more or len(stats) > 500 or patch.stdout_truncated,
+        next_cursor=encode_cursor("git_diff", h=nxt, **key) if more else None,
+        note=(
+            f"{len(left_out)} file(s) have hunks left out to stay in budget: pass next_cursor, or call "
+            "git_diff with path=<file> for one file"
+        )
+        if more
+        else None,
+    )
+
+
+async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None) -> ShowResult:
+    sha = await ctx.git.verify_rev(rev)
+    if path is not None:
+        content = await read_file(ctx, path, ref=sha)
+        return ShowResult(sha=sha, file=content, truncated=content.truncated, note=content.note)
+    head = await ctx.git.run(
+        ["show", "-s", "--no-color", f"--format=%P{_US}%an{_US}%ae{_US}%aI{_US}%B", "--end-of-options", sha]
+    )
+    parents, author, email, date, message = (head.text().split(_US, 4) + [""] * 5)[:5]
+    parent_list = parents.split()
+    if parent_list:
+        spec = ["--end-of-options", parent_list[0], sha]
+        stats = await _numstat(ctx, spec)
+        patch = await ctx.git.run(["diff", *DIFF_FLAGS, "-U3", *spec])
+    else:
+        stats = _parse_numstat_z(
+            (
+                await ctx.git.run(["diff-tree", "-r", "--root", "--numstat", "-z", "--no-commit-id", sha])
+            ).text()
+        )
+        patch = await ctx.git.run(["diff-tree", "-r", "-p", "--root", "--no-commit-id", *DIFF_FLAGS, sha])
+    text, _ = decode(patch.stdout)
+    message = visible(message.strip())
+    if len(message) > 4000:
+        message = message[:4000] + "… [message cut]"
+    hunks, left_out, nxt = _budget_hunks(ctx, text, 0, len(message) + 200 * len(stats))
+    return ShowResult(
+        sha=sha,
+        author=author,
+        email=email,
+        date=date,
+        message=message,
+        parents=parent_list,
+        files=stats[:500],
+        hunks=hunks,
+        files_left_out=left_out,
+        total=len(stats),
+        returned=len(hunks),
+        truncated=nxt is not None or len(stats) > 500,
+        note=f"hunks of {len(left_out)} file(s) left out; call git_diff with base={sha[:12]}^ target={sha[:12]} "
+        "and path=<file> to read them"
+        if nxt is not None
+        else None,
+    )
+
+
+async def git_blame(
+    ctx: RepoContext,
+    path: str,
+    start_line: int = 1,
+    end_line: int | None = None,
+    rev: str | None = None,
+) -> BlameResult:
+    relative = ctx.repo_path(path)
+    refuse_git_internals(relative)
+    if rev is None:
+        ctx.workspace.resolve(relative)  # confinement and symlink checks for the working-tree file
+    start = max(1, start_line)
+    last = (
+        start + MAX_BLAME_LINES - 1
+        if end_line is None
+        else min(max(start, end_line), start + MAX_BLAME_LINES - 1)
+    )
+    args = ["blame", "--porcelain", "--no-textconv", f"-L{start},{last}"]
+    if rev is not None:
+        args += ["--end-of-options", await ctx.git.verify_rev(rev)]
+    args += ["--", relative]
+    out = await ctx.git.run(args, check=False)
+    if out.returncode != 0:
+        err = out.text("stderr").strip()
+        if "has only" in err:
+            # -L past the end: clamp to the real length and retry once.
+            found = re.search(r"has only (\d+) line", err)
+            total = int(found.group(1)) if found else 0
+            if total and start <= total:
+                return await git_blame(ctx, path, start, total, rev)
+            raise GitError(f"start_line {start} is past the end of {relative!r} ({total} lines)")
+        raise GitError(
+            f"git blame failed for {relative!r}: {err.splitlines()[-1] if err else out.returncode}"
+        )
+    commits: dict[str, BlameCommit] = {}
+    ranges: list[BlameRange] = []
+    meta: dict[str, dict[str, str]] = {}
+    current_sha = ""
+    current_line = 0
+    used = 0
+    stopped_at: int | None = None
+    for line in out.text().split("\n"):
+        if line.startswith("\t"):
+            text = visible(line[1:])[:500]
+            if used + len(text) > ctx.max_chars:
+                stopped_at = current_line
+                break
+            used += len(text) + 8
+            if ranges and ranges[-1].sha == current_sha and ranges[-1].end_line == current_line - 1:
+                ranges[-1].end_line = current_line
+                ranges[-1].lines.append(text)
+            else:
+                ranges.append(
+                    BlameRange(start_line=current_line, end_line=current_line, sha=current_sha, lines=[text])
+                )
+            continue
+        parts = line.split(" ")
+        if len(parts) >= 3 and re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
+            current_sha = parts[0]
+            current_line = int(parts[2])
+            meta.setdefault(current_sha, {})
+        elif current_sha and " " in line:
+            k, v = line.split(" ", 1)
+            meta[current_sha].setdefault(k, v)
+    for sha in {r.sha for r in ranges}:
+        m = meta.get(sha, {})
+        commits[sha] = BlameCommit(
+            sha=sha,
+            author=m.get("author", ""),
+            date=_epoch_iso(m.get("author-time"), m.get("author-tz")),
+            summary=visible(m.get("summary", "")),
+        )
+    shown_last = ranges[-1].end_line if ranges else start - 1
+    wanted_last = last if end_line is None else end_line
+    # With no end_line, a window that came back full may have more lines after it.
+    more = stopped_at is not None or shown_last < wanted_last or (end_line is None and shown_last == last)
+    return BlameResult(
+        path=relative,
+        rev=rev,
+        commits=commits,
+        ranges=ranges,
+        returned=shown_last - start + 1,
+        truncated=more,
+        next_start_line=shown_last + 1 if more else None,
+        note=f"stopped at line {shown_last} to stay in budget; pass start_line={shown_last + 1}"
+        if more
+        else None,
+    )
+
+
+def _epoch_iso(epoch: str | None, tz: str | None) -> str:
+    if not epoch:
+        return ""
+    offset = timezone.utc
+    if tz and re.fullmatch(r"[+-]\d{4}", tz):
+        sign = 1 if tz[0] == "+" else -1
+        offset = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])))
+    return datetime.fromtimestamp(int(epoch), UTC).astimezone(offset).isoformat()

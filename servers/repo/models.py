@@ -1,0 +1,192 @@
+"""Result models of the repo tools: every one carries the envelope (DESIGN §5)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from common.budget import Envelope
+
+
+class Entry(BaseModel):
+    path: str
+    type: Literal["file", "dir", "symlink"]
+    size: int | None = Field(default=None, description="Bytes; for a dir cut off by max_depth, None")
+    files: int | None = Field(default=None, description="For a dir cut off by max_depth: files under it")
+
+
+class FileList(Envelope):
+    root: str
+    entries: list[Entry]
+    excluded_by_policy: int = 0
+
+
+class FileContent(Envelope):
+    path: str
+    ref: str | None = None
+    size: int
+    binary: bool = False
+    encoding: str | None = None
+    total_lines: int | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+    next_start_line: int | None = Field(default=None, description="Pass as start_line to continue reading")
+    content: str = Field(default="", description="The lines, each prefixed by its number and a tab")
+
+
+class Match(BaseModel):
+    line: int
+    text: str
+    before: list[str] = Field(default_factory=list)
+    after: list[str] = Field(default_factory=list)
+
+
+class FileMatches(BaseModel):
+    path: str
+    matches: list[Match]
+
+
+class SearchResult(Envelope):
+    query: str
+    files: list[FileMatches]
+    excluded_by_policy: int = 0
+
+
+class Commit(BaseModel):
+    sha: str
+    author: str
+    email: str
+    date: str
+    subject: str
+    files: list[FileStat] = Field(default_factory=list)
+    files_omitted: int = 0
+
+
+class FileStat(BaseModel):
+    path: str
+    added: int | None = Field(default=None, description="None for binary files")
+    deleted: int | None = None
+    status: str | None = None
+
+
+class LogResult(Envelope):
+    commits: list[Commit]
+
+
+class StatusResult(Envelope):
+    branch: str | None
+    head: str | None
+    upstream: str | None = None
+    ahead: int | None = None
+    behind: int | None = None
+    staged: list[FileStat]
+    unstaged: list[FileStat]
+    untracked: list[str]
+    conflicted: list[str] = Field(default_factory=list)
+
+
+class Hunk(BaseModel):
+    path: str
+    header: str
+    text: str
+
+
+class DiffResult(Envelope):
+    base: str | None
+    target: str | None
+    files: list[FileStat]
+    hunks: list[Hunk]
+    files_left_out: list[str] = Field(default_factory=list)
+
+
+class ShowResult(Envelope):
+    sha: str
+    author: str | None = None
+    email: str | None = None
+    date: str | None = None
+    message: str | None = None
+    parents: list[str] = Field(default_factory=list)
+    files: list[FileStat] = Field(default_factory=list)
+    hunks: list[Hunk] = Field(default_factory=list)
+    files_left_out: list[str] = Field(default_factory=list)
+    file: FileContent | None = None
+
+
+class BlameCommit(BaseModel):
+    sha: str
+    author: str
+    date: str
+    summary: str
+
+
+class BlameRange(BaseModel):
+    start_line: int
+    end_line: int
+    sha: str
+    lines: list[str]
+
+
+class BlameResult(Envelope):
+    path: str
+    rev: str | None
+    commits: dict[str, BlameCommit]
+    ranges: list[BlameRange]
+    next_start_line: int | None = None
+
+
+class Symbol(BaseModel):
+    kind: str
+    name: str
+    qualified_name: str
+    start_line: int
+    end_line: int
+    signature: str | None = None
+    doc: str | None = None
+    path: str | None = None
+
+
+class OutlineResult(Envelope):
+    path: str
+    language: str | None
+    exact: bool = Field(description="True when symbols come from a real parser (Python ast)")
+    symbols: list[Symbol]
+
+
+class Reference(BaseModel):
+    path: str
+    line: int
+    text: str
+
+
+class SymbolResult(Envelope):
+    name: str
+    definitions: list[Symbol]
+    references: list[Reference] = Field(default_factory=list)
+
+
+class Related(BaseModel):
+    path: str
+    score: float
+    reasons: list[str]
+
+
+class RelatedResult(Envelope):
+    path: str
+    related: list[Related]
+
+
+class Overview(Envelope):
+    root: str
+    branch: str | None
+    head: str | None
+    dirty: dict[str, int]
+    languages: dict[str, int] = Field(description="Bytes of tracked files by language, largest first")
+    top_level: list[Entry]
+    key_files: dict[str, list[str]]
+    tests: dict[str, object]
+    last_commits: list[Commit]
+    files_tracked: int
+
+
+Commit.model_rebuild()

@@ -1,0 +1,283 @@
+"""The first look at a repository, and the files related to one file."""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+from collections import Counter, defaultdict
+from pathlib import PurePosixPath
+
+from common.budget import clamp
+from common.policy import path_matches
+from servers.repo.context import RepoContext, decode
+from servers.repo.files import project_files, refuse_git_internals
+from servers.repo.history import _LOG_FORMAT, _parse_log, git_status
+from servers.repo.models import Entry, Overview, Related, RelatedResult
+from servers.repo.search import grep_lines
+from servers.repo.symbols import LANGUAGES
+
+KEY_FILES = {
+    "readme": ["README*", "readme*"],
+    "manifests": [
+        "pyproject.toml",
+        "setup.py",
+        "setup.cfg",
+        "requirements*.txt",
+        "package.json",
+        "Cargo.toml",
+        "go.mod",
+        "pom.xml",
+        "build.gradle*",
+        "Gemfile",
+        "composer.json",
+        "*.csproj",
+        "Makefile",
+    ],
+    "ci": [
+        ".github/workflows/*",
+        ".gitlab-ci.yml",
+        ".circleci/config.yml",
+        ".ci/*",
+        "Jenkinsfile",
+        "azure-pipelines.yml",
+    ],
+    "containers": ["Dockerfile", "*.Dockerfile", "docker-compose*.yml", "compose*.yaml", "compose*.yml"],
+    "docs": ["docs/*", "CONTRIBUTING*", "CHANGELOG*", "LICENSE*"],
+}
+TEST_PATTERNS = [
+    "test_*.py",
+    "*_test.py",
+    "*_test.go",
+    "*.test.ts",
+    "*.test.js",
+    "*.spec.ts",
+    "*.spec.js",
+    "tests/**",
+    "test/**",
+]
+EXTRA_LANGUAGES = {
+    ".md": "markdown",
+    ".toml": "toml",
+    ".yml": "yaml",
+    ".yaml": "yaml",
+    ".json": "json",
+    ".html": "html",
+    ".css": "css",
+    ".sql": "sql",
+    ".rst": "rst",
+}
+MAX_TOP_LEVEL = 100
+MAX_KEY_FILES = 20
+
+
+async def overview(ctx: RepoContext) -> Overview:
+    files = [f for f in await project_files(ctx) if ctx.readable(f)]
+    has_git = ctx.has_git()
+    languages: Counter[str] = Counter()
+    for name in files:
+        suffix = PurePosixPath(name).suffix.lower()
+        language = LANGUAGES.get(suffix) or EXTRA_LANGUAGES.get(suffix)
+        if language:
+            try:
+                languages[language] += os.lstat(ctx.root / name).st_size
+            except OSError:
+                continue
+    top: dict[str, Entry] = {}
+    for name in files:
+        head, _, rest = name.partition("/")
+        if rest:
+            entry = top.setdefault(head, Entry(path=head, type="dir", files=0))
+            entry.files = (entry.files or 0) + 1
+        else:
+            top[head] = Entry(path=head, type="file", size=_size(ctx, name))
+    key_files = {
+        group: [f for f in files if any(path_matches(p, f) and f.count("/") <= 2 for p in patterns)][
+            :MAX_KEY_FILES
+        ]
+        for group, patterns in KEY_FILES.items()
+    }
+    tests = [f for f in files if any(path_matches(p, f) for p in TEST_PATTERNS)]
+    test_dirs = Counter(f.split("/", 1)[0] for f in tests if "/" in f)
+    test_info: dict[str, object] = {
+        "test_files": len(tests),
+        "directories": [d for d, _ in test_dirs.most_common(5)],
+        "framework": _framework(ctx, files),
+    }
+    branch = head = None
+    dirty = {"staged": 0, "unstaged": 0, "untracked": 0}
+    commits = []
+    if has_git:
+        status = await git_status(ctx)
+        branch, head = status.branch, status.head
+        dirty = {
+            "staged": len(status.staged),
+            "unstaged": len(status.unstaged),
+            "untracked": len(status.untracked),
+        }
+        if head:
+            out = await ctx.git.run(["log", _LOG_FORMAT, "-n5", "--no-color"])
+            commits = _parse_log(out.text())
+    entries = sorted(top.values(), key=lambda e: e.path)
+    return Overview(
+        root=str(ctx.root),
+        branch=branch,
+        head=head,
+        dirty=dirty,
+        languages=dict(languages.most_common()),
+        top_level=entries[:MAX_TOP_LEVEL],
+        key_files={k: v for k, v in key_files.items() if v},
+        tests=test_info,
+        last_commits=commits,
+        files_tracked=len(files),
+        truncated=len(entries) > MAX_TOP_LEVEL,
+        note=None if has_git else "not a git repository: no branch, status or history",
+    )
+
+
+def _size(ctx: RepoContext, name: str) -> int | None:
+    try:
+        return os.lstat(ctx.root / name).st_size
+    except OSError:
+        return None
+
+
+def _framework(ctx: RepoContext, files: list[str]) -> str | None:
+    names = set(files)
+    if any(f.endswith(".py") for f in names):
+        if "pytest.ini" in names or "conftest.py" in names or any(f.endswith("/conftest.py") for f in names):
+            return "pytest"
+        try:
+            data, _, _ = ctx.workspace.read_bytes("pyproject.toml", 1 << 20)
+            if b"pytest" in data:
+                return "pytest"
+        except ValueError:
+            pass
+        return "unittest or pytest"
+    if "package.json" in names:
+        return "javascript (see package.json scripts)"
+    if "go.mod" in names:
+        return "go test"
+    if "Cargo.toml" in names:
+        return "cargo test"
+    return None
+
+
+# ------------------------------------------------------------------------------------- related
+
+
+async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> RelatedResult:
+    resolved = ctx.workspace.resolve(path)
+    refuse_git_internals(resolved.relative)
+    target = resolved.relative
+    limit = clamp(limit, 1, 100, 10)
+    scores: dict[str, float] = defaultdict(float)
+    reasons: dict[str, list[str]] = defaultdict(list)
+    files = set(await project_files(ctx))
+
+    if ctx.has_git() and ctx.git.head_sync():
+        out = await ctx.git.run(
+            ["log", "--format=%x1e%H", "--name-only", "-n500", "--no-color", "--no-renames"]
+        )
+        together: Counter[str] = Counter()
+        weight: dict[str, float] = defaultdict(float)
+        for rank, block in enumerate(b for b in out.text().split("\x1e") if b.strip()):
+            changed = [line for line in block.splitlines()[1:] if line.strip()]
+            if target not in changed or len(changed) > 50:  # huge commits say little about coupling
+                continue
+            recency = math.exp(-rank / 100)
+            for other in changed:
+                if other != target and other in files:
+                    together[other] += 1
+                    weight[other] += recency
+        for other, count in together.items():
+            scores[other] += weight[other]
+            reasons[other].append(f"changed together in {count} commit(s)")
+
+    stem = PurePosixPath(target).stem
+    for other in files:
+        name = PurePosixPath(other).name
+        if other != target and name in {
+            f"test_{stem}.py",
+            f"{stem}_test.py",
+            f"{stem}_test.go",
+            f"{stem}.test.ts",
+            f"{stem}.test.js",
+            f"{stem}.spec.ts",
+        }:
+            scores[other] += 3.0
+            reasons[other].append("its test file (by name)")
+
+    if target.endswith(".py"):
+        module = _module_name(target)
+        for imported in _python_imports(ctx, target, files):
+            scores[imported] += 1.5
+            reasons[imported].append("imported by it")
+        if module:
+            hits, _ = await grep_lines(
+                ctx, module.rsplit(".", 1)[-1], regex=False, case_sensitive=True, word=True
+            )
+            for other in sorted({p for p, _, _ in hits if p.endswith(".py") and p != target}):
+                if target in _python_imports(ctx, other, files):
+                    scores[other] += 2.0 if "test" in other else 1.5
+                    reasons[other].append("imports it" + (" (a test)" if "test" in other else ""))
+    ranked = sorted(
+        (
+            Related(path=p, score=round(s, 3), reasons=reasons[p])
+            for p, s in scores.items()
+            if ctx.readable(p)
+        ),
+        key=lambda r: (-r.score, r.path),
+    )
+    return RelatedResult(
+        path=target,
+        related=ranked[:limit],
+        total=len(ranked),
+        returned=min(limit, len(ranked)),
+        truncated=len(ranked) > limit,
+        note=f"{len(ranked) - limit} more; raise limit (max 100)" if len(ranked) > limit else None,
+    )
+
+
+def _module_name(path: str) -> str | None:
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts and parts[0] == "src":
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or None
+
+
+def _python_imports(ctx: RepoContext, path: str, files: set[str]) -> set[str]:
+    """Files in the repository that `path` imports."""
+    try:
+        data, _, _ = ctx.workspace.read_bytes(path, 2 * 1024 * 1024)
+        tree = ast.parse(decode(data)[0])
+    except (ValueError, SyntaxError):
+        return set()
+    by_module: dict[str, str] = {}
+    for f in files:
+        if f.endswith(".py") and (m := _module_name(f)):
+            by_module[m] = f
+    package = _module_name(path) or ""
+    if not path.endswith("__init__.py"):
+        package = package.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".") if package else []
+                anchor = anchor[: len(anchor) - (node.level - 1)] if node.level > 1 else anchor
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        for n in names:
+            while n:
+                if n in by_module and by_module[n] != path:
+                    found.add(by_module[n])
+                    break
+                n = n.rpartition(".")[0]
+    return found

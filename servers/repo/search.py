@@ -1,0 +1,136 @@
+"""Content search over tracked and untracked-not-ignored files, through `git grep`."""
+
+from __future__ import annotations
+
+import re
+
+from common.budget import clamp, decode_cursor, encode_cursor
+from common.git import GitError
+from common.policy import path_matches
+from servers.repo.context import RepoContext, decode, visible
+from servers.repo.models import FileMatches, Match, SearchResult
+
+MAX_MATCHES = 500
+MAX_CONTEXT = 10
+MAX_MATCH_CHARS = 400
+MAX_QUERY = 1000
+
+
+async def grep_lines(
+    ctx: RepoContext, query: str, *, regex: bool, case_sensitive: bool, word: bool = False
+) -> tuple[list[tuple[str, int, str]], bool]:
+    """(path, line, text) for every matching line; True when git's output was cut."""
+    if not query:
+        raise GitError("query is empty; pass the text to look for")
+    if len(query) > MAX_QUERY or "\x00" in query or "\n" in query:
+        raise GitError(f"query must be one line of at most {MAX_QUERY} characters without NUL bytes")
+    if regex:
+        try:
+            re.compile(query)
+        except re.error as exc:
+            raise GitError(
+                f"query {query!r} is not a valid regular expression: {exc}; or pass regex=false"
+            ) from exc
+    args = ["grep", "-n", "-z", "-I", "--no-color", "--untracked", "--no-textconv"]
+    args += ["-P"] if regex else ["-F"]
+    if not case_sensitive:
+        args.append("-i")
+    if word:
+        args.append("-w")
+    args += ["-e", query]
+    out = await ctx.git.run(args, check=False, max_output=64 * 1024 * 1024)
+    if out.returncode not in (0, 1):
+        err = out.text("stderr").strip().splitlines()
+        raise GitError(f"search failed: {err[-1] if err else out.returncode}")
+    hits: list[tuple[str, int, str]] = []
+    for row in out.stdout.split(b"\n"):
+        parts = row.split(b"\x00", 2)
+        if len(parts) != 3:
+            continue
+        path = parts[0].decode("utf-8", errors="replace")
+        text, _ = decode(parts[2])
+        hits.append((path, int(parts[1]), text))
+    return hits, out.stdout_truncated
+
+
+async def search(
+    ctx: RepoContext,
+    query: str,
+    regex: bool = False,
+    case_sensitive: bool = False,
+    path_glob: str | None = None,
+    context_lines: int = 0,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> SearchResult:
+    limit = clamp(limit, 1, MAX_MATCHES, 100)
+    context_lines = clamp(context_lines, 0, MAX_CONTEXT, 0)
+    key = {"q": query, "re": regex, "cs": case_sensitive, "g": path_glob, "c": context_lines}
+    offset = decode_cursor(cursor, "search", **key)["o"] if cursor else 0
+    hits, cut = await grep_lines(ctx, query, regex=regex, case_sensitive=case_sensitive)
+    allowed: dict[str, bool] = {}
+    kept: list[tuple[str, int, str]] = []
+    for path, line, text in hits:
+        if path_glob and not path_matches(path_glob, path):
+            continue
+        if path not in allowed:
+            allowed[path] = ctx.readable(path)
+        if allowed[path]:
+            kept.append((path, line, text))
+    excluded = sum(1 for ok in allowed.values() if not ok)
+    total = len(kept)
+    files: list[FileMatches] = []
+    used = 0
+    returned = 0
+    index = offset
+    file_lines: dict[str, list[str]] = {}
+    for path, line, text in kept[offset : offset + limit]:
+        match = Match(line=line, text=_clip(visible(text)))
+        if context_lines:
+            lines = file_lines.get(path)
+            if lines is None:
+                lines = _lines(ctx, path)
+                file_lines[path] = lines
+            match.before = [_clip(visible(x)) for x in lines[max(0, line - 1 - context_lines) : line - 1]]
+            match.after = [_clip(visible(x)) for x in lines[line : line + context_lines]]
+        size = len(match.model_dump_json()) + 20
+        if used + size > ctx.max_chars and returned:
+            break
+        used += size
+        if not files or files[-1].path != path:
+            files.append(FileMatches(path=path, matches=[]))
+        files[-1].matches.append(match)
+        returned += 1
+        index += 1
+    more = index < total
+    notes = []
+    if more:
+        notes.append(f"{total - index} more matches; pass next_cursor to continue or narrow with path_glob")
+    if excluded:
+        notes.append(f"{excluded} file(s) with matches are hidden by policy")
+    if cut:
+        notes.append("git's output was cut at 64 MiB: total is a lower bound; narrow the query")
+    return SearchResult(
+        query=query,
+        files=files,
+        total=total,
+        returned=returned,
+        truncated=more or cut,
+        excluded_by_policy=excluded,
+        next_cursor=encode_cursor("search", o=index, **key) if more else None,
+        note="; ".join(notes) or None,
+    )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MATCH_CHARS else text[:MAX_MATCH_CHARS] + "…"
+
+
+def _lines(ctx: RepoContext, path: str) -> list[str]:
+    try:
+        data, _, _ = ctx.workspace.read_bytes(path, 8 * 1024 * 1024)
+    except GitError:
+        return []
+    except ValueError:
+        return []
+    return decode(data)[0].splitlines()
