@@ -352,7 +352,7 @@ def _error(text: str) -> CallToolResult:
 def _denied_message(qualified: str, decision: Decision) -> str:
     where = "onrecord's built-in protections" if decision.source == "built-in" else decision.source
     return (
-        f"Denied by policy: {decision.reason}. Rule {decision.rule!r} from {where}. "
+        f"Denied by policy: {decision.reason}, from {where}. "
         f"The call to {qualified} was recorded and not run; do not retry it. "
         "If it should be allowed, a human must change the policy."
     )

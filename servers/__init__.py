@@ -1,0 +1,35 @@
+"""The servers onrecord ships, by name. Imports happen only when a server is built."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.config import Settings
+    from common.server import AccountableServer
+
+# name -> module with `register(server, settings)`
+SERVERS: dict[str, str] = {
+    "repo": "servers.repo.server",
+}
+ALL = "all"
+
+
+def build(name: str, settings: Settings) -> AccountableServer:
+    """Build one server, or every server's tools in one process for name 'all'."""
+    from common.errors import OnrecordError
+    from common.server import AccountableServer
+
+    if name != ALL and name not in SERVERS:
+        choices = ", ".join([*SERVERS, ALL])
+        raise OnrecordError(f"unknown server {name!r}; choose one of: {choices}")
+    names = list(SERVERS) if name == ALL else [name]
+    server = AccountableServer(
+        name,
+        settings,
+        instructions=" ".join(importlib.import_module(SERVERS[n]).INSTRUCTIONS for n in names),
+    )
+    for n in names:
+        importlib.import_module(SERVERS[n]).register(server, settings)
+    return server

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 from common.budget import clamp, decode_cursor, encode_cursor
-from common.git import GitError, check_date, check_ref_text
+from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.files import read_file, refuse_git_internals
 from servers.repo.models import (
@@ -472,7 +472,7 @@ async def git_blame(
 def _epoch_iso(epoch: str | None, tz: str | None) -> str:
     if not epoch:
         return ""
-    offset = timezone.utc
+    offset = UTC
     if tz and re.fullmatch(r"[+-]\d{4}", tz):
         sign = 1 if tz[0] == "+" else -1
         offset = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])))

@@ -209,6 +209,6 @@ def register(server: AccountableServer, settings: Settings) -> None:
 
 
 def build_server(settings: Settings) -> AccountableServer:
-    server = AccountableServer(NAME, settings, instructions=INSTRUCTIONS)
-    register(server, settings)
-    return server
+    from servers import build
+
+    return build(NAME, settings)

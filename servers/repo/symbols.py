@@ -126,10 +126,7 @@ def python_symbols(source: str, path: str | None = None) -> list[Symbol]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 qualified = f"{prefix}{child.name}"
-                if isinstance(child, ast.ClassDef):
-                    kind = "class"
-                else:
-                    kind = "method" if in_class else "function"
+                kind = "class" if isinstance(child, ast.ClassDef) else "method" if in_class else "function"
                 header = lines[child.lineno - 1].strip() if child.lineno - 1 < len(lines) else ""
                 doc = ast.get_docstring(child, clean=True)
                 out.append(

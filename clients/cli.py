@@ -1,0 +1,338 @@
+"""The `onrecord` command: serve, call, audit, policy, approve, demo.
+
+Heavy imports (the MCP SDK, the servers) happen inside the subcommands that need them, so
+`onrecord audit` and `onrecord approve` answer at once and `serve` starts as fast as the SDK allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from common.errors import OnrecordError
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from common.config import load_settings
+
+    return load_settings(args.root, policy_file=args.policy)
+
+
+def _parse_json(text: str | None, what: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OnrecordError(
+            f'{what} is not valid JSON ({exc.msg} at char {exc.pos}); e.g. \'{{"path": "README.md"}}\''
+        ) from exc
+    if not isinstance(value, dict):
+        raise OnrecordError(f'{what} must be a JSON object of arguments, e.g. \'{{"path": "README.md"}}\'')
+    return value
+
+
+# ------------------------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("ONRECORD_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    from servers import build
+
+    server = build(args.server, _settings(args))
+    try:
+        if args.transport == "stdio":
+            server.run("stdio")
+        else:
+            server.run("streamable-http", host=args.host, port=args.port)
+    finally:
+        server.audit.close()
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import anyio
+
+    arguments = _parse_json(args.json, "the call's arguments")
+    return anyio.run(_call, args, arguments)
+
+
+async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
+    from mcp import Client
+    from mcp.types import ElicitResult
+
+    from clients.stdio import server_params
+
+    async def ask_human(_ctx: Any, params: Any) -> ElicitResult:
+        sys.stderr.write(f"\n{params.message}\nApprove? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        return ElicitResult(action="accept", content={"approve": answer in ("y", "yes")})
+
+    params = server_params(args.server, Path(args.root).resolve(), policy=args.policy)
+    callback = ask_human if sys.stdin.isatty() else None
+    async with Client(params, mode="legacy", elicitation_callback=callback) as client:
+        result = await client.call_tool(args.tool, arguments)
+    if result.structured_content is not None and not result.is_error:
+        print(json.dumps(result.structured_content, indent=2, ensure_ascii=False))
+    else:
+        for block in result.content:
+            print(getattr(block, "text", block))
+    return 1 if result.is_error else 0
+
+
+def _audit_dir(args: argparse.Namespace) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    from common.config import load_settings
+
+    try:
+        return load_settings(Path.cwd()).audit_path
+    except OnrecordError:
+        from common.config import state_dir
+
+        return state_dir() / "audit"
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from clients import review
+    from common.audit import find_session, iter_records, verify_dir, verify_file
+
+    directory = _audit_dir(args)
+    if args.action == "sessions":
+        rows = review.sessions(directory)
+        print(json.dumps(rows, indent=2) if args.json else review.render_sessions(rows))
+        return 0
+    if args.action == "show":
+        if not args.session:
+            raise OnrecordError("audit show needs a SESSION; `onrecord audit sessions` lists them")
+        path = find_session(directory, args.session)
+        if path is None:
+            raise OnrecordError(
+                f"no single session matches {args.session!r} in {str(directory)!r}; see `onrecord audit sessions`"
+            )
+        report = verify_file(path)
+        if args.json:
+            print(
+                json.dumps(
+                    {"records": report.records, "problems": [p.as_record() for p in report.problems]},
+                    indent=2,
+                )
+            )
+        else:
+            print(review.render_timeline(report.records))
+            print(review.render_verify([report]))
+        return 0 if report.ok else 1
+    if args.action == "tail":
+        records = [r for _, r in iter_records(directory)]
+        records.sort(key=lambda r: str(r.get("ts")))
+        tail = records[-args.n :]
+        print(json.dumps(tail, indent=2) if args.json else review.render_timeline(tail))
+        return 0
+    reports = verify_dir(directory)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "file": r.file,
+                        "records": len(r.records),
+                        "ok": r.ok,
+                        "problems": [p.as_record() for p in r.problems],
+                    }
+                    for r in reports
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print(review.render_verify(reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from servers import build
+
+    qualified = args.call
+    server_name, sep, tool = qualified.partition(".")
+    if not sep or not tool:
+        raise OnrecordError(f"{qualified!r} must be SERVER.TOOL, e.g. repo.read_file")
+    server = build(server_name, _settings(args))
+    import anyio
+
+    known = {t.name for t in anyio.run(server.list_tools)}
+    decision = server.explain(tool, _parse_json(args.json, "the arguments"))
+    out = {"call": qualified, **decision.as_record(), "tool_known": tool in known}
+    if args.as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"{qualified}: {decision.action.upper()}"
+            + ("" if decision.enforced else " (shadow mode: recorded, not enforced)")
+        )
+        print(f"  rule:   {decision.rule}")
+        print(f"  from:   {decision.source}")
+        print(f"  reason: {decision.reason}")
+        if tool not in known:
+            print(f"  note:   {server_name} has no tool {tool!r}; known: {', '.join(sorted(known))}")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from common.approvals import ApprovalStore
+    from common.audit import AuditLog
+    from common.config import state_dir
+
+    state = state_dir()
+    store = ApprovalStore(state / "approvals")
+    approval = store.decide(args.id, grant=not args.decline, by=_who())
+    log = AuditLog(_audit_dir(args), "cli")
+    log.write(
+        "approval",
+        {
+            "approval_id": approval.id,
+            "action": approval.status,
+            "via": "onrecord approve",
+            "by": approval.decided_by,
+            "call": approval.call,
+            "arguments": approval.arguments,
+        },
+    )
+    log.close()
+    verb = "granted" if approval.status == "granted" else "declined"
+    print(f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)}")
+    if verb == "granted":
+        print("The agent may now retry the same call with the same arguments (once).")
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    import time
+
+    from clients.review import table
+    from common.approvals import ApprovalStore
+    from common.config import state_dir
+
+    store = ApprovalStore(state_dir() / "approvals")
+    items = store.all() if args.all else store.pending()
+    if args.json:
+        print(json.dumps([a.as_record() for a in items], indent=2))
+        return 0
+    if not items:
+        print("no pending approvals")
+        return 0
+    print(
+        table(
+            ["id", "status", "call", "arguments", "expires in", "reason"],
+            [
+                [
+                    a.id,
+                    a.status,
+                    a.call,
+                    json.dumps(a.arguments, sort_keys=True)[:60],
+                    f"{max(0, int(a.expires - time.time()))}s",
+                    a.reason[:60],
+                ]
+                for a in items
+            ],
+        )
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import anyio
+
+    from clients.demo import run_demo
+
+    return anyio.run(run_demo, args.keep)
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+# ----------------------------------------------------------------------------------------- parser
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="onrecord", description="MCP tool servers with every AI action on the record."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_root(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--root", default=".", help="the project directory the server may touch (default: .)")
+        sp.add_argument("--policy", help="an extra policy file (between managed and project scope)")
+
+    sp = sub.add_parser("serve", help="run a server for a host (stdio) or a team (http)")
+    sp.add_argument("server", help="repo, or 'all' for every server's tools in one process")
+    add_root(sp)
+    sp.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8765)
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("call", help="start a server over stdio, make one call, print the result")
+    sp.add_argument("server")
+    sp.add_argument("tool")
+    sp.add_argument("json", nargs="?", help="the arguments as a JSON object")
+    add_root(sp)
+    sp.set_defaults(func=cmd_call)
+
+    sp = sub.add_parser("audit", help="review the audit log")
+    sp.add_argument("action", choices=["sessions", "show", "tail", "verify"])
+    sp.add_argument("session", nargs="?", help="for show: a session id (or a unique prefix)")
+    sp.add_argument("--dir", help="the audit directory (default: from settings)")
+    sp.add_argument("-n", type=int, default=20, help="for tail: how many records")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_audit)
+
+    sp = sub.add_parser("policy", help="explain what the policy decides for a call")
+    sp.add_argument("action", choices=["explain"])
+    sp.add_argument("call", help="SERVER.TOOL, e.g. repo.read_file")
+    sp.add_argument("json", nargs="?", help="the arguments as a JSON object")
+    add_root(sp)
+    sp.add_argument("--json", dest="as_json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=cmd_policy)
+
+    sp = sub.add_parser("approve", help="grant (or --decline) a pending approval")
+    sp.add_argument("id")
+    sp.add_argument("--decline", action="store_true")
+    sp.add_argument("--dir", help="the audit directory for the approval record")
+    sp.set_defaults(func=cmd_approve)
+
+    sp = sub.add_parser("approvals", help="list pending approvals")
+    sp.add_argument("--all", action="store_true", help="also granted, declined, used and expired ones")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_approvals)
+
+    sp = sub.add_parser("demo", help="a scripted agent session against a sample project")
+    sp.add_argument("--keep", action="store_true", help="keep the sample project and its audit log")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OnrecordError as exc:
+        print(f"onrecord: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
