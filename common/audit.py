@@ -233,6 +233,7 @@ def verify_file(path: Path) -> FileReport:
                 )
             )
             resync = True
+            expected += 1  # take the damaged line for one record, so one edit is one report
             continue
         stated = record.pop("hash")
         seq = record.get("seq")

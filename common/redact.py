@@ -53,9 +53,11 @@ _SHAPES: list[tuple[str, str]] = [
     ("url_token", r"(?i)(?P<keep>\bhttps?://)[A-Za-z0-9_\-]{20,}@"),
     (
         "secret_assignment",
+        # The key must end in a secret word (so `max_tokens = 20000` is left alone) and the value
+        # must not be a bare number.
         r"(?i)(?P<keep>\b[A-Za-z0-9_.\-]*(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|"
-        r"access[_\-]?key|private[_\-]?key|credential|auth[_\-]?key)[A-Za-z0-9_.\-]*[\"']?\s*(?:=|:|=>)\s*"
-        r"[\"']?)(?!\[REDACTED)[^\s\"'`,;(){}<>]{4,}",
+        r"access[_\-]?key|private[_\-]?key|credentials?|auth[_\-]?key|auth)(?![A-Za-z0-9])[\"']?\s*(?:=|:|=>)\s*"
+        r"[\"']?)(?!\[REDACTED)(?!\d+(?:[\s\"',;]|$))[^\s\"'`,;(){}<>]{4,}",
     ),
 ]
 _HIGH_ENTROPY_ASSIGNMENT = re.compile(

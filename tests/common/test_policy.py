@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError, RuleSource, load_settings
+from common.policy import Policy, parse_rule, path_matches
+from tests.helpers import settings_for
+
+READ_ONLY = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}
+DESTRUCTIVE = {"read_only": False, "destructive": True, "idempotent": False, "open_world": False}
+OPEN_WORLD = {"read_only": True, "destructive": False, "idempotent": True, "open_world": True}
+
+
+def policy(tmp_path: Path, text: str) -> Policy:
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    return Policy(settings_for(root, text, tmp=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("**/.env*", ".env", True),
+        ("**/.env*", "app/.env.local", True),
+        ("**/.env*", "app/env.py", False),
+        ("*.pem", "certs/server.pem", True),  # no slash: any depth
+        ("/*.pem", "certs/server.pem", False),  # leading slash anchors to the root
+        ("deploy/**", "deploy/prod/app.toml", True),
+        ("deploy", "deploy/prod.toml", True),  # a matched directory covers its contents
+        ("deploy/*.toml", "deploy/prod/app.toml", False),
+        ("src/?.py", "src/a.py", True),
+        ("src/[!a].py", "src/a.py", False),
+    ],
+)
+def test_path_globs_follow_gitignore_rules(pattern: str, path: str, expected: bool) -> None:
+    assert path_matches(pattern, path) is expected
+
+
+def test_deny_beats_ask_beats_allow_whatever_the_scope(tmp_path: Path) -> None:
+    p = policy(
+        tmp_path,
+        """
+        [policy]
+        allow = ["repo.*"]
+        ask = ["repo.read_file(path=deploy/**)"]
+        deny = ["repo.*(path=**/.env*)"]
+        """,
+    )
+    assert p.decide("repo", "read_file", {"path": "src/a.py"}, READ_ONLY).action == "allow"
+    asked = p.decide("repo", "read_file", {"path": "deploy/prod.toml"}, READ_ONLY)
+    assert asked.action == "ask" and asked.rule == "repo.read_file(path=deploy/**)"
+    denied = p.decide("repo", "read_file", {"path": "deploy/.env"}, READ_ONLY)
+    assert denied.action == "deny" and denied.rule == "repo.*(path=**/.env*)"
+    assert denied.source is not None and denied.source.endswith(".toml") and "cli scope" in denied.reason
+
+
+def test_paths_are_canonicalised_before_matching(tmp_path: Path) -> None:
+    p = policy(tmp_path, '[policy]\ndeny = ["repo.*(path=**/.env*)"]\n')
+    root = p.root
+    (root / ".env").write_text("X=1", encoding="utf-8")
+    (root / "innocent.txt").symlink_to(root / ".env")
+    for spelling in [".env", "./.env", "src/../.env", str(root / ".env"), "innocent.txt"]:
+        assert p.decide("repo", "read_file", {"path": spelling}, READ_ONLY).action == "deny", spelling
+
+
+def test_value_arguments_match_globs_and_booleans_read_as_true_false(tmp_path: Path) -> None:
+    p = policy(
+        tmp_path,
+        """
+        [policy]
+        ask = ["testing.lint(fix=true)", "deploy.*(url=https://prod.*)"]
+        """,
+    )
+    assert p.decide("testing", "lint", {"fix": True}, DESTRUCTIVE).rule == "testing.lint(fix=true)"
+    assert p.decide("testing", "lint", {"fix": False}, READ_ONLY).action == "allow"
+    assert p.decide("deploy", "check_http", {"url": "https://prod.example.com"}, READ_ONLY).action == "ask"
+    assert p.decide("deploy", "check_http", {"url": "https://staging.example.com"}, READ_ONLY).rule != (
+        "deploy.*(url=https://prod.*)"
+    )
+
+
+def test_annotation_defaults_apply_when_no_rule_matches(tmp_path: Path) -> None:
+    p = policy(tmp_path, '[policy]\n[policy.annotations]\nopen_world = "deny"\n')
+    assert p.decide("x", "read", {}, READ_ONLY).rule == "annotations.read_only"
+    assert p.decide("x", "write", {}, DESTRUCTIVE).action == "ask"
+    open_world = p.decide("x", "fetch", {}, OPEN_WORLD)
+    assert open_world.action == "deny" and open_world.rule == "annotations.open_world"
+    assert open_world.source is not None and open_world.source.endswith(".toml")
+
+
+def test_default_applies_to_tools_without_annotations(tmp_path: Path) -> None:
+    p = policy(tmp_path, '[policy]\ndefault = "deny"\n')
+    decision = p.decide("x", "unknown", {}, None)
+    assert decision.action == "deny" and decision.rule == "default"
+
+
+def test_builtin_protection_denies_the_audit_dir_even_in_shadow_mode(tmp_path: Path) -> None:
+    p = policy(tmp_path, '[policy]\nmode = "shadow"\nallow = ["repo.*"]\n')
+    audit = p.settings.audit_path
+    audit.mkdir(parents=True)
+    (p.root / "logs").symlink_to(audit)
+    for spelling in [
+        str(audit / "2026-01-01" / "x.jsonl"),
+        "logs/2026-01-01/x.jsonl",
+        str(p.settings.state_dir),
+    ]:
+        decision = p.decide("repo", "read_file", {"path": spelling}, READ_ONLY)
+        assert decision.action == "deny" and decision.effective == "deny", spelling
+        assert decision.source == "built-in"
+
+
+def test_builtin_protection_covers_the_policy_files(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text('[policy]\nallow = ["repo.*"]\n', encoding="utf-8")
+    p = Policy(load_settings(root))
+    assert p.decide("repo", "read_file", {"path": ".onrecord.toml"}, READ_ONLY).source == "built-in"
+    assert p.decide("repo", "read_file", {"paths": ["a.py", ".onrecord.toml"]}, READ_ONLY).action == "deny"
+
+
+def test_bad_rules_name_the_file_and_the_rule(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"policy\.deny rule 'repo read_file' is not of the form"):
+        parse_rule(RuleSource("deny", "repo read_file", "/etc/x.toml", "cli"))
+    with pytest.raises(ConfigError, match="must be 'name=pattern'"):
+        parse_rule(RuleSource("ask", "repo.x(path)", "/etc/x.toml", "cli"))
+    rule = parse_rule(RuleSource("deny", "deploy.*(url=https://a,b.com/*, method=POST)", "f", "cli"))
+    assert rule.arguments == (("url", "https://a,b.com/*"), ("method", "POST"))
+
+
+def test_managed_lock_drops_lower_allows_but_keeps_their_denies(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    managed = Path(os.environ["ONRECORD_MANAGED_POLICY"])
+    managed.write_text(
+        '[policy]\nlock = true\nmode = "enforce"\nask = ["repo.read_file"]\n', encoding="utf-8"
+    )
+    (root / ".onrecord.toml").write_text(
+        '[policy]\nmode = "shadow"\nallow = ["repo.read_file"]\ndeny = ["repo.search"]\n', encoding="utf-8"
+    )
+    p = Policy(load_settings(root))
+    assert p.settings.mode == "enforce"
+    assert p.decide("repo", "read_file", {"path": "a"}, READ_ONLY).action == "ask"
+    assert p.decide("repo", "search", {"query": "a"}, READ_ONLY).action == "deny"

@@ -1,0 +1,298 @@
+"""AccountableServer through the in-memory Client, in both protocol eras."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.server import MCPServer
+from mcp.types import ElicitResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from common.approvals import ApprovalStore
+from common.audit import verify_file
+from common.errors import OnrecordError
+from common.server import AccountableServer
+from tests.helpers import of_type, records, settings_for
+
+pytestmark = pytest.mark.anyio
+ERAS = ["legacy", "auto"]
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+WRITES = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+)
+
+
+class Echo(BaseModel):
+    text: str
+    length: int
+
+
+RAN: list[str] = []
+
+
+def echo(text: Annotated[str, Field(description="Text to echo")], times: int = 1) -> Echo:
+    """Echo text."""
+    RAN.append("echo")
+    return Echo(text=text * times, length=len(text) * times)
+
+
+def reset_branch(name: Annotated[str, Field(description="Branch")]) -> Echo:
+    """A destructive tool."""
+    RAN.append(f"reset_branch:{name}")
+    return Echo(text=f"reset {name}", length=0)
+
+
+def crash(n: int) -> Echo:
+    raise RuntimeError(f"internal detail {n}")
+
+
+def refuse(path: str) -> Echo:
+    raise OnrecordError(f"path {path!r} is not allowed here; pass a path inside the root")
+
+
+async def slow(seconds: float) -> Echo:
+    await anyio.sleep(seconds)
+    return Echo(text="done", length=4)
+
+
+def add_tools(server: MCPServer) -> None:
+    server.add_tool(echo, annotations=READ_ONLY)
+    server.add_tool(reset_branch, annotations=WRITES)
+    server.add_tool(crash, annotations=READ_ONLY)
+    server.add_tool(refuse, annotations=READ_ONLY)
+    server.add_tool(slow, annotations=READ_ONLY)
+
+
+def make_server(tmp_path: Path, policy: str | None = None, **overrides: Any) -> AccountableServer:
+    root = tmp_path / "project"
+    root.mkdir(exist_ok=True)
+    server = AccountableServer("kit", settings_for(root, policy, tmp=tmp_path, **overrides))
+    add_tools(server)
+    RAN.clear()
+    return server
+
+
+def approve_with(answer: bool, asked: list[str] | None = None) -> Any:
+    async def callback(_ctx: Any, params: Any) -> ElicitResult:
+        if asked is not None:
+            asked.append(params.message)
+        return ElicitResult(action="accept", content={"approve": answer})
+
+    return callback
+
+
+def pair(server: AccountableServer) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(call, result) records matched by call_id."""
+    results = {r["call_id"]: r for r in of_type(server, "result")}
+    return [(c, results[c["call_id"]]) for c in of_type(server, "call")]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_allowed_call_runs_and_writes_call_then_result(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("echo", {"text": "hi", "times": 2})
+    assert result.is_error is False
+    assert result.structured_content == {"text": "hihi", "length": 4}
+    recs = records(server)
+    assert [r["type"] for r in recs] == ["session_start", "call", "result"]
+    call, res = recs[1], recs[2]
+    assert call["tool"] == "kit.echo" and call["arguments"] == {"text": "hi", "times": 2}
+    assert call["decision"]["action"] == "allow" and call["decision"]["rule"] == "annotations.read_only"
+    assert call["protocol"] == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+    assert call["client"] == "mcp/0.1.0"
+    assert res["status"] == "ok" and res["call_id"] == call["call_id"]
+    assert res["size"] > 0 and res["digest"].startswith("sha256:") and "hihi" in res["preview"]
+    assert verify_file(server.audit.path).ok
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_denied_call_does_not_run_and_names_the_rule(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path, '[policy]\ndeny = ["kit.echo(text=secret*)"]\n')
+    async with Client(server, mode=mode) as client:
+        denied = await client.call_tool("echo", {"text": "secret plans"})
+        allowed = await client.call_tool("echo", {"text": "public"})
+    assert denied.is_error is True
+    assert "kit.echo(text=secret*)" in denied.content[0].text and "policy" in denied.content[0].text
+    assert allowed.is_error is False
+    assert RAN == ["echo"]  # only the allowed call ran
+    (call, res), _ = pair(server)
+    assert call["decision"]["action"] == "deny" and call["decision"]["source"].endswith(".toml")
+    assert res["status"] == "denied"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_ask_approved_by_elicitation_runs_the_call(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    asked: list[str] = []
+    async with Client(server, mode=mode, elicitation_callback=approve_with(True, asked)) as client:
+        result = await client.call_tool("reset_branch", {"name": "main"})
+    assert result.is_error is False and result.structured_content["text"] == "reset main"
+    assert RAN == ["reset_branch:main"]
+    assert len(asked) == 1 and "kit.reset_branch" in asked[0] and '"main"' in asked[0]
+    approvals = of_type(server, "approval")
+    assert [(a["action"], a["via"]) for a in approvals] == [("granted", "elicitation")]
+    final = of_type(server, "result")[-1]
+    assert final["status"] == "ok" and final["approved"] is True
+    assert of_type(server, "call")[-1]["decision"]["rule"] == "annotations.destructive"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_ask_declined_by_the_human_does_not_run(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode, elicitation_callback=approve_with(False)) as client:
+        result = await client.call_tool("reset_branch", {"name": "main"})
+    assert result.is_error is True and "declined" in result.content[0].text
+    assert RAN == []
+    assert of_type(server, "approval")[-1]["action"] == "declined"
+    assert of_type(server, "result")[-1]["status"] == "declined"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_ask_without_elicitation_fails_closed_then_out_of_band_approval_allows_one_retry(
+    tmp_path: Path, mode: str
+) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        first = await client.call_tool("reset_branch", {"name": "main"})
+        assert first.is_error is True
+        text = first.content[0].text
+        assert "onrecord approve" in text and "retry the same call" in text
+        approval_id = of_type(server, "approval")[-1]["approval_id"]
+        assert approval_id in text
+        assert RAN == []
+        # A different call is not covered by that approval.
+        ApprovalStore(server.settings.approvals_path).decide(approval_id, grant=True, by="tester")
+        other = await client.call_tool("reset_branch", {"name": "release"})
+        assert other.is_error is True and RAN == []
+        retry = await client.call_tool("reset_branch", {"name": "main"})
+        assert retry.is_error is False and RAN == ["reset_branch:main"]
+        again = await client.call_tool("reset_branch", {"name": "main"})
+        assert again.is_error is True  # single use
+    statuses = [r["status"] for r in of_type(server, "result")]
+    assert statuses == ["pending_approval", "pending_approval", "ok", "pending_approval"]
+    consumed = [a for a in of_type(server, "approval") if a["action"] == "consumed"]
+    assert len(consumed) == 1 and consumed[0]["approval_id"] == approval_id and consumed[0]["by"] == "tester"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_shadow_mode_records_the_decision_but_runs_the_call(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path, '[policy]\nmode = "shadow"\ndeny = ["kit.echo"]\n')
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("echo", {"text": "x"})
+        destructive = await client.call_tool("reset_branch", {"name": "dev"})
+    assert result.is_error is False and destructive.is_error is False
+    assert RAN == ["echo", "reset_branch:dev"]
+    decisions = [c["decision"] for c in of_type(server, "call")]
+    assert (
+        decisions[0]["action"] == "deny"
+        and decisions[0]["enforced"] is False
+        and decisions[0]["effective"] == "allow"
+    )
+    assert decisions[1]["action"] == "ask" and decisions[1]["effective"] == "allow"
+    assert [r["status"] for r in of_type(server, "result")] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_validation_error_is_recorded_with_both_records(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("echo", {"text": 123})
+    assert result.is_error is True and "validation error" in result.content[0].text
+    ((call, res),) = pair(server)
+    assert call["arguments"] == {"text": 123}
+    assert res["status"] == "invalid_arguments" and "text" in res["error"]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_crash_is_hidden_from_the_model_but_recorded(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("crash", {"n": 7})
+    assert result.is_error is True and result.content[0].text == "Error executing tool crash"
+    res = of_type(server, "result")[-1]
+    assert res["status"] == "crashed" and "internal detail 7" in res["error"]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_onrecord_errors_reach_the_model_verbatim(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("refuse", {"path": "../x"})
+    assert result.is_error is True
+    assert (
+        result.content[0].text
+        == "Error executing tool refuse: path '../x' is not allowed here; pass a path inside the root"
+    )
+    assert of_type(server, "result")[-1]["status"] == "tool_error"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_unknown_tool_is_recorded(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        result = await client.call_tool("drop_database", {"really": True})
+    assert result.is_error is True and "Unknown tool" in result.content[0].text
+    ((call, res),) = pair(server)
+    assert call["tool"] == "kit.drop_database" and res["status"] == "unknown_tool"
+
+
+async def test_timeout_stops_the_tool_and_is_recorded(tmp_path: Path) -> None:
+    server = make_server(tmp_path, call_timeout_s=0.2)
+    async with Client(server, mode="legacy") as client:
+        with anyio.fail_after(5):
+            result = await client.call_tool("slow", {"seconds": 30})
+    assert result.is_error is True and "call limit" in result.content[0].text
+    res = of_type(server, "result")[-1]
+    assert res["status"] == "timeout" and res["duration_ms"] < 3000
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_cancelled_call_still_gets_a_result_record(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        with anyio.move_on_after(0.3):
+            await client.call_tool("slow", {"seconds": 30})
+        # The next call proves the server is still serving after the cancellation.
+        ok = await client.call_tool("echo", {"text": "after"})
+        assert ok.is_error is False
+    with anyio.fail_after(5):
+        while not any(r["status"] == "cancelled" for r in of_type(server, "result")):
+            await anyio.sleep(0.05)
+    assert [c["tool"] for c in of_type(server, "call")] == ["kit.slow", "kit.echo"]
+
+
+async def test_input_schemas_are_what_the_tools_would_have_without_the_layer(tmp_path: Path) -> None:
+    plain = MCPServer("plain")
+    add_tools(plain)
+    server = make_server(tmp_path)
+    ours = {t.name: t for t in await server.list_tools()}
+    theirs = {t.name: t for t in await plain.list_tools()}
+    assert set(ours) == set(theirs)
+    for name, tool in theirs.items():
+        assert ours[name].input_schema == tool.input_schema
+        assert ours[name].output_schema == tool.output_schema
+
+
+async def test_every_record_chains_and_each_call_is_written_before_the_tool_runs(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    seen_before_run: list[int] = []
+
+    def probe() -> Echo:
+        seen_before_run.append(len(of_type(server, "call")))
+        return Echo(text="", length=0)
+
+    server.add_tool(probe, annotations=READ_ONLY)
+    async with Client(server) as client:
+        for _ in range(3):
+            await client.call_tool("probe", {})
+    assert seen_before_run == [1, 2, 3]
+    report = verify_file(server.audit.path)
+    assert report.ok and len(report.records) == 7
