@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from clients.cli import main
+from clients.stdio import server_params
+from common.approvals import ApprovalStore
+from common.audit import verify_dir
+from tests.helpers import make_repo
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_repo(
+        tmp_path / "project",
+        {"README.md": "# demo\n", "src/app.py": "def main():\n    return 1\n", ".env": "TOKEN=abc\n"},
+    )
+
+
+def state() -> Path:
+    return Path(os.environ["ONRECORD_STATE_DIR"])
+
+
+async def test_serve_over_stdio_answers_a_host_in_the_handshake_era(project: Path) -> None:
+    async with Client(server_params("repo", project), mode="legacy") as client:
+        assert client.server_info is not None and client.server_info.name == "repo"
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {"read_file", "search", "git_log"} <= tools
+        result = await client.call_tool("read_file", {"path": "src/app.py"})
+        assert result.is_error is False and "def main" in result.structured_content["content"]
+    reports = verify_dir(state() / "audit")
+    assert len(reports) == 1 and reports[0].ok
+    assert [r["type"] for r in reports[0].records] == ["session_start", "call", "result"]
+    assert reports[0].records[0]["root"] == str(project) and reports[0].records[0]["head"]
+
+
+def test_call_prints_the_structured_result(project: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clients.cli",
+            "call",
+            "repo",
+            "read_file",
+            '{"path": "README.md"}',
+            "--root",
+            str(project),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["content"] == "1\t# demo"
+
+
+def test_call_with_bad_json_is_a_clear_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["call", "repo", "read_file", "{path: x}", "--root", str(project)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_policy_explain_names_the_rule_and_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / ".onrecord.toml").write_text('[policy]\ndeny = ["repo.*(path=**/.env*)"]\n', encoding="utf-8")
+    assert (
+        main(["policy", "explain", "repo.read_file", '{"path": ".env"}', "--root", str(project), "--json"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["action"] == "deny" and out["rule"] == "repo.*(path=**/.env*)"
+    assert out["source"] == str(project / ".onrecord.toml") and out["tool_known"] is True
+    assert main(["policy", "explain", "repo.read_file", '{"path": "README.md"}', "--root", str(project)]) == 0
+    assert "ALLOW" in capsys.readouterr().out
+    assert main(["policy", "explain", "nosuch.tool", "--root", str(project)]) == 2
+    assert "unknown server 'nosuch'" in capsys.readouterr().err
+
+
+def test_approve_grants_a_pending_approval_and_records_it(capsys: pytest.CaptureFixture[str]) -> None:
+    store = ApprovalStore(state() / "approvals")
+    pending = store.request("repo.read_file", {"path": "deploy/x"}, {"path": "deploy/x"}, "ask rule")
+    assert main(["approvals"]) == 0
+    assert pending.id in capsys.readouterr().out
+    assert main(["approve", pending.id]) == 0
+    assert "granted" in capsys.readouterr().out
+    assert store.consume("repo.read_file", {"path": "deploy/x"}) is not None
+    approvals = [r for rep in verify_dir(state() / "audit") for r in rep.records if r["type"] == "approval"]
+    assert approvals and approvals[0]["approval_id"] == pending.id and approvals[0]["action"] == "granted"
+    assert main(["approve", pending.id]) == 2
+    assert "not pending" in capsys.readouterr().err
+
+
+async def test_audit_commands_show_and_verify_and_fail_on_tampering(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(server_params("repo", project), mode="legacy") as client:
+        await client.call_tool("overview", {})
+        await client.call_tool("read_file", {"path": "../../etc/passwd"})
+    audit = state() / "audit"
+    assert main(["audit", "sessions", "--dir", str(audit)]) == 0
+    listing = capsys.readouterr().out
+    assert "repo" in listing and "ok" in listing
+    session = next(audit.glob("*/*.jsonl"))
+    assert main(["audit", "show", session.stem, "--dir", str(audit)]) == 0
+    shown = capsys.readouterr().out
+    assert "repo.overview" in shown and "tool_error" in shown and "chain verified" in shown
+    assert main(["audit", "tail", "-n", "2", "--dir", str(audit), "--json"]) == 0
+    assert [r["type"] for r in json.loads(capsys.readouterr().out)] == ["call", "result"]
+    assert main(["audit", "verify", "--dir", str(audit)]) == 0
+    text = session.read_text(encoding="utf-8").replace("repo.overview", "repo.0verview", 1)
+    session.write_text(text, encoding="utf-8")
+    assert main(["audit", "verify", "--dir", str(audit)]) == 1
+    assert f"{session}:2: error: edited" in capsys.readouterr().out
+
+
+def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "DENIED" in out and "deny rule 'repo.*(path=**/.env*)'" in out
+    assert "[human] approves" in out and "granted" in out
+    assert "chain verified" in out and "Secrets in the audit log: none" in out
