@@ -31,8 +31,11 @@ Severity = Literal["error", "warning"]
 FsyncMode = Literal["record", "batch", "off"]
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(record)
 
 
 def chain_hash(prev: str, record: dict[str, Any]) -> str:
@@ -40,7 +43,9 @@ def chain_hash(prev: str, record: dict[str, Any]) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    now = time.time()
+    seconds = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((now - seconds) * 1e6):06d}Z"
 
 
 def host_identity() -> dict[str, Any]:
@@ -112,8 +117,10 @@ class AuditLog:
     def _append(self, kind: RecordType, fields: dict[str, Any]) -> dict[str, Any]:
         assert self._fd is not None
         record = {"seq": self._seq, "ts": utc_now(), "type": kind, **fields}
-        record["hash"] = chain_hash(self._prev, record)
-        line = (canonical(record) + "\n").encode("utf-8")
+        body = canonical(record)
+        record["hash"] = hashlib.sha256((self._prev + body).encode("utf-8")).hexdigest()
+        # The line is the canonical body with the hash appended: one serialisation per record.
+        line = (body[:-1] + f',"hash":"{record["hash"]}"}}\n').encode("utf-8")
         view = memoryview(line)
         while view:
             written = os.write(self._fd, view)

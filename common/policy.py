@@ -50,7 +50,7 @@ class Decision:
         return self.action if self.enforced else "allow"
 
     def as_record(self) -> dict[str, Any]:
-        return {
+        return {  # frozen, so the same dict content every time
             "action": self.action,
             "effective": self.effective,
             "rule": self.rule,
@@ -170,6 +170,9 @@ class Policy:
         parsed = [parse_rule(r) for r in ordered]
         self.rules: dict[Action, list[Rule]] = {a: [r for r in parsed if r.action == a] for a in _STRICTNESS}
         self.protected = [Path(os.path.realpath(p)) for p in settings.protected_paths()]
+        # Decisions that depend on no argument are the same every time: cache them per tool.
+        self._conditioned = {key for r in parsed for key, _ in r.arguments} | PATH_ARGUMENTS
+        self._static: dict[tuple[str, str, tuple[tuple[str, bool | None], ...] | None], Decision] = {}
 
     def canonical_arguments(self, arguments: dict[str, Any]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -195,6 +198,22 @@ class Policy:
         tool: str,
         arguments: dict[str, Any],
         annotations: dict[str, bool | None] | None = None,
+    ) -> Decision:
+        static = self._conditioned.isdisjoint(arguments)
+        key = (server, tool, tuple(sorted(annotations.items())) if annotations is not None else None)
+        if static and (cached := self._static.get(key)) is not None:
+            return cached
+        decision = self._decide(server, tool, arguments, annotations)
+        if static:
+            self._static[key] = decision
+        return decision
+
+    def _decide(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        annotations: dict[str, bool | None] | None,
     ) -> Decision:
         qualified = f"{server}.{tool}"
         canonical = self.canonical_arguments(arguments)

@@ -46,34 +46,69 @@ _SHAPES: list[tuple[str, str]] = [
     ("pypi_token", r"\bpypi-AgE[A-Za-z0-9_\-]{40,}"),
     ("sendgrid_key", r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{20,}"),
     ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    ("authorization_header", r"(?i)(?P<keep>\b(?:proxy-)?authorization\s*[:=]\s*)[^\r\n]+"),
+    (
+        "authorization_header",
+        r"(?i)(?P<keep>\b(?:proxy-)?authorization(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?)[^\"'\r\n]+",
+    ),
     ("bearer_token", r"(?i)(?P<keep>\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=\-]{12,}"),
-    ("cookie_header", r"(?i)(?P<keep>\b(?:set-)?cookie\s*:\s*)[^\r\n]+"),
+    ("cookie_header", r"(?i)(?P<keep>\b(?:set-)?cookie(?:\\?[\"'])?\s*:\s*(?:\\?[\"'])?)[^\"'\r\n]+"),
     ("url_credentials", r"(?i)(?P<keep>\b[a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"),
     ("url_token", r"(?i)(?P<keep>\bhttps?://)[A-Za-z0-9_\-]{20,}@"),
     (
         "secret_assignment",
-        # The key must end in a secret word (so `max_tokens = 20000` is left alone) and the value
-        # must not be a bare number.
-        r"(?i)(?P<keep>\b[A-Za-z0-9_.\-]*(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|"
-        r"access[_\-]?key|private[_\-]?key|credentials?|auth[_\-]?key|auth)(?![A-Za-z0-9])[\"']?\s*(?:=|:|=>)\s*"
-        r"[\"']?)(?!\[REDACTED)(?!\d+(?:[\s\"',;]|$))[^\s\"'`,;(){}<>]{4,}",
+        # Starts at the secret word (a prefix such as DB_ is left in place), which must end the key,
+        # so `max_tokens = 20000` is left alone; the value must not be a bare number.
+        r"(?i)(?P<keep>(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|"
+        r"access[_\-]?key|private[_\-]?key|credentials?|auth[_\-]?key|auth|session[_\-]?(?:id|key|token))"
+        r"(?![A-Za-z0-9])(?:\\?[\"'])?\s*(?:=|:|=>)\s*(?:\\?[\"'])?)(?!\[REDACTED)(?!\d+(?:[\s\"',;]|$))"
+        r"[^\s\"'`,;(){}<>]{4,}",
     ),
 ]
 _HIGH_ENTROPY_ASSIGNMENT = re.compile(
-    r"(?P<keep>\b[A-Za-z_][A-Za-z0-9_]*\s*[=:]\s*[\"']?)(?P<value>[A-Za-z0-9+/_\-=.]{20,})"
+    r"(?<=[A-Za-z0-9_])(?P<keep>\s*[=:]\s*(?:\\?[\"'])?)(?P<value>[A-Za-z0-9+/_\-=.]{20,})"
 )
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
-def _scoped(name: str, pattern: str) -> str:
-    pattern = pattern.replace("?P<keep>", f"?P<{name}_k>")
-    if pattern.startswith("(?i)"):
-        pattern = f"(?i:{pattern[4:]})"
-    return f"(?P<{name}>{pattern})"
-
-
-_COMBINED = re.compile("|".join(_scoped(name, pattern) for name, pattern in _SHAPES))
-_NAMES = [name for name, _ in _SHAPES]
+# A cheap test per rule (a substring of the lower-cased text) decides whether its regex runs at all;
+# one compiled alternation of every rule is far slower than this on ordinary text.
+_GATES: dict[str, tuple[str, ...]] = {
+    "private_key_block": ("private key",),
+    "anthropic_key": ("sk-ant-",),
+    "openai_key": ("sk-",),
+    "aws_access_key_id": ("akia", "asia", "abia", "acca", "aroa", "aida"),
+    "github_token": ("gh", "github_pat_"),
+    "gitlab_token": ("gl",),
+    "slack_token": ("xox",),
+    "slack_webhook": ("hooks.slack.com",),
+    "stripe_key": ("_live_", "_test_", "whsec_"),
+    "google_api_key": ("aiza",),
+    "huggingface_token": ("hf_",),
+    "npm_token": ("npm_",),
+    "pypi_token": ("pypi-",),
+    "sendgrid_key": ("sg.",),
+    "jwt": ("eyj",),
+    "authorization_header": ("authorization",),
+    "bearer_token": ("bearer", "basic", "token"),
+    "cookie_header": ("cookie",),
+    "url_credentials": ("://",),
+    "url_token": ("://",),
+    "secret_assignment": (
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "credential",
+        "auth",
+        "session",
+        "authorization",
+        "private key",
+    ),
+}
+_RULES = [(name, _GATES[name], re.compile(pattern)) for name, pattern in _SHAPES]
+_ALL_GATES = frozenset(g for gs in _GATES.values() for g in gs)
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/_\-=.]{20}")
 
 
 @dataclass(frozen=True)
@@ -95,38 +130,64 @@ def _entropy(text: str) -> float:
 def redact_text(text: str) -> tuple[str, list[str]]:
     """Replace secret-shaped parts of one string; return the new text and the rules that fired."""
     fired: list[str] = []
+    if len(text) < 6:
+        return text, fired
+    lower = text.lower()
+    present = {g for g in _ALL_GATES if g in lower}  # substring tests are far cheaper than a regex scan
+    out = text
+    for name, gates, pattern in _RULES if present else ():
+        if present.isdisjoint(gates):
+            continue
 
-    def shape(m: re.Match[str]) -> str:
-        for name in _NAMES:
-            if m.group(name) is not None:
-                fired.append(name)
-                keep = m.groupdict().get(f"{name}_k") or ""
-                return f"{keep}[REDACTED:{name}]"
-        return m.group(0)  # pragma: no cover - one alternative always matched
+        def shape(m: re.Match[str], name: str = name) -> str:
+            fired.append(name)
+            keep = m.groupdict().get("keep") or ""
+            return f"{keep}[REDACTED:{name}]"
 
-    out = _COMBINED.sub(shape, text)
+        out = pattern.sub(shape, out)
 
     def entropy(m: re.Match[str]) -> str:
         value = m.group("value")
         has_classes = sum(bool(re.search(c, value)) for c in (r"[a-z]", r"[A-Z]", r"[0-9]")) >= 2
-        if has_classes and _entropy(value) >= 3.5 and "REDACTED" not in value:
+        # Git object ids and digests are high-entropy by nature and are not secrets.
+        if (
+            has_classes
+            and _entropy(value) >= 3.5
+            and "REDACTED" not in value
+            and not _OBJECT_ID.fullmatch(value)
+        ):
             fired.append("high_entropy_assignment")
             return f"{m.group('keep')}[REDACTED:high_entropy_assignment]"
         return m.group(0)
 
-    if "=" in out or ":" in out:
+    if ("=" in out or ":" in out) and _LONG_TOKEN.search(out):
         out = _HIGH_ENTROPY_ASSIGNMENT.sub(entropy, out)
     return out, fired
 
 
-def redact(value: Any, where: str = "") -> tuple[Any, list[Redaction]]:
-    """Return a redacted copy of a JSON-shaped value and every redaction made."""
+def redact(value: Any, where: str = "", *, budget: int | None = None) -> tuple[Any, list[Redaction]]:
+    """Return a redacted copy of a JSON-shaped value and every redaction made.
+
+    With `budget`, only about that many characters are kept (for previews): strings are cut with
+    a margin wider than any secret shape before redaction, and the walk stops once the budget is
+    spent, so a preview of a large result costs no more than the preview.
+    """
     found: list[Redaction] = []
-    return _walk(value, where, found), found
+    return _walk(value, where, found, [budget] if budget is not None else None), found
 
 
-def _walk(value: Any, where: str, found: list[Redaction]) -> Any:
+# Wider than any token-shaped secret; a private key block that starts in the preview is redacted to
+# the end of the text whether or not its END line is in the window.
+PREVIEW_MARGIN = 512
+
+
+def _walk(value: Any, where: str, found: list[Redaction], budget: list[int] | None = None) -> Any:
+    if budget is not None and budget[0] <= 0:
+        return "…"
     if isinstance(value, str):
+        if budget is not None:
+            value = value[: budget[0] + PREVIEW_MARGIN]
+            budget[0] -= len(value)
         new, fired = redact_text(value)
         found.extend(Redaction(rule, where) for rule in fired)
         return new
@@ -144,8 +205,15 @@ def _walk(value: Any, where: str, found: list[Redaction]) -> Any:
                 found.append(Redaction(f"key:{key.lower()}", child))
                 out[key] = "[REDACTED:key]"
             else:
-                out[key] = _walk(item, child, found)
+                out[key] = _walk(item, child, found, budget)
+            if budget is not None and budget[0] <= 0:
+                break
         return out
     if isinstance(value, list | tuple):
-        return [_walk(item, f"{where}[{i}]", found) for i, item in enumerate(value)]
+        items = []
+        for i, item in enumerate(value):
+            items.append(_walk(item, f"{where}[{i}]", found, budget))
+            if budget is not None and budget[0] <= 0:
+                break
+        return items
     return value

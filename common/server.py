@@ -7,12 +7,14 @@ timeouts all get a result record. Tool input schemas are untouched: the layer ad
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -40,7 +42,7 @@ from common.config import Settings
 from common.errors import OnrecordError
 from common.git import Git
 from common.policy import Decision, Policy
-from common.redact import Redaction, redact, redact_text
+from common.redact import PREVIEW_MARGIN, Redaction, redact, redact_text
 
 log = logging.getLogger("onrecord")
 
@@ -310,34 +312,46 @@ def _in_request(ctx: Context[Any, Any] | None) -> bool:
         return False
 
 
+# Client identity per connection: reading it through the SDK's models costs more than the rest of
+# the call record, and it does not change within a session.
+_CLIENTS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
 def _client_fields(ctx: Context[Any, Any] | None) -> dict[str, Any]:
     if ctx is None:
         return {"client": None, "protocol": None, "request_id": None}
-    params = ctx.session.client_params
-    info = params.client_info if params else None
-    return {
-        "client": f"{info.name}/{info.version}" if info else None,
-        "protocol": ctx.protocol_version,
-        "request_id": ctx.request_id,
-    }
+    rc = ctx.request_context
+    session = rc.session
+    try:
+        client = _CLIENTS[session]
+    except (KeyError, TypeError):
+        params = session.client_params
+        info = params.client_info if params else None
+        client = f"{info.name}/{info.version}" if info else None
+        with contextlib.suppress(TypeError):
+            _CLIENTS[session] = client
+    return {"client": client, "protocol": rc.protocol_version, "request_id": str(rc.request_id)}
 
 
 def _result_fields(result: CallToolResult) -> dict[str, Any]:
-    if result.structured_content is not None:
-        body: Any = result.structured_content
-    else:
-        body = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in result.content]
-    text = json.dumps(body, ensure_ascii=False, sort_keys=True, default=str)
-    preview, found = redact(body, "result")
+    # The text blocks are what the client reads (for structured results, the SDK's JSON mirror of
+    # structured_content), so size, digest and preview come from them without serialising again.
+    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+    if not text and result.structured_content is not None:
+        text = json.dumps(result.structured_content, ensure_ascii=False, sort_keys=True, default=str)
+    elif not text:
+        text = json.dumps([c.model_dump(mode="json", by_alias=True) for c in result.content], default=str)
+    data = text.encode("utf-8")
+    # Redact before cutting, so a secret is never left half-visible at the cut.
+    preview, fired = redact_text(text[: PREVIEW_CHARS + PREVIEW_MARGIN])
     fields: dict[str, Any] = {
-        "size": len(text.encode("utf-8")),
-        "digest": "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        # Redact before cutting, so a secret is never left half-visible at the cut.
-        "preview": _clip(json.dumps(preview, ensure_ascii=False, sort_keys=True, default=str), PREVIEW_CHARS),
-        "_redactions": found,
+        "size": len(data),
+        "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+        "preview": _clip(preview, PREVIEW_CHARS),
+        "_redactions": [Redaction(rule, "result") for rule in fired],
     }
     if result.is_error:
-        fields["error"] = " ".join(c.text for c in result.content if isinstance(c, TextContent))
+        fields["error"] = text
     return fields
 
 
