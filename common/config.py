@@ -25,8 +25,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from common.errors import OnrecordError
 
 Action = Literal["allow", "deny", "ask"]
-Scope = Literal["managed", "cli", "project", "user"]
-SCOPES: tuple[Scope, ...] = ("managed", "cli", "project", "user")
+Scope = Literal["managed", "cli", "project", "user", "builtin"]
+SCOPES: tuple[Scope, ...] = ("managed", "cli", "project", "user", "builtin")
+# Denied unless a settings file says `default_denies = false`: secrets an agent never needs to read.
+DEFAULT_DENIES = (
+    "*.*(path=**/.env*, path!=**/.env.example, path!=**/.env.sample, path!=**/.env.template)",
+    "*.*(path=**/*.pem)",
+    "*.*(path=**/*.key)",
+    "*.*(path=**/*.p12)",
+    "*.*(path=**/*.pfx)",
+    "*.*(path=**/id_rsa*)",
+    "*.*(path=**/id_dsa*)",
+    "*.*(path=**/id_ecdsa*)",
+    "*.*(path=**/id_ed25519*)",
+    "*.*(path=**/.netrc)",
+    "*.*(path=**/.pgpass)",
+    "*.*(path=**/.aws/credentials)",
+    "*.*(path=**/.docker/config.json)",
+    "*.*(path=**/.npmrc)",
+    "*.*(path=**/.pypirc)",
+)
 SERVER_SECTIONS = ("repo", "testing", "data", "evals", "deploy")
 
 
@@ -48,6 +66,7 @@ class PolicyFile(_Strict):
     mode: Literal["enforce", "shadow"] | None = None
     default: Action | None = None
     lock: bool = False
+    default_denies: bool | None = None
     deny: list[str] = Field(default_factory=list)
     ask: list[str] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
@@ -222,6 +241,13 @@ def load_settings(
 
     settings = Settings(root=root_path, state_dir=state if state is not None else state_dir())
     settings.files = [path for _, path, _ in layers]
+    use_defaults = next(
+        (f.policy.default_denies for _, _, f in layers if f.policy.default_denies is not None), True
+    )
+    if use_defaults:
+        settings.rules += [
+            RuleSource("deny", text, "built-in default denies", "builtin") for text in DEFAULT_DENIES
+        ]
     locked = any(scope == "managed" and f.policy.lock for scope, _, f in layers)
     # Walk lowest scope first so higher scopes overwrite scalars.
     for scope, path, f in reversed(layers):

@@ -4,6 +4,7 @@ A rule is `server.tool` with `*` globs, optionally followed by `(arg=pattern, ..
 
     repo.*                              every repo tool
     repo.*(path=**/.env*)               any repo tool whose path argument is a .env file
+    repo.*(path=**/.env*, path!=**/.env.example)   ... except .env.example
     testing.lint(fix=true)              lint with fix=True
     deploy.*(url=https://prod.*)        value globs for arguments that are not paths
 
@@ -31,7 +32,7 @@ from common.config import SCOPES, Action, ConfigError, RuleSource, Settings
 PATH_ARGUMENTS = frozenset({"path", "paths", "targets", "file", "files", "dir", "directory"})
 _STRICTNESS: dict[Action, int] = {"allow": 0, "ask": 1, "deny": 2}
 _RULE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_*?\[\]-]+\.[A-Za-z0-9_*?\[\]-]+)\s*(?:\((?P<args>.*)\))?\s*$")
-_ARG_SPLIT = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*\s*=)")
+_ARG_SPLIT = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*\s*!?=)")
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,25 @@ class Rule:
     scope: str
     name_glob: str
     arguments: tuple[tuple[str, str], ...]
+    exceptions: tuple[tuple[str, str], ...] = ()
 
     def matches(self, qualified: str, arguments: dict[str, Any], canonical: dict[str, list[str]]) -> bool:
         if not fnmatch.fnmatchcase(qualified, self.name_glob):
             return False
         for key, pattern in self.arguments:
             if key in canonical:
-                if not any(path_matches(pattern, p) for p in canonical[key]):
+                values = [p for p in canonical[key] if not self._excepted(key, p)]
+                if not any(path_matches(pattern, p) for p in values):
                     return False
-            elif key not in arguments or not fnmatch.fnmatchcase(_text(arguments[key]), pattern):
+            elif key not in arguments or not fnmatch.fnmatchcase(_text(arguments[key]), pattern) or self._excepted(key, _text(arguments[key])):
                 return False
         return True
+
+    def _excepted(self, key: str, value: str) -> bool:
+        return any(
+            k == key and (path_matches(p, value) if key in PATH_ARGUMENTS else fnmatch.fnmatchcase(value, p))
+            for k, p in self.exceptions
+        )
 
 
 def parse_rule(source: RuleSource) -> Rule:
@@ -92,16 +101,21 @@ def parse_rule(source: RuleSource) -> Rule:
             "'server.tool' or 'server.tool(arg=pattern, ...)', e.g. 'repo.*(path=**/.env*)'"
         )
     args: list[tuple[str, str]] = []
+    exceptions: list[tuple[str, str]] = []
     if m.group("args") is not None and m.group("args").strip():
         for part in _ARG_SPLIT.split(m.group("args").strip()):
             key, sep, pattern = part.partition("=")
-            if not sep or not key.strip().isidentifier() or not pattern.strip():
+            negated = key.endswith("!")
+            key = key.removesuffix("!").strip()
+            if not sep or not key.isidentifier() or not pattern.strip():
                 raise ConfigError(
                     f"{source.file}: policy.{source.action} rule {source.text!r}: argument "
-                    f"condition {part!r} must be 'name=pattern'"
+                    f"condition {part!r} must be 'name=pattern' or 'name!=pattern'"
                 )
-            args.append((key.strip(), pattern.strip()))
-    return Rule(source.action, source.text, source.file, source.scope, m.group("name"), tuple(args))
+            (exceptions if negated else args).append((key, pattern.strip()))
+    return Rule(
+        source.action, source.text, source.file, source.scope, m.group("name"), tuple(args), tuple(exceptions)
+    )
 
 
 def _text(value: Any) -> str:
@@ -171,7 +185,7 @@ class Policy:
         self.rules: dict[Action, list[Rule]] = {a: [r for r in parsed if r.action == a] for a in _STRICTNESS}
         self.protected = [Path(os.path.realpath(p)) for p in settings.protected_paths()]
         # Decisions that depend on no argument are the same every time: cache them per tool.
-        self._conditioned = {key for r in parsed for key, _ in r.arguments} | PATH_ARGUMENTS
+        self._conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} | PATH_ARGUMENTS
         self._static: dict[tuple[str, str, tuple[tuple[str, bool | None], ...] | None], Decision] = {}
 
     def canonical_arguments(self, arguments: dict[str, Any]) -> dict[str, list[str]]:

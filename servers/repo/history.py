@@ -452,9 +452,8 @@ async def git_blame(
             summary=visible(m.get("summary", "")),
         )
     shown_last = ranges[-1].end_line if ranges else start - 1
-    wanted_last = last if end_line is None else end_line
-    # With no end_line, a window that came back full may have more lines after it.
-    more = stopped_at is not None or shown_last < wanted_last or (end_line is None and shown_last == last)
+    # More lines may follow only if the budget stopped us or the window came back full.
+    more = stopped_at is not None or (shown_last >= last and (end_line is None or end_line > last))
     return BlameResult(
         path=relative,
         rev=rev,

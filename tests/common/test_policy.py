@@ -144,3 +144,39 @@ def test_managed_lock_drops_lower_allows_but_keeps_their_denies(tmp_path: Path) 
     assert p.settings.mode == "enforce"
     assert p.decide("repo", "read_file", {"path": "a"}, READ_ONLY).action == "ask"
     assert p.decide("repo", "search", {"query": "a"}, READ_ONLY).action == "deny"
+
+
+def test_default_denies_refuse_secrets_files_but_not_their_examples(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    p = Policy(load_settings(root))
+    for secret in [
+        ".env",
+        "app/.env.production",
+        "certs/server.pem",
+        "deploy/tls.key",
+        "home/.ssh/id_ed25519",
+        ".netrc",
+    ]:
+        decision = p.decide("repo", "read_file", {"path": secret}, READ_ONLY)
+        assert decision.action == "deny" and decision.source == "built-in default denies", secret
+    for fine in [".env.example", "app/.env.sample", "src/keys.py", "README.md"]:
+        assert p.decide("repo", "read_file", {"path": fine}, READ_ONLY).action == "allow", fine
+
+
+def test_default_denies_can_be_switched_off_by_a_settings_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text("[policy]\ndefault_denies = false\n", encoding="utf-8")
+    assert (
+        Policy(load_settings(root)).decide("repo", "read_file", {"path": ".env"}, READ_ONLY).action == "allow"
+    )
+
+
+def test_negated_conditions_carve_out_exceptions(tmp_path: Path) -> None:
+    p = policy(
+        tmp_path,
+        '[policy]\ndefault_denies = false\nask = ["deploy.*(url=https://*, url!=https://staging.*)"]\n',
+    )
+    assert p.decide("deploy", "probe", {"url": "https://prod.example.com"}, READ_ONLY).action == "ask"
+    assert p.decide("deploy", "probe", {"url": "https://staging.example.com"}, READ_ONLY).action == "allow"
