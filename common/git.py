@@ -164,6 +164,9 @@ class Git:
         names = {n.strip() for n in listed.text().splitlines() if n.strip()}
         fixed = {pair.split("=", 1)[0].lower() for pair in _FIXED_OVERRIDES}
         dynamic = sorted(f"{n}=" for n in names if _PROGRAM_KEY.match(n) and n.lower() not in fixed)
+        # An emptied filter is skipped, unless the repository marks it required: unmark it.
+        drivers = {n.rsplit(".", 1)[0] for n in names if n.lower().startswith("filter.")}
+        dynamic += sorted(f"{d}.required=false" for d in drivers)
         overrides = [*_prefix(_FIXED_OVERRIDES), *_prefix(dynamic)]
         self._overrides = (stamp, overrides)
         return overrides

@@ -81,7 +81,11 @@ class Rule:
                 values = [p for p in canonical[key] if not self._excepted(key, p)]
                 if not any(path_matches(pattern, p) for p in values):
                     return False
-            elif key not in arguments or not fnmatch.fnmatchcase(_text(arguments[key]), pattern) or self._excepted(key, _text(arguments[key])):
+            elif (
+                key not in arguments
+                or not fnmatch.fnmatchcase(_text(arguments[key]), pattern)
+                or self._excepted(key, _text(arguments[key]))
+            ):
                 return False
         return True
 

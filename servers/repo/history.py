@@ -166,6 +166,7 @@ async def git_log(
     limit: int = 20,
     cursor: str | None = None,
 ) -> LogResult:
+    _ = ctx.git.git_dir  # refuse a repository outside the root before anything else
     limit = clamp(limit, 1, MAX_LOG, 20)
     key = {"path": path, "rev": rev, "author": author, "since": since, "until": until, "grep": grep}
     skip = decode_cursor(cursor, "git_log", **key)["o"] if cursor else 0
@@ -398,7 +399,8 @@ async def git_blame(
     )
     args = ["blame", "--porcelain", "--no-textconv", f"-L{start},{last}"]
     if rev is not None:
-        args += ["--end-of-options", await ctx.git.verify_rev(rev)]
+        # blame does not take --end-of-options; a verified object id is hex and cannot be an option.
+        args.append(await ctx.git.verify_rev(rev))
     args += ["--", relative]
     out = await ctx.git.run(args, check=False)
     if out.returncode != 0:
