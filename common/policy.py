@@ -73,9 +73,8 @@ class Rule:
     arguments: tuple[tuple[str, str], ...]
     exceptions: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, qualified: str, arguments: dict[str, Any], canonical: dict[str, list[str]]) -> bool:
-        if not fnmatch.fnmatchcase(qualified, self.name_glob):
-            return False
+    def matches(self, arguments: dict[str, Any], canonical: dict[str, list[str]]) -> bool:
+        """Whether the argument conditions hold (the caller has matched the name)."""
         for key, pattern in self.arguments:
             if key in canonical:
                 values = [p for p in canonical[key] if not self._excepted(key, p)]
@@ -165,17 +164,18 @@ def path_matches(pattern: str, path: str) -> bool:
     return _glob_regex(pattern).fullmatch(path) is not None
 
 
-def canonical_path(root: Path, value: str) -> str:
-    """The path relative to root with symlinks resolved; an absolute path when it leaves the root."""
+def canonical_path(root: Path, value: str, *, resolve: bool = True) -> str:
+    """The path relative to root with symlinks resolved (or only `..` folded, for paths git itself
+    listed); an absolute path when it leaves the root."""
     value = value.split("::", 1)[0]  # pytest node ids: tests/test_a.py::test_b
     if "\x00" in value:
         return value.replace("\x00", "\\0")
-    resolved = Path(os.path.realpath(root / value))
-    try:
-        rel = resolved.relative_to(root)
-    except ValueError:
-        return str(resolved)
-    return rel.as_posix() if rel.parts else "."
+    joined = os.path.join(root, value)
+    absolute = os.path.realpath(joined) if resolve else os.path.normpath(joined)
+    prefix = str(root) + os.sep
+    if absolute.startswith(prefix):
+        return absolute[len(prefix) :].replace(os.sep, "/")
+    return "." if absolute == str(root) else absolute
 
 
 class Policy:
@@ -187,28 +187,37 @@ class Policy:
         ordered = sorted(settings.rules, key=lambda r: SCOPES.index(r.scope))  # type: ignore[arg-type]
         parsed = [parse_rule(r) for r in ordered]
         self.rules: dict[Action, list[Rule]] = {a: [r for r in parsed if r.action == a] for a in _STRICTNESS}
-        self.protected = [Path(os.path.realpath(p)) for p in settings.protected_paths()]
+        self.protected = [os.path.realpath(p) for p in settings.protected_paths()]
+        self._by_name: dict[tuple[str, str], list[Rule]] = {}
         # Decisions that depend on no argument are the same every time: cache them per tool.
         self._conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} | PATH_ARGUMENTS
         self._static: dict[tuple[str, str, tuple[tuple[str, bool | None], ...] | None], Decision] = {}
 
-    def canonical_arguments(self, arguments: dict[str, Any]) -> dict[str, list[str]]:
+    def canonical_arguments(self, arguments: dict[str, Any], *, resolve: bool = True) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for key, value in arguments.items():
             if key not in PATH_ARGUMENTS:
                 continue
             values = value if isinstance(value, list) else [value]
-            out[key] = [canonical_path(self.root, str(v)) for v in values if v is not None]
+            out[key] = [canonical_path(self.root, str(v), resolve=resolve) for v in values if v is not None]
         return out
 
     def _protected_hit(self, canonical: dict[str, list[str]]) -> str | None:
         for paths in canonical.values():
             for p in paths:
-                absolute = Path(p) if p.startswith("/") else self.root / p
+                absolute = p if p.startswith("/") else os.path.join(self.root, p)
                 for guarded in self.protected:
-                    if absolute == guarded or absolute.is_relative_to(guarded):
+                    if absolute == guarded or absolute.startswith(guarded + os.sep):
                         return p
         return None
+
+    def _rules(self, action: Action, qualified: str) -> list[Rule]:
+        key = (action, qualified)
+        found = self._by_name.get(key)
+        if found is None:
+            found = [r for r in self.rules[action] if fnmatch.fnmatchcase(qualified, r.name_glob)]
+            self._by_name[key] = found
+        return found
 
     def decide(
         self,
@@ -216,12 +225,16 @@ class Policy:
         tool: str,
         arguments: dict[str, Any],
         annotations: dict[str, bool | None] | None = None,
+        *,
+        resolve: bool = True,
     ) -> Decision:
+        """The decision for one call. `resolve=False` skips symlink resolution, for paths that git
+        or a directory walk listed (they are already canonical and were not followed)."""
         static = self._conditioned.isdisjoint(arguments)
         key = (server, tool, tuple(sorted(annotations.items())) if annotations is not None else None)
         if static and (cached := self._static.get(key)) is not None:
             return cached
-        decision = self._decide(server, tool, arguments, annotations)
+        decision = self._decide(server, tool, arguments, annotations, resolve)
         if static:
             self._static[key] = decision
         return decision
@@ -232,9 +245,10 @@ class Policy:
         tool: str,
         arguments: dict[str, Any],
         annotations: dict[str, bool | None] | None,
+        resolve: bool = True,
     ) -> Decision:
         qualified = f"{server}.{tool}"
-        canonical = self.canonical_arguments(arguments)
+        canonical = self.canonical_arguments(arguments, resolve=resolve)
         shadow = self.settings.mode == "shadow"
         if (hit := self._protected_hit(canonical)) is not None:
             # Built-in protections hold in shadow mode too: they guard the record itself.
@@ -245,8 +259,8 @@ class Policy:
                 source="built-in",
             )
         for action in ("deny", "ask", "allow"):
-            for rule in self.rules[action]:
-                if rule.matches(qualified, arguments, canonical):
+            for rule in self._rules(action, qualified):
+                if rule.matches(arguments, canonical):
                     return Decision(
                         action,
                         f"{qualified} matched {action} rule {rule.text!r} ({rule.scope} scope)",

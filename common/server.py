@@ -124,10 +124,10 @@ class AccountableServer(MCPServer):
         owner = self._owners.get(name, self.name)
         return owner, f"{owner}.{name}"
 
-    def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
+    def explain(self, name: str, arguments: dict[str, Any], *, resolve: bool = True) -> Decision:
         """The decision a call would get, without making it."""
         owner, _ = self.qualified(name)
-        return self.policy.decide(owner, name, arguments, self._annotations.get(name))
+        return self.policy.decide(owner, name, arguments, self._annotations.get(name), resolve=resolve)
 
     # ----------------------------------------------------------------------------------- the call
 

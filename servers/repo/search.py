@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import anyio
+
 from common.budget import clamp, decode_cursor, encode_cursor
 from common.git import GitError
 from common.policy import path_matches
+from common.procs import ProcResult
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.models import FileMatches, Match, SearchResult
 
@@ -16,10 +19,14 @@ MAX_MATCH_CHARS = 400
 MAX_QUERY = 1000
 
 
+# One matching line: (path, line number, raw bytes); the text is decoded only when shown.
+Hit = tuple[str, int, bytes]
+
+
 async def grep_lines(
     ctx: RepoContext, query: str, *, regex: bool, case_sensitive: bool, word: bool = False
-) -> tuple[list[tuple[str, int, str]], bool]:
-    """(path, line, text) for every matching line; True when git's output was cut."""
+) -> tuple[list[Hit], bool]:
+    """Every matching line in tracked and untracked-not-ignored files; True when output was cut."""
     if not query:
         raise GitError("query is empty; pass the text to look for")
     if len(query) > MAX_QUERY or "\x00" in query or "\n" in query:
@@ -31,26 +38,43 @@ async def grep_lines(
             raise GitError(
                 f"query {query!r} is not a valid regular expression: {exc}; or pass regex=false"
             ) from exc
-    args = ["grep", "-n", "-z", "-I", "--no-color", "--untracked", "--no-textconv"]
+    args = ["grep", "-n", "-z", "-I", "--no-color", "--no-textconv"]
     args += ["-P"] if regex else ["-F"]
     if not case_sensitive:
         args.append("-i")
     if word:
         args.append("-w")
     args += ["-e", query]
-    out = await ctx.git.run(args, check=False, max_output=64 * 1024 * 1024)
-    if out.returncode not in (0, 1):
-        err = out.text("stderr").strip().splitlines()
-        raise GitError(f"search failed: {err[-1] if err else out.returncode}")
-    hits: list[tuple[str, int, str]] = []
-    for row in out.stdout.split(b"\n"):
-        parts = row.split(b"\x00", 2)
-        if len(parts) != 3:
-            continue
-        path = parts[0].decode("utf-8", errors="replace")
-        text, _ = decode(parts[2])
-        hits.append((path, int(parts[1]), text))
-    return hits, out.stdout_truncated
+    # Tracked files and the list of untracked ones in parallel: `git grep --untracked` would walk
+    # the whole tree before searching; usually there is little or nothing untracked to add.
+    outputs: list[ProcResult] = []
+    untracked: list[str] = []
+
+    async def tracked() -> None:
+        outputs.append(await ctx.git.run(args, check=False, max_output=64 * 1024 * 1024))
+
+    async def others() -> None:
+        listed = await ctx.git.run(["ls-files", "-z", "--others", "--exclude-standard"])
+        untracked.extend(n for n in listed.text().split("\x00") if n)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tracked)
+        tg.start_soon(others)
+    for start in range(0, len(untracked), 500):
+        chunk = untracked[start : start + 500]
+        outputs.append(await ctx.git.run([*args[:1], "--untracked", *args[1:], "--", *chunk], check=False))
+    hits: list[Hit] = []
+    cut = False
+    for out in outputs:
+        if out.returncode not in (0, 1):
+            err = out.text("stderr").strip().splitlines()
+            raise GitError(f"search failed: {err[-1] if err else out.returncode}")
+        cut = cut or out.stdout_truncated
+        for row in out.stdout.split(b"\n"):
+            parts = row.split(b"\x00", 2)
+            if len(parts) == 3:
+                hits.append((parts[0].decode("utf-8", errors="replace"), int(parts[1]), parts[2]))
+    return hits, cut
 
 
 async def search(
@@ -69,14 +93,15 @@ async def search(
     offset = decode_cursor(cursor, "search", **key)["o"] if cursor else 0
     hits, cut = await grep_lines(ctx, query, regex=regex, case_sensitive=case_sensitive)
     allowed: dict[str, bool] = {}
-    kept: list[tuple[str, int, str]] = []
-    for path, line, text in hits:
+    kept: list[Hit] = []
+    for hit in hits:
+        path = hit[0]
         if path_glob and not path_matches(path_glob, path):
             continue
         if path not in allowed:
             allowed[path] = ctx.readable(path)
         if allowed[path]:
-            kept.append((path, line, text))
+            kept.append(hit)
     excluded = sum(1 for ok in allowed.values() if not ok)
     total = len(kept)
     files: list[FileMatches] = []
@@ -84,8 +109,8 @@ async def search(
     returned = 0
     index = offset
     file_lines: dict[str, list[str]] = {}
-    for path, line, text in kept[offset : offset + limit]:
-        match = Match(line=line, text=_clip(visible(text)))
+    for path, line, raw in kept[offset : offset + limit]:
+        match = Match(line=line, text=_clip(visible(decode(raw)[0])))
         if context_lines:
             lines = file_lines.get(path)
             if lines is None:

@@ -49,11 +49,23 @@ Rev = Annotated[
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the repo tools to `server`."""
 
+    # These filter paths that git or a directory walk listed: canonical already, links not followed,
+    # so the decision depends on the path text alone and is remembered.
+    seen: dict[str, str] = {}
+
+    def effective(path: str) -> str:
+        action = seen.get(path)
+        if action is None:
+            action = server.explain("read_file", {"path": path}, resolve=False).effective
+            if len(seen) < 500_000:
+                seen[path] = action
+        return action
+
     def listable(path: str) -> bool:
-        return server.explain("read_file", {"path": path}).effective != "deny"
+        return effective(path) != "deny"
 
     def readable(path: str) -> bool:
-        return server.explain("read_file", {"path": path}).effective == "allow"
+        return effective(path) == "allow"
 
     ctx = RepoContext.create(
         settings.root,

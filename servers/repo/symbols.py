@@ -273,10 +273,10 @@ async def find_symbol(
     definitions.sort(key=lambda s: (s.path or "", s.start_line))
     references: list[Reference] = []
     if include_references:
-        for path, line, text in hits:
+        for path, line, raw in hits:
             if (path, line) in def_lines or not ctx.readable(path):
                 continue
-            references.append(Reference(path=path, line=line, text=text.strip()[:300]))
+            references.append(Reference(path=path, line=line, text=decode(raw)[0].strip()[:300]))
     total = len(definitions) + len(references)
     shown_defs = definitions[:limit]
     shown_refs = references[: max(0, limit - len(shown_defs))]
