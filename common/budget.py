@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +15,7 @@ from common.errors import OnrecordError
 # Well under Claude Code's 25,000-token cap, leaving room for the JSON text mirror's framing.
 DEFAULT_MAX_TOKENS = 20_000
 CHARS_PER_TOKEN = 3.5
+T = TypeVar("T")
 
 
 class CursorError(OnrecordError):
@@ -66,3 +68,16 @@ def decode_cursor(cursor: str, kind: str, **expected: Any) -> dict[str, Any]:
                 "repeat the call with the same arguments or omit the cursor"
             )
     return state
+
+
+def take_within(items: Sequence[T], max_chars: int, size: Callable[[T], int] | None = None) -> list[T]:
+    """The longest prefix of items whose serialised sizes add up to at most max_chars (at least one)."""
+    measure = size or (lambda item: len(item.model_dump_json()) + 1)  # type: ignore[attr-defined]
+    kept: list[T] = []
+    used = 0
+    for item in items:
+        used += measure(item)
+        if used > max_chars and kept:
+            break
+        kept.append(item)
+    return kept

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from common.budget import clamp, decode_cursor, encode_cursor
+from common.budget import clamp, decode_cursor, encode_cursor, take_within
 from common.policy import path_matches
 from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode, is_binary, visible
@@ -94,7 +94,7 @@ async def list_files(
     entries += [Entry(path=folder, type="dir", files=count) for folder, count in collapsed.items()]
     entries.sort(key=lambda e: e.path)
     total = len(entries)
-    page = entries[offset : offset + limit]
+    page = take_within(entries[offset : offset + limit], ctx.max_chars)
     nxt = offset + len(page)
     more = nxt < total
     return FileList(

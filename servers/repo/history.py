@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from common.budget import clamp, decode_cursor, encode_cursor
+from common.budget import clamp, decode_cursor, encode_cursor, take_within
 from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.files import read_file, refuse_git_internals
@@ -252,6 +252,14 @@ def _split_patch(text: str) -> list[tuple[str, str, list[str]]]:
     return files
 
 
+MAX_LEFT_OUT = 200
+
+
+def _stats_share(ctx: RepoContext, stats: list[FileStat]) -> list[FileStat]:
+    """Per-file stats come first but may use at most a third of the budget."""
+    return take_within(stats, ctx.max_chars // 3)
+
+
 def _budget_hunks(
     ctx: RepoContext, patch: str, start: int, used: int
 ) -> tuple[list[Hunk], list[str], int | None]:
@@ -309,28 +317,39 @@ async def git_diff(
         relative = ctx.repo_path(path)
         refuse_git_internals(relative)
         tail = ["--", relative]
-    stats = await _numstat(ctx, [*spec, *tail])
+    all_stats = await _numstat(ctx, [*spec, *tail])
+    stats = _stats_share(ctx, all_stats)
     patch = await ctx.git.run(["diff", *DIFF_FLAGS, f"-U{context_lines}", *spec, *tail])
     text, _ = decode(patch.stdout)
-    used = len("".join(s.model_dump_json() for s in stats))
+    used = sum(len(s.model_dump_json()) + 1 for s in stats)
     hunks, left_out, nxt = _budget_hunks(ctx, text, start, used)
+    left_out = left_out[:MAX_LEFT_OUT]
     more = nxt is not None
+    stats_cut = len(stats) < len(all_stats)
     return DiffResult(
         base=base,
         target=target,
-        files=stats[:500],
+        files=stats,
         hunks=hunks,
         files_left_out=left_out,
-        total=len(stats),
+        total=len(all_stats),
         returned=len(hunks),
-        truncated=more or len(stats) > 500 or patch.stdout_truncated,
+        truncated=more or stats_cut or patch.stdout_truncated,
         next_cursor=encode_cursor("git_diff", h=nxt, **key) if more else None,
-        note=(
-            f"{len(left_out)} file(s) have hunks left out to stay in budget: pass next_cursor, or call "
-            "git_diff with path=<file> for one file"
+        note="; ".join(
+            n
+            for n in (
+                f"hunks of {len(left_out)}+ file(s) left out to stay in budget: pass next_cursor, or call "
+                "git_diff with path=<file> for one file"
+                if more
+                else "",
+                f"stats of {len(all_stats) - len(stats)} more file(s) left out; narrow with path"
+                if stats_cut
+                else "",
+            )
+            if n
         )
-        if more
-        else None,
+        or None,
     )
 
 
@@ -346,10 +365,10 @@ async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None)
     parent_list = parents.split()
     if parent_list:
         spec = ["--end-of-options", parent_list[0], sha]
-        stats = await _numstat(ctx, spec)
+        all_stats = await _numstat(ctx, spec)
         patch = await ctx.git.run(["diff", *DIFF_FLAGS, "-U3", *spec])
     else:
-        stats = _parse_numstat_z(
+        all_stats = _parse_numstat_z(
             (
                 await ctx.git.run(["diff-tree", "-r", "--root", "--numstat", "-z", "--no-commit-id", sha])
             ).text()
@@ -359,7 +378,11 @@ async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None)
     message = visible(message.strip())
     if len(message) > 4000:
         message = message[:4000] + "… [message cut]"
-    hunks, left_out, nxt = _budget_hunks(ctx, text, 0, len(message) + 200 * len(stats))
+    stats = _stats_share(ctx, all_stats)
+    used = len(message) + sum(len(s.model_dump_json()) + 1 for s in stats)
+    hunks, left_out, nxt = _budget_hunks(ctx, text, 0, used)
+    left_out = left_out[:MAX_LEFT_OUT]
+    stats_cut = len(stats) < len(all_stats)
     return ShowResult(
         sha=sha,
         author=author,
@@ -367,16 +390,24 @@ async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None)
         date=date,
         message=message,
         parents=parent_list,
-        files=stats[:500],
+        files=stats,
         hunks=hunks,
         files_left_out=left_out,
-        total=len(stats),
+        total=len(all_stats),
         returned=len(hunks),
-        truncated=nxt is not None or len(stats) > 500,
-        note=f"hunks of {len(left_out)} file(s) left out; call git_diff with base={sha[:12]}^ target={sha[:12]} "
-        "and path=<file> to read them"
-        if nxt is not None
-        else None,
+        truncated=nxt is not None or stats_cut,
+        note="; ".join(
+            n
+            for n in (
+                f"hunks of {len(left_out)}+ file(s) left out; call git_diff with base={sha[:12]}^ "
+                f"target={sha[:12]} and path=<file> to read them"
+                if nxt is not None
+                else "",
+                f"stats of {len(all_stats) - len(stats)} more file(s) left out" if stats_cut else "",
+            )
+            if n
+        )
+        or None,
     )
 
 

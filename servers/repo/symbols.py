@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import PurePosixPath
 
-from common.budget import clamp
+from common.budget import clamp, take_within
 from common.errors import OnrecordError
 from servers.repo.context import RepoContext, decode, is_binary
 from servers.repo.files import refuse_git_internals
@@ -217,7 +217,7 @@ async def outline(ctx: RepoContext, path: str) -> OutlineResult:
     kept: list[Symbol] = []
     used = 0
     for s in symbols[:MAX_SYMBOLS]:
-        size = len(s.model_dump_json(exclude_none=True))
+        size = len(s.model_dump_json()) + 1
         if used + size > ctx.max_chars:
             break
         kept.append(s)
@@ -278,8 +278,11 @@ async def find_symbol(
                 continue
             references.append(Reference(path=path, line=line, text=decode(raw)[0].strip()[:300]))
     total = len(definitions) + len(references)
-    shown_defs = definitions[:limit]
-    shown_refs = references[: max(0, limit - len(shown_defs))]
+    shown_defs = take_within(definitions[:limit], ctx.max_chars)
+    used = sum(len(d.model_dump_json()) + 1 for d in shown_defs)
+    shown_refs = take_within(references[: max(0, limit - len(shown_defs))], max(0, ctx.max_chars - used))
+    if len(shown_defs) < len(definitions[:limit]):
+        shown_refs = []
     more = len(shown_defs) + len(shown_refs) < total
     return SymbolResult(
         name=name,

@@ -346,8 +346,8 @@ async def test_secrets_files_are_refused_by_the_default_policy_and_the_record_sa
     denied = [c for c in calls if c["decision"]["action"] == "deny"]
     assert {c["arguments"]["path"] for c in denied} == {".env", "certs/server.pem"}
     assert all(c["decision"]["source"] == "built-in default denies" for c in denied)
-    results = of_type(server, "result")
-    url_result = next(r for r in results if "deploy" in r.get("preview", ""))
+    url_call = next(c for c in calls if c["arguments"].get("path") == "deploy.md")
+    url_result = next(r for r in of_type(server, "result") if r["call_id"] == url_call["call_id"])
     assert {"rule": "url_credentials", "where": "result"} in url_result["redactions"]
     audit_text = "".join(
         p.read_text(encoding="utf-8") for p in Path(server.settings.audit_path).rglob("*.jsonl")
