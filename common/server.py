@@ -84,7 +84,7 @@ class AccountableServer(MCPServer):
         **kwargs: Any,
     ) -> None:
         super().__init__(name, version=__version__, instructions=instructions, **kwargs)
-        self.settings = settings
+        self.config = settings
         self.policy = Policy(settings)
         self.approvals = ApprovalStore(
             settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses
@@ -165,7 +165,7 @@ class AccountableServer(MCPServer):
                     outcome = answer
                     return _error(outcome.pop("message"))
                 outcome = {"status": "ok", "approved": True}
-            with anyio.fail_after(self.settings.call_timeout_s):
+            with anyio.fail_after(self.config.call_timeout_s):
                 result = await super().call_tool(name, arguments, context)
             if isinstance(result, CallToolResult):
                 _compact_text(result)
@@ -177,10 +177,10 @@ class AccountableServer(MCPServer):
         except TimeoutError as exc:
             outcome = {
                 "status": "timeout",
-                "error": f"exceeded the {self.settings.call_timeout_s:g}s call limit",
+                "error": f"exceeded the {self.config.call_timeout_s:g}s call limit",
             }
             raise ToolError(
-                f"Error executing tool {name}: it ran longer than the {self.settings.call_timeout_s:g}s "
+                f"Error executing tool {name}: it ran longer than the {self.config.call_timeout_s:g}s "
                 "call limit (limits.call_timeout_s) and was stopped; narrow the request and retry"
             ) from exc
         except ToolError as exc:

@@ -128,3 +128,55 @@ def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
     assert "DENIED" in out and "deny rule 'repo.*(path=**/.env*)'" in out
     assert "[human] approves" in out and "granted" in out
     assert "chain verified" in out and "Secrets in the audit log: none" in out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_all_over_streamable_http_for_a_team(project: Path) -> None:
+    import anyio
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clients.cli",
+            "serve",
+            "all",
+            "--root",
+            str(project),
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+        ],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with anyio.fail_after(30):
+            while True:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    await stream.aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.1)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            result = await client.call_tool("read_file", {"path": ".env"})
+            assert result.is_error and "built-in default denies" in result.content[0].text
+            ok = await client.call_tool("git_log", {"limit": 1})
+            assert ok.is_error is False and ok.structured_content["commits"][0]["subject"] == "initial"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    records = [r for rep in verify_dir(state() / "audit") for r in rep.records]
+    assert records[0]["server"] == "all"
+    assert [r["tool"] for r in records if r["type"] == "call"] == ["repo.read_file", "repo.git_log"]

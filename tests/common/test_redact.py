@@ -128,7 +128,7 @@ async def test_no_planted_secret_reaches_any_audit_file(tmp_path: Path) -> None:
             "leak", {"payload": {"token": "ghp_16C7e42F292c6912E7710c838347Ae178B4a"}}
         )
         assert bad.is_error is True
-    text = all_audit_text(Path(server.settings.state_dir))
+    text = all_audit_text(Path(server.config.state_dir))
     assert text
     for secret, _ in SECRETS:
         assert secret not in text

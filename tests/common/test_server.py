@@ -169,7 +169,7 @@ async def test_ask_without_elicitation_fails_closed_then_out_of_band_approval_al
         assert approval_id in text
         assert RAN == []
         # A different call is not covered by that approval.
-        ApprovalStore(server.settings.approvals_path).decide(approval_id, grant=True, by="tester")
+        ApprovalStore(server.config.approvals_path).decide(approval_id, grant=True, by="tester")
         other = await client.call_tool("reset_branch", {"name": "release"})
         assert other.is_error is True and RAN == []
         retry = await client.call_tool("reset_branch", {"name": "main"})

@@ -350,7 +350,7 @@ async def test_secrets_files_are_refused_by_the_default_policy_and_the_record_sa
     url_result = next(r for r in of_type(server, "result") if r["call_id"] == url_call["call_id"])
     assert {"rule": "url_credentials", "where": "result"} in url_result["redactions"]
     audit_text = "".join(
-        p.read_text(encoding="utf-8") for p in Path(server.settings.audit_path).rglob("*.jsonl")
+        p.read_text(encoding="utf-8") for p in Path(server.config.audit_path).rglob("*.jsonl")
     )
     for secret in ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "s3cr3tPa55"):
         assert secret not in audit_text
