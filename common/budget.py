@@ -81,3 +81,9 @@ def take_within(items: Sequence[T], max_chars: int, size: Callable[[T], int] | N
             break
         kept.append(item)
     return kept
+
+
+def join_notes(*parts: str | bool | None) -> str | None:
+    """One `note` from the parts that apply (falsy parts are skipped)."""
+    text = "; ".join(p for p in parts if isinstance(p, str) and p)
+    return text or None

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.errors import OnrecordError
 
@@ -44,6 +45,18 @@ class ProcResult:
 
     def text(self, stream: str = "stdout") -> str:
         return getattr(self, stream).decode("utf-8", errors="replace")
+
+
+def _spawn_options(cwd: Path | str, env: Mapping[str, str] | None) -> dict[str, Any]:
+    """No stdin, piped output, and a new session so the whole group can be killed."""
+    return {
+        "cwd": str(cwd),
+        "env": dict(env) if env is not None else None,
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "start_new_session": True,
+    }
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -86,15 +99,7 @@ async def run(
     """Run argv to completion or timeout; cancellation kills the group and re-raises."""
     started = time.monotonic()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd),
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = await asyncio.create_subprocess_exec(*argv, **_spawn_options(cwd, env))
     except OSError as exc:
         raise ProcessError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
@@ -144,15 +149,7 @@ def run_sync(
     """The blocking twin of `run`, for code that is not on an event loop."""
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=str(cwd),
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(list(argv), **_spawn_options(cwd, env))
     except OSError as exc:
         raise ProcessError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
     timed_out = False

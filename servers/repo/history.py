@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from common.budget import clamp, decode_cursor, encode_cursor, take_within
+from common.budget import clamp, decode_cursor, encode_cursor, join_notes, take_within
 from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.files import read_file, refuse_git_internals
@@ -255,9 +256,23 @@ def _split_patch(text: str) -> list[tuple[str, str, list[str]]]:
 MAX_LEFT_OUT = 200
 
 
-def _stats_share(ctx: RepoContext, stats: list[FileStat]) -> list[FileStat]:
-    """Per-file stats come first but may use at most a third of the budget."""
-    return take_within(stats, ctx.max_chars // 3)
+@dataclass
+class _Budgeted:
+    stats: list[FileStat]
+    hunks: list[Hunk]
+    left_out: list[str]
+    next_hunk: int | None
+    stats_cut: bool
+
+
+def _budget_diff(
+    ctx: RepoContext, all_stats: list[FileStat], patch: bytes, start: int, used: int
+) -> _Budgeted:
+    """Per-file stats first (at most a third of the budget), then whole hunks from `start`."""
+    stats = take_within(all_stats, ctx.max_chars // 3)
+    used += sum(len(s.model_dump_json()) + 1 for s in stats)
+    hunks, left_out, nxt = _budget_hunks(ctx, decode(patch)[0], start, used)
+    return _Budgeted(stats, hunks, left_out[:MAX_LEFT_OUT], nxt, len(stats) < len(all_stats))
 
 
 def _budget_hunks(
@@ -318,38 +333,26 @@ async def git_diff(
         refuse_git_internals(relative)
         tail = ["--", relative]
     all_stats = await _numstat(ctx, [*spec, *tail])
-    stats = _stats_share(ctx, all_stats)
     patch = await ctx.git.run(["diff", *DIFF_FLAGS, f"-U{context_lines}", *spec, *tail])
-    text, _ = decode(patch.stdout)
-    used = sum(len(s.model_dump_json()) + 1 for s in stats)
-    hunks, left_out, nxt = _budget_hunks(ctx, text, start, used)
-    left_out = left_out[:MAX_LEFT_OUT]
-    more = nxt is not None
-    stats_cut = len(stats) < len(all_stats)
+    b = _budget_diff(ctx, all_stats, patch.stdout, start, 0)
+    more = b.next_hunk is not None
     return DiffResult(
         base=base,
         target=target,
-        files=stats,
-        hunks=hunks,
-        files_left_out=left_out,
+        files=b.stats,
+        hunks=b.hunks,
+        files_left_out=b.left_out,
         total=len(all_stats),
-        returned=len(hunks),
-        truncated=more or stats_cut or patch.stdout_truncated,
-        next_cursor=encode_cursor("git_diff", h=nxt, **key) if more else None,
-        note="; ".join(
-            n
-            for n in (
-                f"hunks of {len(left_out)}+ file(s) left out to stay in budget: pass next_cursor, or call "
-                "git_diff with path=<file> for one file"
-                if more
-                else "",
-                f"stats of {len(all_stats) - len(stats)} more file(s) left out; narrow with path"
-                if stats_cut
-                else "",
-            )
-            if n
-        )
-        or None,
+        returned=len(b.hunks),
+        truncated=more or b.stats_cut or patch.stdout_truncated,
+        next_cursor=encode_cursor("git_diff", h=b.next_hunk, **key) if more else None,
+        note=join_notes(
+            more
+            and f"hunks of {len(b.left_out)}+ file(s) left out to stay in budget: pass next_cursor, or call "
+            "git_diff with path=<file> for one file",
+            b.stats_cut
+            and f"stats of {len(all_stats) - len(b.stats)} more file(s) left out; narrow with path",
+        ),
     )
 
 
@@ -374,15 +377,10 @@ async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None)
             ).text()
         )
         patch = await ctx.git.run(["diff-tree", "-r", "-p", "--root", "--no-commit-id", *DIFF_FLAGS, sha])
-    text, _ = decode(patch.stdout)
     message = visible(message.strip())
     if len(message) > 4000:
         message = message[:4000] + "… [message cut]"
-    stats = _stats_share(ctx, all_stats)
-    used = len(message) + sum(len(s.model_dump_json()) + 1 for s in stats)
-    hunks, left_out, nxt = _budget_hunks(ctx, text, 0, used)
-    left_out = left_out[:MAX_LEFT_OUT]
-    stats_cut = len(stats) < len(all_stats)
+    b = _budget_diff(ctx, all_stats, patch.stdout, 0, len(message))
     return ShowResult(
         sha=sha,
         author=author,
@@ -390,24 +388,18 @@ async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None)
         date=date,
         message=message,
         parents=parent_list,
-        files=stats,
-        hunks=hunks,
-        files_left_out=left_out,
+        files=b.stats,
+        hunks=b.hunks,
+        files_left_out=b.left_out,
         total=len(all_stats),
-        returned=len(hunks),
-        truncated=nxt is not None or stats_cut,
-        note="; ".join(
-            n
-            for n in (
-                f"hunks of {len(left_out)}+ file(s) left out; call git_diff with base={sha[:12]}^ "
-                f"target={sha[:12]} and path=<file> to read them"
-                if nxt is not None
-                else "",
-                f"stats of {len(all_stats) - len(stats)} more file(s) left out" if stats_cut else "",
-            )
-            if n
-        )
-        or None,
+        returned=len(b.hunks),
+        truncated=b.next_hunk is not None or b.stats_cut,
+        note=join_notes(
+            b.next_hunk is not None
+            and f"hunks of {len(b.left_out)}+ file(s) left out; call git_diff with base={sha[:12]}^ "
+            f"target={sha[:12]} and path=<file> to read them",
+            b.stats_cut and f"stats of {len(all_stats) - len(b.stats)} more file(s) left out",
+        ),
     )
 
 
