@@ -94,11 +94,12 @@ class AccountableServer(MCPServer):
             name,
             fsync=settings.fsync,
             batch_ms=settings.batch_ms,
-            session=lambda: _session_fields(settings),
+            session=lambda: {**_session_fields(settings), "client": self._first_client},
         )
         self._owners: dict[str, str] = {}
         self._annotations: dict[str, dict[str, bool | None]] = {}
         self._calls = itertools.count(1)
+        self._first_client: str | None = None  # the session_start record names the first client
 
     # ------------------------------------------------------------------------------ registration
 
@@ -149,6 +150,8 @@ class AccountableServer(MCPServer):
         }
         if redactions:
             call_record["redactions"] = [r.as_record() for r in redactions]
+        if self.audit.path is None:
+            self._first_client = call_record["client"]
         self.audit.write("call", call_record)
 
         outcome: dict[str, Any] = {"status": "crashed"}

@@ -103,6 +103,11 @@ async def test_allowed_call_runs_and_writes_call_then_result(tmp_path: Path, mod
     assert result.structured_content == {"text": "hihi", "length": 4}
     recs = records(server)
     assert [r["type"] for r in recs] == ["session_start", "call", "result"]
+    assert (
+        recs[0]["client"] == "mcp/0.1.0"
+        and recs[0]["server"] == "kit"
+        and recs[0]["policy_digest"].startswith("sha256:")
+    )
     call, res = recs[1], recs[2]
     assert call["tool"] == "kit.echo" and call["arguments"] == {"text": "hi", "times": 2}
     assert call["decision"]["action"] == "allow" and call["decision"]["rule"] == "annotations.read_only"
