@@ -45,6 +45,8 @@ DEFAULT_DENIES = (
     "*.*(path=**/.npmrc)",
     "*.*(path=**/.pypirc)",
 )
+# Allowed unless a rule says otherwise: the read-only use of a tool that can also write.
+DEFAULT_ALLOWS = ("testing.lint(fix=false)",)
 SERVER_SECTIONS = ("repo", "testing", "data", "evals", "deploy")
 
 
@@ -249,6 +251,10 @@ def load_settings(
             RuleSource("deny", text, "built-in default denies", "builtin") for text in DEFAULT_DENIES
         ]
     locked = any(scope == "managed" and f.policy.lock for scope, _, f in layers)
+    if not locked:
+        settings.rules += [
+            RuleSource("allow", t, "built-in default allows", "builtin") for t in DEFAULT_ALLOWS
+        ]
     # Walk lowest scope first so higher scopes overwrite scalars.
     for scope, path, f in reversed(layers):
         lower_locked = locked and scope != "managed"

@@ -98,6 +98,7 @@ class AccountableServer(MCPServer):
         )
         self._owners: dict[str, str] = {}
         self._annotations: dict[str, dict[str, bool | None]] = {}
+        self._defaults: dict[str, dict[str, Any]] = {}
         self._calls = itertools.count(1)
         self._first_client: str | None = None  # the session_start record names the first client
 
@@ -108,6 +109,10 @@ class AccountableServer(MCPServer):
         super().add_tool(fn, name, *args, **kwargs)
         tool_name = name or fn.__name__
         self._owners[tool_name] = owner or self.name
+        registered = self._tool_manager.get_tool(tool_name)
+        properties = (registered.parameters or {}).get("properties", {}) if registered else {}
+        # Rules see defaults too: `testing.lint(fix=false)` matches a call that leaves fix out.
+        self._defaults[tool_name] = {k: v["default"] for k, v in properties.items() if "default" in v}
         ann: ToolAnnotations | None = kwargs.get("annotations")
         self._annotations[tool_name] = {
             "read_only": ann.read_only_hint if ann else None,
@@ -119,6 +124,7 @@ class AccountableServer(MCPServer):
     def remove_tool(self, name: str) -> None:
         super().remove_tool(name)
         self._owners.pop(name, None)
+        self._defaults.pop(name, None)
         self._annotations.pop(name, None)
 
     def qualified(self, name: str) -> tuple[str, str]:
@@ -128,7 +134,9 @@ class AccountableServer(MCPServer):
     def explain(self, name: str, arguments: dict[str, Any], *, resolve: bool = True) -> Decision:
         """The decision a call would get, without making it."""
         owner, _ = self.qualified(name)
-        return self.policy.decide(owner, name, arguments, self._annotations.get(name), resolve=resolve)
+        defaults = self._defaults.get(name)
+        seen_args = {**defaults, **arguments} if defaults else arguments
+        return self.policy.decide(owner, name, seen_args, self._annotations.get(name), resolve=resolve)
 
     # ----------------------------------------------------------------------------------- the call
 
@@ -139,7 +147,9 @@ class AccountableServer(MCPServer):
         call_id = f"{os.getpid()}-{next(self._calls)}"
         owner, qualified = self.qualified(name)
         ctx = context if _in_request(context) else None
-        decision = self.policy.decide(owner, name, arguments, self._annotations.get(name))
+        defaults = self._defaults.get(name)
+        seen_args = {**defaults, **arguments} if defaults else arguments
+        decision = self.policy.decide(owner, name, seen_args, self._annotations.get(name))
         shown_args, redactions = redact(arguments, "arguments")
         call_record: dict[str, Any] = {
             "call_id": call_id,

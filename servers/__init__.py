@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 # name -> module with `register(server, settings)`
 SERVERS: dict[str, str] = {
     "repo": "servers.repo.server",
+    "testing": "servers.testing.server",
 }
 ALL = "all"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 import os
 from collections import Counter, defaultdict
@@ -10,6 +9,7 @@ from pathlib import PurePosixPath
 
 from common.budget import clamp
 from common.policy import path_matches
+from common.pyimports import imported_files, module_index, module_name
 from servers.repo.context import RepoContext, decode
 from servers.repo.files import project_files, refuse_git_internals
 from servers.repo.history import _LOG_FORMAT, _parse_log, git_status
@@ -209,7 +209,7 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
             reasons[other].append("its test file (by name)")
 
     if target.endswith(".py"):
-        module = _module_name(target)
+        module = module_name(target)
         for imported in _python_imports(ctx, target, files):
             scores[imported] += 1.5
             reasons[imported].append("imported by it")
@@ -239,45 +239,10 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
     )
 
 
-def _module_name(path: str) -> str | None:
-    parts = list(PurePosixPath(path).with_suffix("").parts)
-    if parts and parts[0] == "src":
-        parts = parts[1:]
-    if parts and parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts) or None
-
-
 def _python_imports(ctx: RepoContext, path: str, files: set[str]) -> set[str]:
     """Files in the repository that `path` imports."""
     try:
         data, _, _ = ctx.workspace.read_bytes(path, 2 * 1024 * 1024)
-        tree = ast.parse(decode(data)[0])
-    except (ValueError, SyntaxError):
+    except ValueError:
         return set()
-    by_module: dict[str, str] = {}
-    for f in files:
-        if f.endswith(".py") and (m := _module_name(f)):
-            by_module[m] = f
-    package = _module_name(path) or ""
-    if not path.endswith("__init__.py"):
-        package = package.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".") if package else []
-                anchor = anchor[: len(anchor) - (node.level - 1)] if node.level > 1 else anchor
-                base = ".".join([*anchor, base] if base else anchor)
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
-        for n in names:
-            while n:
-                if n in by_module and by_module[n] != path:
-                    found.add(by_module[n])
-                    break
-                n = n.rpartition(".")[0]
-    return found
+    return imported_files(path, decode(data)[0], module_index(files))

@@ -1,0 +1,361 @@
+"""Running pytest with our plugin, and turning its events into a reviewer's result."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from common import procs
+from common.budget import clamp, join_notes, take_within
+from servers.testing.models import Counts, Failure, FailureGroup, RunResult, Slow
+from servers.testing.project import Project, pytest_args
+
+Progress = Callable[[int, int | None, str], Awaitable[None]]
+TRACEBACK_LINES = 30
+TRACEBACK_CHARS = 2500
+GROUP_MEMBERS = 5
+MAX_GROUPS = 100
+POLL_S = 0.2
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\b\d+(?:\.\d+)?\b")
+
+
+@dataclass
+class Events:
+    """What the plugin reported, read as it arrives."""
+
+    path: Path
+    offset: int = 0
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        fresh = []
+        for line in data[: end + 1].splitlines():
+            try:
+                fresh.append(json.loads(line))
+            except ValueError:
+                continue
+        self.items += fresh
+        return fresh
+
+
+@dataclass
+class Raw:
+    """One pytest run before interpretation."""
+
+    run_id: str
+    events: Events
+    proc: procs.ProcResult
+    started: str
+    interpreter: str
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+async def run_pytest(
+    project: Project,
+    args: Sequence[str],
+    *,
+    timeout_s: float,
+    progress: Progress | None = None,
+) -> Raw:
+    """Run the project's pytest with the plugin; report progress from the event stream."""
+    prefix, described = project.python()
+    await project.check_pytest(prefix, described)
+    run_id = new_run_id()
+    runs = project.state / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    events = Events(runs / f"{run_id}.jsonl")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    result: list[procs.ProcResult] = []
+    failed: list[Exception] = []
+
+    async def execute() -> None:
+        try:
+            result.append(
+                await procs.run(
+                    [*prefix, "-m", "pytest", *args],
+                    cwd=project.root,
+                    env=project.env(events.path),
+                    timeout_s=timeout_s,
+                    max_output=256 * 1024,
+                )
+            )
+        except Exception as exc:  # re-raised below, outside the task group's exception group
+            failed.append(exc)
+        finally:
+            tg.cancel_scope.cancel()
+
+    async def watch() -> None:
+        total: int | None = None
+        done = 0
+        while True:
+            await anyio.sleep(POLL_S)
+            for event in events.read_new():
+                if event["e"] == "collected" and event.get("count"):
+                    total = max(total or 0, int(event["count"]))
+                elif event["e"] == "report" and _finishes_test(event) and progress is not None:
+                    done += 1
+                    label = outcomes([event]).get(event["nodeid"], event["outcome"])
+                    await progress(done, total, f"{event['nodeid']}: {label}")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        tg.start_soon(execute)
+    if failed:
+        raise failed[0]
+    events.read_new()
+    return Raw(run_id, events, result[0], started, described)
+
+
+def _finishes_test(event: dict[str, Any]) -> bool:
+    when, outcome = event.get("when"), event.get("outcome")
+    return when == "call" or (when == "setup" and outcome != "passed")
+
+
+# --------------------------------------------------------------------------------- interpretation
+
+
+def outcomes(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The final outcome of every test: passed, failed, error, skipped, xfailed or xpassed."""
+    final: dict[str, str] = {}
+    for e in events:
+        if e["e"] != "report":
+            continue
+        node, when, outcome, xfail = e["nodeid"], e["when"], e["outcome"], e.get("wasxfail")
+        if when == "setup":
+            if outcome == "failed":
+                final[node] = "error"
+            elif outcome == "skipped":
+                final[node] = "xfailed" if xfail else "skipped"
+        elif when == "call":
+            if outcome == "passed":
+                final[node] = "xpassed" if xfail else "passed"
+            elif outcome == "failed":
+                final[node] = "failed"
+            else:
+                final[node] = "xfailed" if xfail else "skipped"
+        elif when == "teardown" and outcome == "failed" and final.get(node) in (None, "passed"):
+            final[node] = "error"
+    return final
+
+
+def count(events: list[dict[str, Any]]) -> Counts:
+    """Counts the way pytest's summary line counts them."""
+    c = Counts()
+    seen: set[str] = set()
+    for e in events:
+        if e["e"] == "collect_error":
+            c.errors += 1
+            continue
+        if e["e"] != "report":
+            continue
+        node, when, outcome, xfail = e["nodeid"], e["when"], e["outcome"], e.get("wasxfail")
+        seen.add(node)
+        if outcome == "failed":
+            if when == "call":
+                c.failed += 1
+            else:
+                c.errors += 1
+        elif outcome == "skipped":
+            if xfail:
+                c.xfailed += 1
+            else:
+                c.skipped += 1
+        elif when == "call":
+            if xfail:
+                c.xpassed += 1
+            else:
+                c.passed += 1
+    c.total = len(seen)
+    return c
+
+
+def _trim(text: str) -> str:
+    lines = text.rstrip().splitlines()[-TRACEBACK_LINES:]
+    out = "\n".join(lines)
+    return out[-TRACEBACK_CHARS:]
+
+
+def failures(project: Project, events: list[dict[str, Any]]) -> list[Failure]:
+    out: list[Failure] = []
+    for e in events:
+        if e["e"] == "collect_error":
+            message = (e.get("message") or "").strip().splitlines()
+            out.append(
+                Failure(
+                    node_id=e["nodeid"] or "(collection)",
+                    kind="collection_error",
+                    message=_first_error_line(message),
+                    traceback=_trim(e.get("message") or ""),
+                )
+            )
+        elif e["e"] == "report" and e["outcome"] == "failed":
+            crash = e.get("crash") or {}
+            location = None
+            if crash.get("path"):
+                location = f"{_relative(project, crash['path'])}:{crash.get('line')}"
+            out.append(
+                Failure(
+                    node_id=e["nodeid"],
+                    kind="failed" if e["when"] == "call" else "error",
+                    phase=e["when"],
+                    message=(crash.get("message") or "").strip().splitlines()[0][:500]
+                    if crash.get("message")
+                    else _first_error_line((e.get("longrepr") or "").splitlines()),
+                    location=location,
+                    traceback=_trim(e.get("longrepr") or ""),
+                )
+            )
+    return out
+
+
+def _first_error_line(lines: list[str]) -> str:
+    for line in reversed(lines):
+        if line.startswith("E "):
+            return line[2:].strip()[:500]
+    return (lines[-1] if lines else "").strip()[:500]
+
+
+def _relative(project: Project, path: str) -> str:
+    try:
+        return Path(path).resolve().relative_to(project.root).as_posix()
+    except ValueError:
+        return path
+
+
+def groups(found: list[Failure]) -> list[FailureGroup]:
+    """Failures sharing one cause: the same exception and message (numbers aside), raised at one place."""
+    buckets: dict[tuple[str, str | None], list[Failure]] = defaultdict(list)
+    for f in found:
+        buckets[(_VOLATILE.sub("N", f.message), f.location)].append(f)
+    ranked = sorted(buckets.items(), key=lambda kv: (-len(kv[1]), kv[0][0]))
+    return [
+        FailureGroup(
+            cause=members[0].message,
+            location=location,
+            count=len(members),
+            node_ids=[m.node_id for m in members[:GROUP_MEMBERS]],
+        )
+        for (_, location), members in ranked[:MAX_GROUPS]
+    ]
+
+
+def slowest(events: list[dict[str, Any]], n: int = 10) -> list[Slow]:
+    durations: Counter[str] = Counter()
+    for e in events:
+        if e["e"] == "report":
+            durations[e["nodeid"]] += float(e.get("duration") or 0.0)
+    return [Slow(node_id=k, duration_s=round(v, 3)) for k, v in durations.most_common(n)]
+
+
+def running_at_end(events: list[dict[str, Any]]) -> str | None:
+    """The test that started and never finished its teardown."""
+    open_tests: dict[str, None] = {}
+    for e in events:
+        if e["e"] == "start":
+            open_tests[e["nodeid"]] = None
+        elif e["e"] == "report" and e.get("when") == "teardown":
+            open_tests.pop(e["nodeid"], None)
+    return next(reversed(open_tests), None) if open_tests else None
+
+
+def interpret(project: Project, raw: Raw, duration_s: float) -> RunResult:
+    """The reviewer's view of one run. Status and counts come first, from all events; only then is
+    the detail cut to the budget."""
+    items = raw.events.items
+    counts = count(items)
+    found = failures(project, items)
+    finish = next((e for e in reversed(items) if e["e"] == "finish"), None)
+    exit_code = raw.proc.returncode if not raw.proc.timed_out else None
+    collect_errors = any(e["e"] == "collect_error" for e in items)
+    if raw.proc.timed_out:
+        status = "timeout"
+    elif finish is None:
+        status = "error"  # pytest died or never started a session
+    elif exit_code == 5:
+        status = "no_tests"
+    elif exit_code == 0:
+        status = "passed"
+    elif exit_code == 1:
+        status = "failed"
+    elif exit_code == 2 and not collect_errors:
+        status = "interrupted"
+    else:
+        status = "error"
+    running = running_at_end(items) if raw.proc.timed_out else None
+    shown = take_within(found, int(project.max_chars * 0.6))
+    group_list = groups(found)
+    stderr_tail = None
+    if status == "error" and not found:
+        stderr_tail = (raw.proc.text("stderr") or raw.proc.text("stdout"))[-2000:] or None
+    notes = join_notes(
+        len(shown) < len(found)
+        and f"{len(found) - len(shown)} more failure(s) are in the report and in failure_groups; "
+        "rerun with targets= to see them",
+        running and f"the run was stopped after its time limit while {running} was running",
+        status == "no_tests" and "no tests were selected: check targets, keyword and marker",
+    )
+    return RunResult(
+        status=status,  # type: ignore[arg-type]
+        counts=counts,
+        failures=shown,
+        failure_groups=group_list,
+        slowest=slowest(items),
+        duration_s=round(duration_s, 3),
+        run_id=raw.run_id,
+        report=str(raw.events.path),
+        interpreter=raw.interpreter,
+        running_at_timeout=running,
+        exit_code=exit_code,
+        stderr_tail=stderr_tail,
+        truncated=len(shown) < len(found),
+        total=len(found),
+        returned=len(shown),
+        note=notes,
+    )
+
+
+async def run_tests(
+    project: Project,
+    targets: Sequence[str] | None = None,
+    keyword: str | None = None,
+    marker: str | None = None,
+    last_failed: bool = False,
+    max_failures: int | None = None,
+    timeout_s: float = 600,
+    workers: int | str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    from servers.testing.store import record_run
+
+    args = pytest_args(
+        project, targets, keyword, marker, last_failed=last_failed, max_failures=max_failures, workers=workers
+    )
+    timeout = float(clamp(int(timeout_s), 1, 24 * 3600, 600))
+    started = time.monotonic()
+    raw = await run_pytest(project, args, timeout_s=timeout, progress=progress)
+    result = interpret(project, raw, time.monotonic() - started)
+    await record_run(project, raw, result, outcomes(raw.events.items))
+    return result

@@ -1,0 +1,409 @@
+"""The testing tools other than run_tests: discovery, affected tests, lint, format, flakiness, history."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+from common import procs
+from common.budget import clamp, decode_cursor, encode_cursor, join_notes, take_within
+from common.git import check_ref_text
+from common.policy import path_matches
+from common.pyimports import import_graph, module_name
+from servers.testing.models import (
+    AffectedResult,
+    CollectError,
+    Diagnostic,
+    Discovery,
+    FileDiagnostics,
+    FlakyResult,
+    FlakyRun,
+    FormatResult,
+    HistoryEntry,
+    HistoryResult,
+    LintResult,
+    RunResult,
+    Selected,
+)
+from servers.testing.project import Project, TestingError, expression
+from servers.testing.run import Progress, run_pytest, run_tests
+from servers.testing.store import flaky_rate, runs
+
+TEST_FILES = ("test_*.py", "*_test.py")
+MAX_DIFF_CHARS = 12_000
+_RULE_CODE = r"^[A-Z]{1,4}[0-9]{0,4}$"
+
+
+async def discover_tests(
+    project: Project,
+    path: str | None = None,
+    keyword: str | None = None,
+    marker: str | None = None,
+    limit: int = 500,
+    cursor: str | None = None,
+) -> Discovery:
+    limit = clamp(limit, 1, 5000, 500)
+    key = {"path": path, "k": keyword, "m": marker}
+    offset = decode_cursor(cursor, "discover_tests", **key)["o"] if cursor else 0
+    args = ["-p", "onrecord_pytest", "-q", "--color=no", "--collect-only"]
+    if (k := expression(keyword, "keyword")) is not None:
+        args += ["-k", k]
+    if (m := expression(marker, "marker")) is not None:
+        args += ["-m", m]
+    args += ["--", project.target(path)] if path else []
+    raw = await run_pytest(project, args, timeout_s=300)
+    items = raw.events.items
+    node_ids: list[str] = []
+    for e in items:
+        if e["e"] == "collected" and e.get("nodeids"):
+            node_ids = e["nodeids"]
+    errors = [
+        CollectError(nodeid=e["nodeid"] or "(collection)", message=_tail(e.get("message") or "", 1500))
+        for e in items
+        if e["e"] == "collect_error"
+    ]
+    page = take_within(node_ids[offset : offset + limit], project.max_chars // 2, size=lambda n: len(n) + 4)
+    nxt = offset + len(page)
+    more = nxt < len(node_ids)
+    if not items and raw.proc.returncode not in (0, 5):
+        raise TestingError(
+            f"pytest could not collect: {_tail(raw.proc.text('stderr') or raw.proc.text(), 800)}"
+        )
+    return Discovery(
+        interpreter=raw.interpreter,
+        node_ids=page,
+        collection_errors=take_within(errors, project.max_chars // 3),
+        total=len(node_ids),
+        returned=len(page),
+        truncated=more,
+        next_cursor=encode_cursor("discover_tests", o=nxt, **key) if more else None,
+        note=join_notes(
+            more and f"{len(node_ids) - nxt} more node ids; pass next_cursor",
+            errors and f"{len(errors)} collection error(s): those files' tests are missing from the list",
+        ),
+    )
+
+
+def _tail(text: str, chars: int) -> str:
+    return text.strip()[-chars:]
+
+
+# ------------------------------------------------------------------------------------ affected
+
+
+async def changed_files(project: Project, base: str) -> list[str]:
+    sha = await project.git.verify_rev(base, what="base")
+    diff = await project.git.run(["diff", "--name-only", "-z", "--no-renames", "--end-of-options", sha])
+    others = await project.git.run(["ls-files", "-z", "--others", "--exclude-standard"])
+    names = {n for n in diff.text().split("\0") if n} | {n for n in others.text().split("\0") if n}
+    return sorted(names)
+
+
+def _is_test(path: str) -> bool:
+    return any(path_matches(p, path) for p in TEST_FILES)
+
+
+def _read(project: Project, path: str) -> str | None:
+    try:
+        data, _, _ = project.workspace.read_bytes(path, 2 * 1024 * 1024)
+    except (OSError, ValueError):
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+async def select_affected(project: Project, base: str) -> tuple[list[str], list[Selected]]:
+    """Changed test files, and tests whose modules import changed modules (transitively)."""
+    check_ref_text(base, "base")
+    changed = await changed_files(project, base)
+    listed = await project.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    files = sorted(
+        {n for n in listed.text().split("\0") if n.endswith(".py") and (project.root / n).exists()}
+    )
+    graph = import_graph(files, lambda p: _read(project, p))
+    changed_set = set(changed)
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for f in changed:
+        if f.endswith(".py") and _is_test(f):
+            reasons[f].append("the test file changed")
+    for conftest in (c for c in changed if c.endswith("conftest.py")):
+        folder = conftest.rsplit("/", 1)[0] + "/" if "/" in conftest else ""
+        for t in files:
+            if _is_test(t) and t.startswith(folder):
+                reasons[t].append(f"{conftest} changed")
+    for test in (t for t in files if _is_test(t)):
+        path = _import_path(graph, test, changed_set)
+        if path:
+            chain = " -> ".join(module_name(p) or p for p in path[1:])
+            reasons[test].append(f"imports {chain} (changed)")
+    selected = [Selected(path=t, reasons=r) for t, r in sorted(reasons.items())]
+    return changed, selected
+
+
+def _import_path(graph: dict[str, set[str]], start: str, targets: set[str]) -> list[str] | None:
+    """The shortest import chain from start to a changed file, breadth first."""
+    queue: deque[list[str]] = deque([[start]])
+    seen = {start}
+    while queue:
+        chain = queue.popleft()
+        for nxt in sorted(graph.get(chain[-1], ())):
+            if nxt in seen:
+                continue
+            if nxt in targets:
+                return [*chain, nxt]
+            seen.add(nxt)
+            queue.append([*chain, nxt])
+    return None
+
+
+async def run_affected_tests(
+    project: Project, base: str = "HEAD", progress: Progress | None = None, **options: Any
+) -> AffectedResult:
+    changed, selected = await select_affected(project, base)
+    shown = take_within(selected, project.max_chars // 4)
+    if not selected:
+        return AffectedResult(
+            base=base,
+            changed=changed[:200],
+            selected=[],
+            run=None,
+            total=0,
+            returned=0,
+            note="no test is affected by the changes"
+            + ("" if changed else f" (nothing changed since {base})")
+            + "; nothing was run",
+        )
+    run = await run_tests(project, targets=[s.path for s in selected], progress=progress, **options)
+    return AffectedResult(
+        base=base,
+        changed=changed[:200],
+        selected=shown,
+        run=run,
+        total=len(selected),
+        returned=len(shown),
+        truncated=len(shown) < len(selected) or len(changed) > 200,
+        note=join_notes(
+            len(shown) < len(selected) and f"{len(selected) - len(shown)} more selected test files ran"
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------- ruff
+
+
+def ruff_command(project: Project) -> tuple[list[str], str]:
+    """The project's ruff if its environment has one, else the one installed with onrecord."""
+    for candidate in (project.root / ".venv/bin/ruff", project.root / "venv/bin/ruff"):
+        if candidate.exists():
+            return [str(candidate)], str(candidate)
+    beside = Path(sys.executable).with_name("ruff")
+    if beside.exists():
+        return [str(beside)], str(beside)
+    found = shutil.which("ruff")
+    if found:
+        return [found], found
+    return [sys.executable, "-m", "ruff"], f"{sys.executable} -m ruff"
+
+
+def _paths(project: Project, paths: list[str] | None) -> list[str]:
+    if not paths:
+        return ["."]
+    out = []
+    for p in paths:
+        if not isinstance(p, str) or p.startswith("-"):
+            raise TestingError(f"path {p!r} must be a file or directory inside the root, not an option")
+        out.append(project.workspace.resolve(p).relative)
+    return out
+
+
+async def _ruff(project: Project, args: list[str]) -> procs.ProcResult:
+    command, _ = ruff_command(project)
+    result = await procs.run([*command, *args], cwd=project.root, env=dict(os.environ), timeout_s=300)
+    if result.timed_out:
+        raise TestingError("ruff took longer than 300 s and was stopped")
+    if result.returncode not in (0, 1):
+        raise TestingError(f"ruff failed: {_tail(result.text('stderr') or result.text(), 800)}")
+    return result
+
+
+async def lint(
+    project: Project, paths: list[str] | None = None, fix: bool = False, select: list[str] | None = None
+) -> LintResult:
+    import re
+
+    targets = _paths(project, paths)
+    options = ["--no-cache", "--output-format", "json"]
+    if select:
+        bad = [s for s in select if not isinstance(s, str) or not re.match(_RULE_CODE, s)]
+        if bad:
+            raise TestingError(f"select {bad!r}: rule codes look like 'E501', 'F' or 'UP006'")
+        options += ["--select", ",".join(select)]
+    fix_diff = None
+    fixed = 0
+    if fix:
+        preview = await _ruff(
+            project, ["check", "--no-cache", "--fix", "--diff", *options[3:], "--", *targets]
+        )
+        fix_diff = _bounded(preview.text())
+        fixed = _would_fix(preview.text("stderr"))
+        await _ruff(
+            project, ["check", "--no-cache", "--fix", "--exit-zero", "--quiet", *options[3:], "--", *targets]
+        )
+    result = await _ruff(project, ["check", *options, "--", *targets])
+    try:
+        raw = json.loads(result.text() or "[]")
+    except ValueError as exc:
+        raise TestingError(f"ruff's JSON output could not be read: {exc}") from exc
+    by_file: dict[str, list[Diagnostic]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for d in raw:
+        code = d.get("code")
+        counts[code or "syntax-error"] += 1
+        location = d.get("location") or {}
+        by_file[_rel(project, d.get("filename", ""))].append(
+            Diagnostic(
+                code=code,
+                message=d.get("message", ""),
+                line=location.get("row"),
+                column=location.get("column"),
+                fixable=d.get("fix") is not None,
+            )
+        )
+    files = [FileDiagnostics(path=p, diagnostics=ds) for p, ds in sorted(by_file.items())]
+    shown = take_within(files, int(project.max_chars * 0.7))
+    total = sum(len(f.diagnostics) for f in files)
+    return LintResult(
+        counts_by_rule=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+        files=shown,
+        fixed=fixed,
+        fix_diff=fix_diff,
+        tool=ruff_command(project)[1],
+        total=total,
+        returned=sum(len(f.diagnostics) for f in shown),
+        truncated=len(shown) < len(files),
+        note=join_notes(
+            len(shown) < len(files)
+            and f"{len(files) - len(shown)} more file(s) with diagnostics; narrow paths"
+        ),
+    )
+
+
+def _would_fix(stderr: str) -> int:
+    import re
+
+    m = re.search(r"Would fix (\d+)", stderr)
+    return int(m.group(1)) if m else 0
+
+
+def _bounded(diff: str) -> str:
+    return (
+        diff
+        if len(diff) <= MAX_DIFF_CHARS
+        else diff[:MAX_DIFF_CHARS] + "\n… [diff cut; run format_check or lint on fewer paths]"
+    )
+
+
+def _rel(project: Project, filename: str) -> str:
+    try:
+        return Path(filename).resolve().relative_to(project.root).as_posix()
+    except ValueError:
+        return filename
+
+
+async def format_check(project: Project, paths: list[str] | None = None) -> FormatResult:
+    targets = _paths(project, paths)
+    result = await _ruff(project, ["format", "--no-cache", "--check", "--diff", "--", *targets])
+    diff = result.text()
+    files = sorted({line[4:].split("\t")[0].strip() for line in diff.splitlines() if line.startswith("+++ ")})
+    files = [f.removeprefix("b/") for f in files]
+    return FormatResult(
+        would_reformat=files,
+        diff=_bounded(diff),
+        tool=ruff_command(project)[1],
+        total=len(files),
+        returned=len(files),
+        truncated=len(diff) > MAX_DIFF_CHARS,
+        note="diff cut to stay in budget; check fewer paths" if len(diff) > MAX_DIFF_CHARS else None,
+    )
+
+
+# ------------------------------------------------------------------------------ flaky and history
+
+
+async def check_flaky(
+    project: Project, node_id: str, runs_wanted: int = 5, progress: Progress | None = None
+) -> FlakyResult:
+    target = project.target(node_id)
+    count = clamp(runs_wanted, 2, 20, 5)
+    results: list[FlakyRun] = []
+    for i in range(count):
+        started = time.monotonic()
+        run: RunResult = await run_tests(project, targets=[target], timeout_s=600)
+        outcome = _outcome_of(project, run, target)
+        results.append(
+            FlakyRun(run_id=run.run_id, outcome=outcome, duration_s=round(time.monotonic() - started, 3))
+        )
+        if progress is not None:
+            await progress(i + 1, count, f"run {i + 1}: {outcome}")
+    verdicts = {r.outcome for r in results}
+    if verdicts <= {"not_run"}:
+        verdict = "not_run"
+    elif verdicts <= {"passed", "xfailed", "skipped"}:
+        verdict = "stable_pass"
+    elif verdicts.isdisjoint({"passed", "xpassed"}):
+        verdict = "stable_fail"
+    else:
+        verdict = "flaky"
+    history = [r["outcomes"][target] for r in runs(project) if target in r.get("outcomes", {})]
+    return FlakyResult(
+        node_id=target,
+        runs=results,
+        verdict=verdict,  # type: ignore[arg-type]
+        history_flaky_rate=flaky_rate(history),
+        returned=len(results),
+        total=len(results),
+    )
+
+
+def _outcome_of(project: Project, run: RunResult, target: str) -> str:
+    for entry in reversed(runs(project)):
+        if entry["run_id"] == run.run_id:
+            found = [o for n, o in entry["outcomes"].items() if n == target or n.startswith(target + "[")]
+            if not found:
+                return "not_run"
+            return "failed" if any(o in ("failed", "error") for o in found) else found[0]
+    return "not_run"
+
+
+async def test_history(project: Project, node_id: str, limit: int = 20) -> HistoryResult:
+    if not isinstance(node_id, str) or not node_id or node_id.startswith("-"):
+        raise TestingError(f"node_id {node_id!r} must be a test node id, e.g. 'tests/test_a.py::test_b'")
+    limit = clamp(limit, 1, 500, 20)
+    matching = [r for r in runs(project) if node_id in r.get("outcomes", {})]
+    sequence = [r["outcomes"][node_id] for r in matching]
+    recent = matching[-limit:][::-1]
+    passes = [o for o in sequence if o in ("passed", "failed", "error")]
+    return HistoryResult(
+        node_id=node_id,
+        runs=[
+            HistoryEntry(
+                run_id=r["run_id"],
+                started=r["started"],
+                outcome=r["outcomes"][node_id],
+                head=r.get("head"),
+                dirty=r.get("dirty"),
+            )
+            for r in recent
+        ],
+        flaky_rate=flaky_rate(sequence),
+        pass_rate=round(sum(o == "passed" for o in passes) / len(passes), 3) if passes else None,
+        total=len(matching),
+        returned=len(recent),
+        truncated=len(matching) > limit,
+        note=None if matching else "no recorded run includes this node id; run_tests records every run",
+    )
