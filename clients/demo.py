@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import textwrap
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -123,16 +124,23 @@ ask = ["repo.read_file(path=deploy/**)"]
 allow = ["repo.*"]
 """
 
-SCRIPT: list[tuple[str, dict[str, Any], str]] = [
-    ("overview", {}, "get the lie of the land"),
-    ("list_files", {"pattern": "**/*.py"}, "find the Python files"),
-    ("search", {"query": "def total", "context_lines": 1}, "find where totals are computed"),
-    ("outline", {"path": "invoices/totals.py"}, "see the module's symbols"),
-    ("read_file", {"path": "invoices/totals.py", "start_line": 9, "end_line": 14}, "read the tax code"),
-    ("git_log", {"path": "invoices/totals.py", "limit": 5}, "who changed it, and why"),
-    ("read_file", {"path": ".env"}, "try to read the secrets file"),
-    ("read_file", {"path": "deploy/prod.toml"}, "read production config (needs approval)"),
-    ("related_files", {"path": "invoices/totals.py"}, "what else to look at"),
+SCRIPT: list[tuple[str, str, dict[str, Any], str]] = [
+    ("repo", "overview", {}, "get the lie of the land"),
+    ("repo", "list_files", {"pattern": "**/*.py"}, "find the Python files"),
+    ("repo", "search", {"query": "def total", "context_lines": 1}, "find where totals are computed"),
+    ("repo", "outline", {"path": "invoices/totals.py"}, "see the module's symbols"),
+    (
+        "repo",
+        "read_file",
+        {"path": "invoices/totals.py", "start_line": 9, "end_line": 14},
+        "read the tax code",
+    ),
+    ("repo", "git_log", {"path": "invoices/totals.py", "limit": 5}, "who changed it, and why"),
+    ("repo", "read_file", {"path": ".env"}, "try to read the secrets file"),
+    ("repo", "read_file", {"path": "deploy/prod.toml"}, "read production config (needs approval)"),
+    ("repo", "related_files", {"path": "invoices/totals.py"}, "what else to look at"),
+    ("testing", "run_affected_tests", {"base": "HEAD~2"}, "run the tests the last two commits can break"),
+    ("testing", "run_tests", {}, "run the whole suite"),
 ]
 
 
@@ -165,6 +173,13 @@ def _summary(result: Any) -> str:
     if result.is_error:
         return " ".join(getattr(b, "text", "") for b in result.content)
     data = result.structured_content or {}
+    if "status" in data and "counts" in data:
+        c = data["counts"]
+        return f"{data['status']}: {c['passed']} passed, {c['failed']} failed, {c['errors']} errors"
+    if "selected" in data:
+        picked = ", ".join(f"{x['path']} ({'; '.join(x['reasons'])})" for x in data["selected"])
+        run = data.get("run") or {}
+        return f"selected {picked}; run {run.get('status')}"
     if "query" in data:
         return f"{data['total']} matches in {len(data['files'])} file(s)"
     for key in ("entries", "symbols", "commits", "related"):
@@ -199,23 +214,29 @@ async def run_demo(keep: bool = False) -> int:
         print("    [human] approves")
         return ElicitResult(action="accept", content={"approve": True})
 
-    params = server_params(
-        "repo",
-        project,
-        policy=policy,
-        env={"ONRECORD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(base / "config")},
-    )
-    print("Starting `onrecord serve repo` over stdio, as a host would ...\n")
+    env = {"ONRECORD_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(base / "config")}
+    print("Starting `onrecord serve repo` and `onrecord serve testing` over stdio, as a host would ...\n")
     try:
-        async with Client(params, mode="legacy", elicitation_callback=human) as client:
-            for tool, arguments, why in SCRIPT:
-                print(f"agent → repo.{tool} {json.dumps(arguments)}   # {why}")
-                result = await client.call_tool(tool, arguments)
+        async with AsyncExitStack() as stack:
+            clients = {
+                name: await stack.enter_async_context(
+                    Client(
+                        server_params(name, project, policy=policy, env=env),
+                        mode="legacy",
+                        elicitation_callback=human,
+                    )
+                )
+                for name in ("repo", "testing")
+            }
+            for server, tool, arguments, why in SCRIPT:
+                print(f"agent → {server}.{tool} {json.dumps(arguments)}   # {why}")
+                result = await clients[server].call_tool(tool, arguments)
                 mark = "DENIED/ERROR" if result.is_error else "ok"
                 print(f"    {mark}: {_summary(result)}")
         reports = verify_dir(state / "audit")
         print("\nAudit trail of this session:")
         for report in reports:
+            print(f"\n{report.records[0].get('server')} server:")
             print(review.render_timeline(report.records))
         print("\n" + review.render_verify(reports))
         secrets_found = any(

@@ -26,7 +26,7 @@ TRACEBACK_CHARS = 2500
 GROUP_MEMBERS = 5
 MAX_GROUPS = 100
 POLL_S = 0.2
-_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\b\d+(?:\.\d+)?\b")
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 
 
 @dataclass
@@ -107,25 +107,28 @@ async def run_pytest(
         finally:
             tg.cancel_scope.cancel()
 
+    counted = {"total": None, "done": 0}
+
+    async def report(fresh: list[dict[str, Any]]) -> None:
+        for event in fresh:
+            if event["e"] == "collected" and event.get("count"):
+                counted["total"] = max(counted["total"] or 0, int(event["count"]))
+            elif event["e"] == "report" and _finishes_test(event) and progress is not None:
+                counted["done"] += 1
+                label = outcomes([event]).get(event["nodeid"], event["outcome"])
+                await progress(counted["done"], counted["total"], f"{event['nodeid']}: {label}")
+
     async def watch() -> None:
-        total: int | None = None
-        done = 0
         while True:
             await anyio.sleep(POLL_S)
-            for event in events.read_new():
-                if event["e"] == "collected" and event.get("count"):
-                    total = max(total or 0, int(event["count"]))
-                elif event["e"] == "report" and _finishes_test(event) and progress is not None:
-                    done += 1
-                    label = outcomes([event]).get(event["nodeid"], event["outcome"])
-                    await progress(done, total, f"{event['nodeid']}: {label}")
+            await report(events.read_new())
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         tg.start_soon(execute)
     if failed:
         raise failed[0]
-    events.read_new()
+    await report(events.read_new())  # whatever arrived after the last poll
     return Raw(run_id, events, result[0], started, described)
 
 
@@ -253,7 +256,7 @@ def groups(found: list[Failure]) -> list[FailureGroup]:
     ranked = sorted(buckets.items(), key=lambda kv: (-len(kv[1]), kv[0][0]))
     return [
         FailureGroup(
-            cause=members[0].message,
+            cause=members[0].message[:300],
             location=location,
             count=len(members),
             node_ids=[m.node_id for m in members[:GROUP_MEMBERS]],
@@ -306,7 +309,7 @@ def interpret(project: Project, raw: Raw, duration_s: float) -> RunResult:
         status = "error"
     running = running_at_end(items) if raw.proc.timed_out else None
     shown = take_within(found, int(project.max_chars * 0.6))
-    group_list = groups(found)
+    group_list = take_within(groups(found), int(project.max_chars * 0.2))
     stderr_tail = None
     if status == "error" and not found:
         stderr_tail = (raw.proc.text("stderr") or raw.proc.text("stdout"))[-2000:] or None

@@ -249,8 +249,10 @@ async def lint(
         preview = await _ruff(
             project, ["check", "--no-cache", "--fix", "--diff", *options[3:], "--", *targets]
         )
-        fix_diff = _bounded(preview.text())
-        fixed = _would_fix(preview.text("stderr"))
+        fixed = _would_fix(preview.text("stderr") + preview.text())
+        fix_diff = _bounded(
+            "\n".join(x for x in preview.text().splitlines() if not x.startswith("Would fix"))
+        )
         await _ruff(
             project, ["check", "--no-cache", "--fix", "--exit-zero", "--quiet", *options[3:], "--", *targets]
         )
@@ -293,10 +295,10 @@ async def lint(
     )
 
 
-def _would_fix(stderr: str) -> int:
+def _would_fix(output: str) -> int:
     import re
 
-    m = re.search(r"Would fix (\d+)", stderr)
+    m = re.search(r"Would fix (\d+)", output)
     return int(m.group(1)) if m else 0
 
 

@@ -1,0 +1,332 @@
+"""run_tests and friends through the in-memory Client, on fixture projects made in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.repo.conftest import err, ok
+from tests.testing.conftest import FAILING, Call
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_tools_have_truthful_annotations(failing: Call) -> None:
+    tools = {t.name: t for t in await failing.server.list_tools()}  # type: ignore[attr-defined]
+    assert set(tools) == {
+        "discover_tests",
+        "run_tests",
+        "run_affected_tests",
+        "lint",
+        "format_check",
+        "check_flaky",
+        "test_history",
+    }
+    assert tools["lint"].annotations.destructive_hint is True
+    assert tools["format_check"].annotations.read_only_hint is True
+    assert tools["test_history"].annotations.read_only_hint is True
+    assert (
+        tools["run_tests"].annotations.read_only_hint is False
+        and tools["run_tests"].annotations.destructive_hint is False
+    )
+    for tool in tools.values():
+        assert tool.output_schema is not None and tool.description
+        for name, prop in tool.input_schema.get("properties", {}).items():
+            assert prop.get("description"), f"{tool.name}.{name}"
+
+
+async def test_a_failing_run_reports_counts_failures_and_one_group_per_cause(failing: Call) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, total, message))
+
+    data = ok(await failing("run_tests", progress=progress))
+    assert data["status"] == "failed"
+    assert data["counts"] == {
+        "passed": 6,
+        "failed": 9,
+        "errors": 1,
+        "skipped": 1,
+        "xfailed": 1,
+        "xpassed": 1,
+        "total": 19,
+    }
+    groups = data["failure_groups"]
+    assert groups[0]["count"] == 8 and groups[0]["cause"].startswith("TypeError")
+    assert groups[0]["location"] == "calc.py:6" and len(groups[0]["node_ids"]) == 5
+    assert {g["cause"] for g in groups[1:]} == {"assert 4 == 5", "RuntimeError: fixture broke"}
+    kinds = {f["node_id"]: f["kind"] for f in data["failures"]}
+    assert kinds["tests/test_calc.py::test_uses_broken"] == "error"
+    assert kinds["tests/test_calc.py::test_wrong"] == "failed"
+    wrong = next(f for f in data["failures"] if f["node_id"].endswith("test_wrong"))
+    assert "assert 4 == 5" in wrong["traceback"] and wrong["location"] == "tests/test_calc.py:16"
+    assert data["interpreter"].endswith("(onrecord's own interpreter)")
+    assert Path(data["report"]).exists() and data["run_id"] in data["report"]
+    assert [round(d) for d, _, _ in seen] == list(range(1, 20)) and seen[-1][1] == 19
+    odd = ok(await failing("run_tests", keyword="odd_ids"))
+    assert odd["status"] == "passed" and odd["counts"]["passed"] == 5
+
+
+async def test_counts_equal_pytests_own_junit_xml(failing: Call, tmp_path: Path) -> None:
+    data = ok(await failing("run_tests"))
+    xml = tmp_path / "junit.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junit-xml={xml}"],
+        cwd=failing.root,  # type: ignore[attr-defined]
+        capture_output=True,
+        check=False,
+    )
+    suite = ET.parse(xml).getroot().find("testsuite")  # noqa: S314 - our own pytest wrote it
+    assert suite is not None
+    c = data["counts"]
+    assert int(suite.get("tests")) == c["total"]
+    assert int(suite.get("failures")) == c["failed"]
+    assert int(suite.get("errors")) == c["errors"]
+    assert int(suite.get("skipped")) == c["skipped"] + c["xfailed"]
+
+
+async def test_selection_options_reach_pytest_as_validated_arguments(failing: Call) -> None:
+    one = ok(await failing("run_tests", targets=["tests/test_calc.py::test_add"]))
+    assert one["status"] == "passed" and one["counts"]["total"] == 1
+    stopped = ok(await failing("run_tests", max_failures=2))
+    assert stopped["counts"]["failed"] == 2 and stopped["status"] == "failed"
+    nothing = ok(await failing("run_tests", keyword="no_such_test_name"))
+    assert nothing["status"] == "no_tests" and "no tests were selected" in nothing["note"]
+    again = ok(await failing("run_tests", last_failed=True))
+    assert again["counts"]["passed"] == 0 and again["counts"]["failed"] == 2
+    for bad in (
+        {"targets": ["--collect-only"]},
+        {"targets": ["../outside.py"]},
+        {"keyword": "x; import os"},
+        {"marker": "--pdb"},
+        {"max_failures": 0},
+        {"workers": 1000},
+    ):
+        text = err(await failing("run_tests", **bad))
+        assert "Error executing tool run_tests" in text, bad
+
+
+async def test_a_collection_error_is_an_error_with_its_message(make_client: Callable[..., Any]) -> None:
+    files = {
+        "tests/test_ok.py": "def test_fine():\n    pass\n",
+        "tests/test_broken.py": "import no_such_module\n",
+    }
+    async with make_client(files) as call:
+        data = ok(await call("run_tests"))
+        assert data["status"] == "error" and data["counts"]["errors"] == 1
+        failure = data["failures"][0]
+        assert failure["kind"] == "collection_error" and "no_such_module" in failure["message"]
+        found = ok(await call("discover_tests"))
+        assert found["node_ids"] == ["tests/test_ok.py::test_fine"]
+        assert "no_such_module" in found["collection_errors"][0]["message"]
+
+
+async def test_a_hung_test_times_out_names_the_test_and_leaves_no_process(
+    make_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    marker = tmp_path / "child.pid"
+    files = {
+        "tests/test_hang.py": f"""\
+            import subprocess, sys, time
+
+            def test_quick():
+                pass
+
+            def test_hangs():
+                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+                open({str(marker)!r}, "w").write(str(child.pid))
+                time.sleep(120)
+            """
+    }
+    async with make_client(files) as call:
+        started = time.monotonic()
+        data = ok(await call("run_tests", timeout_s=5))
+        elapsed = time.monotonic() - started
+    assert data["status"] == "timeout" and elapsed < 15
+    assert data["running_at_timeout"] == "tests/test_hang.py::test_hangs"
+    assert data["counts"]["passed"] == 1
+    child = int(marker.read_text(encoding="utf-8"))
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+    leftover = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "test_hang.py" not in leftover and "time.sleep(120)" not in leftover
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().split()[2] != "Z"
+    except (ProcessLookupError, OSError):
+        return False
+
+
+async def test_the_projects_own_venv_is_used_and_named(make_client: Callable[..., Any]) -> None:
+    files = {"test_env.py": "import sys\n\ndef test_where():\n    print(sys.executable)\n"}
+    async with make_client(files) as call:
+        venv_python = call.root / ".venv" / "bin" / "python"  # type: ignore[attr-defined]
+        venv_python.parent.mkdir(parents=True)
+        venv_python.symlink_to(sys.executable)
+        data = ok(await call("run_tests"))
+    assert data["status"] == "passed"
+    assert data["interpreter"] == f"{venv_python} (the project's .venv)"
+
+
+async def test_a_missing_pytest_is_a_clear_error_naming_the_interpreter(
+    make_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    # A venv made from inside a venv points at the base interpreter, which has no pytest.
+    async with make_client(
+        {"test_x.py": "def test_x():\n    pass\n"}, python=str(bare / "bin" / "python")
+    ) as call:
+        text = err(await call("run_tests"))
+    assert "pytest is not installed for the interpreter" in text and str(bare / "bin" / "python") in text
+
+
+async def test_history_and_flakiness_come_from_recorded_runs(
+    make_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    counter = tmp_path / "count.txt"
+    files = {
+        "test_flaky.py": f"""\
+            from pathlib import Path
+
+            def test_alternates():
+                p = Path({str(counter)!r})
+                n = int(p.read_text()) if p.exists() else 0
+                p.write_text(str(n + 1))
+                assert n % 2 == 0
+
+            def test_stable():
+                pass
+            """
+    }
+    async with make_client(files) as call:
+        flaky = ok(await call("check_flaky", node_id="test_flaky.py::test_alternates", runs=4))
+        assert flaky["verdict"] == "flaky"
+        assert [r["outcome"] for r in flaky["runs"]] == ["passed", "failed", "passed", "failed"]
+        stable = ok(await call("check_flaky", node_id="test_flaky.py::test_stable", runs=2))
+        assert stable["verdict"] == "stable_pass"
+        history = ok(await call("test_history", node_id="test_flaky.py::test_alternates"))
+        assert [r["outcome"] for r in history["runs"]] == ["failed", "passed", "failed", "passed"]
+        assert history["flaky_rate"] == 1.0 and history["pass_rate"] == 0.5
+        assert history["runs"][0]["head"] is None
+        unknown = ok(await call("test_history", node_id="test_flaky.py::nope"))
+        assert unknown["runs"] == [] and "no recorded run" in unknown["note"]
+
+
+async def test_the_failure_list_is_cut_to_budget_but_status_and_counts_are_not(
+    make_client: Callable[..., Any],
+) -> None:
+    files = {
+        "test_many.py": """\
+            import pytest
+
+            @pytest.mark.parametrize("i", range(400))
+            def test_many(i):
+                assert i < 0, "x" * 400 + str(i)
+            """
+    }
+    async with make_client(files) as call:
+        data = ok(await call("run_tests"))
+    assert data["status"] == "failed" and data["counts"]["failed"] == 400
+    assert data["truncated"] and data["returned"] < 400 and data["total"] == 400
+    assert "in the report" in data["note"] and len(data["failure_groups"]) == 1
+    assert data["failure_groups"][0]["count"] == 400
+
+
+async def test_run_affected_tests_selects_by_change_and_import(make_client: Callable[..., Any]) -> None:
+    from tests.helpers import commit, git
+
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/core.py": "def core():\n    return 1\n",
+        "pkg/api.py": "from pkg.core import core\n\ndef api():\n    return core()\n",
+        "pkg/other.py": "def other():\n    return 2\n",
+        "tests/test_api.py": "from pkg.api import api\n\ndef test_api():\n    assert api() == 1\n",
+        "tests/test_other.py": "from pkg.other import other\n\ndef test_other():\n    assert other() == 2\n",
+    }
+    async with make_client(files) as call:
+        root = call.root  # type: ignore[attr-defined]
+        git(root, "init", "-q", "-b", "main")
+        commit(root, {}, "initial")
+        nothing = ok(await call("run_affected_tests"))
+        assert nothing["selected"] == [] and nothing["run"] is None and "nothing changed" in nothing["note"]
+        (root / "pkg" / "core.py").write_text("def core():\n    return 2\n", encoding="utf-8")
+        data = ok(await call("run_affected_tests"))
+        assert [s["path"] for s in data["selected"]] == ["tests/test_api.py"]
+        assert data["selected"][0]["reasons"] == ["imports pkg.api -> pkg.core (changed)"]
+        assert data["run"]["status"] == "failed" and data["run"]["counts"]["failed"] == 1
+        assert "Error executing tool" in err(await call("run_affected_tests", base="--output=x"))
+
+
+async def test_lint_and_format_check_report_ruff_findings(make_client: Callable[..., Any]) -> None:
+    files = {
+        "pyproject.toml": '[tool.ruff.lint]\nselect = ["F", "E"]\n',
+        "mod.py": "import os\nimport sys\n\n\ndef f( x ):\n    return x==1\n",
+        "clean.py": "def g():\n    return 1\n",
+    }
+    async with make_client(files) as call:
+        root = call.root  # type: ignore[attr-defined]
+        data = ok(await call("lint"))
+        assert data["counts_by_rule"] == {"F401": 2} and data["files"][0]["path"] == "mod.py"
+        assert data["files"][0]["diagnostics"][0]["fixable"] is True
+        only = ok(await call("lint", select=["E"]))
+        assert only["total"] == 0
+        assert "rule codes" in err(await call("lint", select=["--fix"]))
+        assert "outside the workspace root" in err(await call("lint", paths=["../x.py"]))
+        fmt = ok(await call("format_check"))
+        assert fmt["would_reformat"] == ["mod.py"] and "-def f( x ):" in fmt["diff"]
+        assert (root / "mod.py").read_text(encoding="utf-8").startswith("import os")  # nothing written
+        fixed = await call("lint", fix=True)
+        assert fixed.is_error and "Needs approval" in fixed.content[0].text  # a write asks first
+        assert (root / "mod.py").read_text(encoding="utf-8").startswith("import os")
+
+
+async def test_lint_fix_applies_fixes_once_approved(make_client: Callable[..., Any]) -> None:
+    from mcp import Client
+    from mcp.types import ElicitResult
+
+    files = {"pyproject.toml": '[tool.ruff.lint]\nselect = ["F"]\n', "mod.py": "import os\n\nx = 1\n"}
+    session = make_client(files)
+
+    async def approve(_ctx: Any, _params: Any) -> ElicitResult:
+        return ElicitResult(action="accept", content={"approve": True})
+
+    async with Client(session.server, mode="legacy", elicitation_callback=approve) as client:
+        result = await client.call_tool("lint", {"fix": True})
+    data = ok(result)
+    assert data["fixed"] == 1 and "-import os" in data["fix_diff"] and data["total"] == 0
+    assert (session.root / "mod.py").read_text(encoding="utf-8") == "\nx = 1\n"
+
+
+async def test_run_tests_over_real_stdio(tmp_path: Path) -> None:
+    from tests.testing.conftest import project
+
+    root = project(tmp_path / "stdio-proj", {"test_s.py": "def test_s():\n    assert 1\n"})
+    out = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "call", "testing", "run_tests", "{}", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"status": "passed"' in out.stdout and '"passed": 1' in out.stdout
+
+
+def test_fixture_project_is_what_the_tests_assume() -> None:
+    assert "def test_wrong" in FAILING["tests/test_calc.py"]
