@@ -165,17 +165,17 @@ def outcomes(events: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def count(events: list[dict[str, Any]]) -> Counts:
-    """Counts the way pytest's summary line counts them."""
+    """Counts the way pytest's summary and its junit XML count them: per outcome report, so a test's
+    subtests count one each, and a collection error counts as an erroring test."""
     c = Counts()
-    seen: set[str] = set()
     for e in events:
         if e["e"] == "collect_error":
             c.errors += 1
+            c.total += 1
             continue
         if e["e"] != "report":
             continue
-        node, when, outcome, xfail = e["nodeid"], e["when"], e["outcome"], e.get("wasxfail")
-        seen.add(node)
+        when, outcome, xfail = e["when"], e["outcome"], e.get("wasxfail")
         if outcome == "failed":
             if when == "call":
                 c.failed += 1
@@ -191,7 +191,8 @@ def count(events: list[dict[str, Any]]) -> Counts:
                 c.xpassed += 1
             else:
                 c.passed += 1
-    c.total = len(seen)
+        if when == "call" or (when == "setup" and outcome != "passed"):
+            c.total += 1
     return c
 
 

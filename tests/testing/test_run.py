@@ -330,3 +330,37 @@ async def test_run_tests_over_real_stdio(tmp_path: Path) -> None:
 
 def test_fixture_project_is_what_the_tests_assume() -> None:
     assert "def test_wrong" in FAILING["tests/test_calc.py"]
+
+
+async def test_cancelling_a_run_kills_pytest_and_its_children(
+    make_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    import anyio
+
+    marker = tmp_path / "grandchild.pid"
+    files = {
+        "test_slow.py": f"""\
+            import subprocess, sys, time
+
+            def test_slow():
+                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+                open({str(marker)!r}, "w").write(str(child.pid))
+                time.sleep(120)
+            """
+    }
+    async with make_client(files) as call:
+        with anyio.move_on_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "run_tests")
+                with anyio.fail_after(15):
+                    while not marker.exists() or not marker.read_text(encoding="utf-8"):
+                        await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+        child = int(marker.read_text(encoding="utf-8"))
+        with anyio.fail_after(10):
+            while _alive(child):
+                await anyio.sleep(0.05)
+        records = [r for r in (call.server.audit.path.read_text(encoding="utf-8").splitlines())]  # type: ignore[attr-defined]
+    assert any('"status":"cancelled"' in r for r in records)
+    leftover = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "test_slow.py" not in leftover
