@@ -25,9 +25,9 @@ from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bigrepo import cache_dir  # noqa: E402
-from common.config import load_settings  # noqa: E402
-from servers.testing.server import build_server  # noqa: E402
+from bench.bigrepo import cache_dir
+from common.config import load_settings
+from servers.testing.server import build_server
 
 PACKAGE = "more-itertools==11.2.1"
 
