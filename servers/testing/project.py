@@ -97,6 +97,21 @@ class Project:
             )
         self._checked[key] = result.text().strip()
 
+    async def check_module(self, prefix: list[str], described: str, module: str, wanted_for: str) -> None:
+        """Refuse clearly when an option needs a plugin the project's environment lacks."""
+        key = f"{' '.join(prefix)}::{module}"
+        if key in self._checked:
+            return
+        result = await procs.run(
+            [*prefix, "-c", f"import {module}"], cwd=self.root, env=self.env(), timeout_s=60
+        )
+        if result.returncode != 0:
+            raise TestingError(
+                f"{wanted_for} needs the {module!r} package, which the interpreter {described} does not have; "
+                "install it in the project's environment or leave the option out"
+            )
+        self._checked[key] = "ok"
+
     def env(self, events: Path | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR), env.get("PYTHONPATH", "")) if p)

@@ -358,6 +358,9 @@ async def run_tests(
         project, targets, keyword, marker, last_failed=last_failed, max_failures=max_failures, workers=workers
     )
     timeout = float(clamp(int(timeout_s), 1, 24 * 3600, 600))
+    if workers is not None:
+        prefix, described = project.python()
+        await project.check_module(prefix, described, "xdist", "workers")
     started = time.monotonic()
     raw = await run_pytest(project, args, timeout_s=timeout, progress=progress)
     result = interpret(project, raw, time.monotonic() - started)

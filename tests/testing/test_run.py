@@ -101,6 +101,10 @@ async def test_selection_options_reach_pytest_as_validated_arguments(failing: Ca
     assert stopped["counts"]["failed"] == 2 and stopped["status"] == "failed"
     nothing = ok(await failing("run_tests", keyword="no_such_test_name"))
     assert nothing["status"] == "no_tests" and "no tests were selected" in nothing["note"]
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        assert "needs the 'xdist' package" in err(await failing("run_tests", workers=2))
     again = ok(await failing("run_tests", last_failed=True))
     assert again["counts"]["passed"] == 0 and again["counts"]["failed"] == 2
     for bad in (
