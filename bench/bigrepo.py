@@ -21,13 +21,13 @@ def cache_dir() -> Path:
     return path
 
 
-def big_repo() -> Path:
-    """The repository, made on first use (downloads about 11 MB once)."""
+def sdist_tree(package: str, pattern: str, name: str) -> Path:
+    """An unpacked source distribution under the cache, downloaded with pip on first use."""
     cache = cache_dir()
-    root = cache / "django-repo"
-    if (root / ".git").is_dir():
+    root = cache / name
+    if root.is_dir():
         return root
-    sdists = sorted(cache.glob("django-*.tar.gz"))
+    sdists = sorted(cache.glob(pattern))
     if not sdists:
         subprocess.run(
             [
@@ -39,17 +39,26 @@ def big_repo() -> Path:
                 "--no-deps",
                 "--no-binary",
                 ":all:",
-                PACKAGE,
+                package,
                 "-d",
                 str(cache),
             ],
             check=True,
         )
-        sdists = sorted(cache.glob("django-*.tar.gz"))
+        sdists = sorted(cache.glob(pattern))
+    scratch = cache / f"{name}-extract"
     with tarfile.open(sdists[-1]) as tar:
-        tar.extractall(cache / "extract", filter="data")
-    top = next((cache / "extract").iterdir())
-    top.rename(root)
+        tar.extractall(scratch, filter="data")
+    next(scratch.iterdir()).rename(root)
+    return root
+
+
+def big_repo() -> Path:
+    """The repository, made on first use (downloads about 11 MB once)."""
+    root = cache_dir() / "django-repo"
+    if (root / ".git").is_dir():
+        return root
+    sdist_tree(PACKAGE, "django-*.tar.gz", "django-repo")
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "bench",

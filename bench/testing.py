@@ -14,7 +14,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -25,7 +24,6 @@ from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bigrepo import cache_dir
 from common.config import load_settings
 from servers.testing.server import build_server
 
@@ -33,33 +31,7 @@ PACKAGE = "more-itertools==11.2.1"
 
 
 def suite() -> Path:
-    cache = cache_dir()
-    root = cache / "more-itertools-suite"
-    if root.is_dir():
-        return root
-    sdists = sorted(cache.glob("more_itertools-*.tar.gz"))
-    if not sdists:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                PACKAGE,
-                "-d",
-                str(cache),
-            ],
-            check=True,
-        )
-        sdists = sorted(cache.glob("more_itertools-*.tar.gz"))
-    with tarfile.open(sdists[-1]) as tar:
-        tar.extractall(cache / "mi-extract", filter="data")
-    next((cache / "mi-extract").iterdir()).rename(root)
-    return root
+    return sdist_tree(PACKAGE, "more_itertools-*.tar.gz", "more-itertools-suite")
 
 
 def bare(root: Path, junit: Path | None = None) -> float:
