@@ -24,9 +24,9 @@ from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bigrepo import sdist_tree  # noqa: E402
-from common.config import load_settings  # noqa: E402
-from servers.testing.server import build_server  # noqa: E402
+from bench.bigrepo import sdist_tree
+from common.config import load_settings
+from servers.testing.server import build_server
 
 PACKAGE = "more-itertools==11.2.1"
 
