@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,7 +101,7 @@ class ApprovalStore:
                     return existing
             now = time.time()
             approval = Approval(
-                id=secrets.token_hex(4),
+                id=os.urandom(4).hex(),
                 call=call,
                 digest=digest,
                 arguments=preview,

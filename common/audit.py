@@ -13,11 +13,9 @@ process loses nothing it reported; fsync (for power loss) is per record, per bat
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +48,9 @@ def utc_now() -> str:
 
 def host_identity() -> dict[str, Any]:
     """Who and where, for the session_start record."""
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

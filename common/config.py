@@ -18,11 +18,14 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from common.errors import OnrecordError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from common.settings_file import SettingsFile
 
 Action = Literal["allow", "deny", "ask"]
 Scope = Literal["managed", "cli", "project", "user", "builtin"]
@@ -52,57 +55,6 @@ SERVER_SECTIONS = ("repo", "testing", "data", "evals", "deploy")
 
 class ConfigError(OnrecordError):
     """A settings file is unreadable or holds a key or value that is not allowed."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AnnotationDefaults(_Strict):
-    read_only: Action | None = None
-    destructive: Action | None = None
-    open_world: Action | None = None
-
-
-class PolicyFile(_Strict):
-    mode: Literal["enforce", "shadow"] | None = None
-    default: Action | None = None
-    lock: bool = False
-    default_denies: bool | None = None
-    deny: list[str] = Field(default_factory=list)
-    ask: list[str] = Field(default_factory=list)
-    allow: list[str] = Field(default_factory=list)
-    annotations: AnnotationDefaults = Field(default_factory=AnnotationDefaults)
-
-
-class AuditFile(_Strict):
-    dir: str | None = None
-    fsync: Literal["record", "batch", "off"] | None = None
-    batch_ms: int | None = Field(default=None, ge=1, le=60_000)
-
-
-class ApprovalsFile(_Strict):
-    ttl_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
-    uses: int | None = Field(default=None, ge=1, le=1000)
-
-
-class LimitsFile(_Strict):
-    call_timeout_s: float | None = Field(default=None, gt=0, le=24 * 3600)
-    max_result_tokens: int | None = Field(default=None, ge=1000, le=100_000)
-
-
-class SettingsFile(_Strict):
-    """The shape of one settings file; every scope uses the same shape."""
-
-    policy: PolicyFile = Field(default_factory=PolicyFile)
-    audit: AuditFile = Field(default_factory=AuditFile)
-    approvals: ApprovalsFile = Field(default_factory=ApprovalsFile)
-    limits: LimitsFile = Field(default_factory=LimitsFile)
-    repo: dict[str, Any] = Field(default_factory=dict)
-    testing: dict[str, Any] = Field(default_factory=dict)
-    data: dict[str, Any] = Field(default_factory=dict)
-    evals: dict[str, Any] = Field(default_factory=dict)
-    deploy: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -172,6 +124,11 @@ def user_config_path() -> Path:
 
 def read_settings_file(path: Path, *, pyproject: bool = False) -> SettingsFile:
     """Parse one file; raise ConfigError naming the file, the key and what is allowed."""
+    # The schema's models are built only when there is a file to check (start-up time).
+    from pydantic import ValidationError
+
+    from common.settings_file import SettingsFile
+
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -12,6 +12,7 @@ record can say what was taken out without keeping it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -106,7 +107,14 @@ _GATES: dict[str, tuple[str, ...]] = {
         "private key",
     ),
 }
-_RULES = [(name, _GATES[name], re.compile(pattern)) for name, pattern in _SHAPES]
+
+
+@functools.cache
+def _rules() -> list[tuple[str, tuple[str, ...], re.Pattern[str]]]:
+    """The compiled shape rules, built on first use (start-up time)."""
+    return [(name, _GATES[name], re.compile(pattern)) for name, pattern in _SHAPES]
+
+
 _ALL_GATES = frozenset(g for gs in _GATES.values() for g in gs)
 _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/_\-=.]{20}")
 
@@ -135,7 +143,7 @@ def redact_text(text: str) -> tuple[str, list[str]]:
     lower = text.lower()
     present = {g for g in _ALL_GATES if g in lower}  # substring tests are far cheaper than a regex scan
     out = text
-    for name, gates, pattern in _RULES if present else ():
+    for name, gates, pattern in _rules() if present else ():
         if present.isdisjoint(gates):
             continue
 

@@ -9,7 +9,6 @@ from pydantic import Field
 
 from common.config import Settings
 from common.server import AccountableServer
-from servers.repo import files, history, overview, search, symbols
 from servers.repo.context import RepoContext
 from servers.repo.models import (
     BlameResult,
@@ -47,7 +46,10 @@ Rev = Annotated[
 
 
 def register(server: AccountableServer, settings: Settings) -> None:
-    """Add the repo tools to `server`."""
+    """Add the repo tools to `server`.
+
+    The domain modules are imported inside the tools, on first use: a host waits for start-up.
+    """
 
     # These filter paths that git or a directory walk listed: canonical already, links not followed,
     # so the decision depends on the path text alone and is remembered.
@@ -78,6 +80,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
     async def overview_tool() -> Overview:
         """A first look at the repository: branch, HEAD, uncommitted counts, languages by bytes,
         top-level entries, key files (README, manifests, CI, Dockerfiles), test layout, last commits."""
+        from servers.repo import overview
+
         return await overview.overview(listing_ctx)
 
     async def list_files(
@@ -94,6 +98,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ) -> FileList:
         """List files (path, type, size) under a directory, honouring .gitignore. Paginated: pass
         next_cursor to continue."""
+        from servers.repo import files
+
         return await files.list_files(listing_ctx, path, pattern, max_depth, include_ignored, cursor, limit)
 
     async def read_file(
@@ -107,6 +113,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
         """Read a text file's lines, numbered. Long files are windowed: when truncated, pass
         next_start_line as start_line. Binary files give metadata only. `ref` reads the file at a
         revision instead of the working tree."""
+        from servers.repo import files
+
         return await files.read_file(ctx, path, start_line, end_line, ref)
 
     async def search_tool(
@@ -124,11 +132,15 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ) -> SearchResult:
         """Search file contents (tracked and untracked-not-ignored files; binary files skipped).
         Matches are grouped by file with line numbers; `total` counts all matches."""
+        from servers.repo import search
+
         return await search.search(ctx, query, regex, case_sensitive, path_glob, context_lines, limit, cursor)
 
     async def outline(path: Path) -> OutlineResult:
         """The symbols of one file: kind, qualified name, line range, signature, first docstring line.
         Exact for Python; top-level definitions for other common languages."""
+        from servers.repo import symbols
+
         return await symbols.outline(ctx, path)
 
     async def find_symbol(
@@ -142,10 +154,14 @@ def register(server: AccountableServer, settings: Settings) -> None:
         limit: Annotated[int, Field(description="Results to return (at most 500)")] = 50,
     ) -> SymbolResult:
         """Find where a symbol is defined across the repository, and optionally where it is used."""
+        from servers.repo import symbols
+
         return await symbols.find_symbol(ctx, name, kind, include_references, limit)
 
     async def git_status() -> StatusResult:
         """Staged, unstaged and untracked files with added/deleted line counts, plus branch and upstream."""
+        from servers.repo import history
+
         return await history.git_status(ctx)
 
     async def git_diff(
@@ -160,6 +176,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ) -> DiffResult:
         """A diff summarised for reading: per-file stats first, then whole hunks within the budget,
         then the files left out and how to get them. With no arguments: unstaged changes."""
+        from servers.repo import history
+
         return await history.git_diff(ctx, base, target, staged, path, context_lines, cursor)
 
     async def git_log(
@@ -173,6 +191,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
         cursor: Cursor = None,
     ) -> LogResult:
         """Commit history: sha, author, date, subject, and files changed with line counts."""
+        from servers.repo import history
+
         return await history.git_log(ctx, path, rev, author, since, until, grep, limit, cursor)
 
     async def git_show(
@@ -180,6 +200,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
         path: Annotated[str | None, Field(description="Show this file as it was at rev instead")] = None,
     ) -> ShowResult:
         """A commit: header, message, per-file stats and a budgeted diff; or a file at rev when path is given."""
+        from servers.repo import history
+
         return await history.git_show(ctx, rev, path)
 
     async def git_blame(
@@ -190,6 +212,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ) -> BlameResult:
         """Who last changed each line: ranges of lines with a commit id; each commit's author, date and
         summary are given once in `commits`."""
+        from servers.repo import history
+
         return await history.git_blame(ctx, path, start_line, end_line, rev)
 
     async def related_files(
@@ -198,6 +222,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ) -> RelatedResult:
         """Files related to one file, each with its reasons: changed together in history (recent
         commits weigh more), its tests, what it imports and what imports it."""
+        from servers.repo import overview
+
         return await overview.related_files(ctx, path, limit)
 
     tools = [
