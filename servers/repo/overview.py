@@ -210,7 +210,8 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
 
     if target.endswith(".py"):
         module = module_name(target)
-        for imported in _python_imports(ctx, target, files):
+        modules = module_index(files)
+        for imported in _python_imports(ctx, target, modules):
             scores[imported] += 1.5
             reasons[imported].append("imported by it")
         if module:
@@ -218,7 +219,7 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
                 ctx, module.rsplit(".", 1)[-1], regex=False, case_sensitive=True, word=True
             )
             for other in sorted({p for p, _, _ in hits if p.endswith(".py") and p != target}):
-                if target in _python_imports(ctx, other, files):
+                if target in _python_imports(ctx, other, modules):
                     scores[other] += 2.0 if "test" in other else 1.5
                     reasons[other].append("imports it" + (" (a test)" if "test" in other else ""))
     ranked = sorted(
@@ -239,10 +240,10 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
     )
 
 
-def _python_imports(ctx: RepoContext, path: str, files: set[str]) -> set[str]:
+def _python_imports(ctx: RepoContext, path: str, modules: dict[str, str]) -> set[str]:
     """Files in the repository that `path` imports."""
     try:
         data, _, _ = ctx.workspace.read_bytes(path, 2 * 1024 * 1024)
     except ValueError:
         return set()
-    return imported_files(path, decode(data)[0], module_index(files))
+    return imported_files(path, decode(data)[0], modules)
