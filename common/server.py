@@ -162,7 +162,15 @@ class AccountableServer(MCPServer):
             call_record["redactions"] = [r.as_record() for r in redactions]
         if self.audit.path is None:
             self._first_client = call_record["client"]
-        self.audit.write("call", call_record)
+        try:
+            self.audit.write("call", call_record)
+        except OSError as exc:
+            # Fail closed: no call runs unrecorded.
+            raise ToolError(
+                f"Error executing tool {name}: the audit log in {str(self.audit.directory)!r} cannot be "
+                f"written ({exc.strerror or exc}); no call runs unrecorded. Fix the directory's permissions "
+                "or free space, or set [audit] dir in the settings"
+            ) from exc
 
         outcome: dict[str, Any] = {"status": "crashed"}
         try:

@@ -301,3 +301,17 @@ async def test_every_record_chains_and_each_call_is_written_before_the_tool_runs
     assert seen_before_run == [1, 2, 3]
     report = verify_file(server.audit.path)
     assert report.ok and len(report.records) == 7
+
+
+async def test_an_unwritable_audit_log_fails_closed_with_a_clear_error(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the audit directory should be", encoding="utf-8")
+    server.audit.directory = blocker / "audit"
+    async with Client(server, mode="legacy") as client:
+        result = await client.call_tool("echo", {"text": "x"})
+    assert result.is_error is True
+    assert (
+        "cannot be written" in result.content[0].text and "no call runs unrecorded" in result.content[0].text
+    )
+    assert RAN == []
