@@ -218,6 +218,12 @@ class Git:
             raise GitError(f"{what} {rev!r} does not name a {peel} in this repository")
         return sha
 
+    async def head(self) -> str | None:
+        """HEAD's object id, or None when there is no commit yet."""
+        result = await self.run(["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
+        sha = result.text().strip()
+        return sha if result.returncode == 0 and sha else None
+
     def head_sync(self) -> str | None:
         """HEAD's object id, or None when there is no repository or no commit yet."""
         try:

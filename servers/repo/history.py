@@ -187,7 +187,7 @@ async def git_log(
         relative = ctx.repo_path(path)
         refuse_git_internals(relative)
         args += ["--", relative]
-    if rev is None and ctx.git.head_sync() is None:
+    if rev is None and await ctx.git.head() is None:
         return LogResult(commits=[], total=0, returned=0, note="the repository has no commits yet")
     out = await ctx.git.run(args)
     commits = _parse_log(out.text())

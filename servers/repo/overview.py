@@ -175,7 +175,7 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
     reasons: dict[str, list[str]] = defaultdict(list)
     files = set(await project_files(ctx))
 
-    if ctx.has_git() and ctx.git.head_sync():
+    if ctx.has_git() and await ctx.git.head():
         out = await ctx.git.run(
             ["log", "--format=%x1e%H", "--name-only", "-n500", "--no-color", "--no-renames"]
         )
