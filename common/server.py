@@ -235,14 +235,13 @@ class AccountableServer(MCPServer):
             self._write_result(call_id, qualified, started, outcome)
 
     def _write_result(self, call_id: str, qualified: str, started: float, outcome: dict[str, Any]) -> None:
+        found: list[Redaction] = outcome.pop("_redactions", [])
         record: dict[str, Any] = {
             "call_id": call_id,
             "tool": qualified,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             **outcome,
         }
-        found: list[Redaction] = outcome.pop("_redactions", [])
-        record.pop("_redactions", None)
         if "error" in record:
             text, fired = redact_text(str(record["error"]))
             found += [Redaction(rule, "error") for rule in fired]
