@@ -188,6 +188,7 @@ class Git:
             env=self.env(),
             timeout_s=timeout_s or self.timeout_s,
             max_output=max_output,
+            spool=True,  # git's output is bounded by the repository; files beat pipes for big outputs
         )
         return self._checked(args, result, check)
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,37 +96,56 @@ async def run(
     timeout_s: float = 60.0,
     max_output: int = DEFAULT_MAX_OUTPUT,
     on_stdout_line: LineCallback | None = None,
+    spool: bool = False,
 ) -> ProcResult:
-    """Run argv to completion or timeout; cancellation kills the group and re-raises."""
+    """Run argv to completion or timeout; cancellation kills the group and re-raises.
+
+    With `spool`, output goes to temporary files read once at the end instead of through pipes:
+    much faster for large outputs (git grep, git diff), for commands whose output is bounded by
+    the repository itself.
+    """
     started = time.monotonic()
-    try:
-        proc = await asyncio.create_subprocess_exec(*argv, **_spawn_options(cwd, env))
-    except OSError as exc:
-        raise ProcessError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
-    assert proc.stdout is not None and proc.stderr is not None
-    out_task = asyncio.ensure_future(_drain(proc.stdout, max_output, on_stdout_line))
-    err_task = asyncio.ensure_future(_drain(proc.stderr, max_output, None))
-    timed_out = False
-    try:
+    with contextlib.ExitStack() as stack:
+        options = _spawn_options(cwd, env)
+        if spool:
+            options["stdout"] = stack.enter_context(tempfile.TemporaryFile())
+            options["stderr"] = stack.enter_context(tempfile.TemporaryFile())
         try:
-            await asyncio.wait_for(proc.wait(), timeout=timeout_s)
-        except TimeoutError:
-            timed_out = True
-            kill_group(proc.pid, signal.SIGTERM)
+            proc = await asyncio.create_subprocess_exec(*argv, **options)
+        except OSError as exc:
+            raise ProcessError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
+        drains: list[asyncio.Future[tuple[bytes, bool]]] = []
+        if not spool:
+            assert proc.stdout is not None and proc.stderr is not None
+            drains = [
+                asyncio.ensure_future(_drain(proc.stdout, max_output, on_stdout_line)),
+                asyncio.ensure_future(_drain(proc.stderr, max_output, None)),
+            ]
+        timed_out = False
+        try:
             try:
-                await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
+                await asyncio.wait_for(proc.wait(), timeout=timeout_s)
             except TimeoutError:
-                kill_group(proc.pid, signal.SIGKILL)
-                await proc.wait()
-    except BaseException:
+                timed_out = True
+                kill_group(proc.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=KILL_GRACE_S)
+                except TimeoutError:
+                    kill_group(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+        except BaseException:
+            kill_group(proc.pid, signal.SIGKILL)
+            for task in drains:
+                task.cancel()
+            raise
+        # Helpers that outlived the leader still hold the pipes; end them so the drains finish.
         kill_group(proc.pid, signal.SIGKILL)
-        out_task.cancel()
-        err_task.cancel()
-        raise
-    # Helpers that outlived the leader still hold the pipes; end them so the drains finish.
-    kill_group(proc.pid, signal.SIGKILL)
-    stdout, out_cut = await out_task
-    stderr, err_cut = await err_task
+        if spool:
+            (stdout, out_cut), (stderr, err_cut) = (
+                _read_spool(options[k], max_output) for k in ("stdout", "stderr")
+            )
+        else:
+            (stdout, out_cut), (stderr, err_cut) = [await task for task in drains]
     return ProcResult(
         list(argv),
         proc.returncode if proc.returncode is not None else -1,
@@ -136,6 +156,12 @@ async def run(
         timed_out,
         time.monotonic() - started,
     )
+
+
+def _read_spool(handle: Any, cap: int) -> tuple[bytes, bool]:
+    handle.seek(0)
+    data = handle.read(cap + 1)
+    return data[:cap], len(data) > cap
 
 
 def run_sync(

@@ -27,6 +27,20 @@ async def grep_lines(
     ctx: RepoContext, query: str, *, regex: bool, case_sensitive: bool, word: bool = False
 ) -> tuple[list[Hit], bool]:
     """Every matching line in tracked and untracked-not-ignored files; True when output was cut."""
+    outputs, cut = await grep_raw(ctx, query, regex=regex, case_sensitive=case_sensitive, word=word)
+    hits: list[Hit] = []
+    for data in outputs:
+        for row in data.split(b"\n"):
+            parts = row.split(b"\x00", 2)
+            if len(parts) == 3:
+                hits.append((parts[0].decode("utf-8", errors="replace"), int(parts[1]), parts[2]))
+    return hits, cut
+
+
+async def grep_raw(
+    ctx: RepoContext, query: str, *, regex: bool, case_sensitive: bool, word: bool = False
+) -> tuple[list[bytes], bool]:
+    """git grep's raw `path\\0line\\0text` output for tracked and untracked-not-ignored files."""
     if not query:
         raise GitError("query is empty; pass the text to look for")
     if len(query) > MAX_QUERY or "\x00" in query or "\n" in query:
@@ -63,18 +77,11 @@ async def grep_lines(
     for start in range(0, len(untracked), 500):
         chunk = untracked[start : start + 500]
         outputs.append(await ctx.git.run([*args[:1], "--untracked", *args[1:], "--", *chunk], check=False))
-    hits: list[Hit] = []
-    cut = False
     for out in outputs:
         if out.returncode not in (0, 1):
             err = out.text("stderr").strip().splitlines()
             raise GitError(f"search failed: {err[-1] if err else out.returncode}")
-        cut = cut or out.stdout_truncated
-        for row in out.stdout.split(b"\n"):
-            parts = row.split(b"\x00", 2)
-            if len(parts) == 3:
-                hits.append((parts[0].decode("utf-8", errors="replace"), int(parts[1]), parts[2]))
-    return hits, cut
+    return [out.stdout for out in outputs], any(out.stdout_truncated for out in outputs)
 
 
 async def search(
@@ -91,25 +98,40 @@ async def search(
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 0)
     key = {"q": query, "re": regex, "cs": case_sensitive, "g": path_glob, "c": context_lines}
     offset = decode_cursor(cursor, "search", **key)["o"] if cursor else 0
-    hits, cut = await grep_lines(ctx, query, regex=regex, case_sensitive=case_sensitive)
+    outputs, cut = await grep_raw(ctx, query, regex=regex, case_sensitive=case_sensitive)
+    # One pass over every row: count them all, decode only the page. Rows come grouped by file, so
+    # the path is decoded and checked once per file.
     allowed: dict[str, bool] = {}
-    kept: list[Hit] = []
-    for hit in hits:
-        path = hit[0]
-        if path_glob and not path_matches(path_glob, path):
-            continue
-        if path not in allowed:
-            allowed[path] = ctx.readable(path)
-        if allowed[path]:
-            kept.append(hit)
+    page: list[Hit] = []
+    total = 0
+    last: bytes | None = None
+    path, keep = "", False
+    for data in outputs:
+        for row in data.split(b"\n"):
+            nul = row.find(b"\x00")
+            if nul <= 0:
+                continue
+            if row[:nul] != last:
+                last = row[:nul]
+                path = last.decode("utf-8", errors="replace")
+                keep = not path_glob or path_matches(path_glob, path)
+                if keep:
+                    if path not in allowed:
+                        allowed[path] = ctx.readable(path)
+                    keep = allowed[path]
+            if not keep:
+                continue
+            if offset <= total < offset + limit:
+                number, _, raw = row[nul + 1 :].partition(b"\x00")
+                page.append((path, int(number), raw))
+            total += 1
     excluded = sum(1 for ok in allowed.values() if not ok)
-    total = len(kept)
     files: list[FileMatches] = []
     used = 0
     returned = 0
     index = offset
     file_lines: dict[str, list[str]] = {}
-    for path, line, raw in kept[offset : offset + limit]:
+    for path, line, raw in page:
         match = Match(line=line, text=_clip(visible(decode(raw)[0])))
         if context_lines:
             lines = file_lines.get(path)
