@@ -75,9 +75,11 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
     for r in records:
         kind = r.get("type")
         if kind == "session_start":
-            detail = (
-                f"{r.get('server')} pid {r.get('pid')} root {r.get('root')} policy {r.get('policy_mode')}"
-            )
+            parts = [f"{r.get('server')} pid {r.get('pid')}", f"user {r.get('os_user')}"]
+            parts += [f"root {r['root']}"] if r.get("root") else []
+            parts += [f"policy {r['policy_mode']}"] if r.get("policy_mode") else []
+            parts += [f"client {r['client']}"] if r.get("client") else []
+            detail = " ".join(parts)
             rows.append([r.get("seq"), _time(r), "session", "", "", detail])
         elif kind == "call":
             d = r.get("decision") or {}
