@@ -320,6 +320,7 @@ def interpret(project: Project, raw: Raw, duration_s: float) -> RunResult:
         "rerun with targets= to see them",
         running and f"the run was stopped after its time limit while {running} was running",
         status == "no_tests" and "no tests were selected: check targets, keyword and marker",
+        stderr_tail and "pytest stopped before running the tests; stderr_tail says why",
     )
     return RunResult(
         status=status,  # type: ignore[arg-type]
