@@ -19,6 +19,7 @@ Order: built-in protections -> deny -> ask -> allow -> annotation defaults -> de
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -50,8 +51,13 @@ class Decision:
         """The action actually taken: shadow mode records the decision but lets the call run."""
         return self.action if self.enforced else "allow"
 
+    @functools.cached_property
+    def record(self) -> dict[str, Any]:
+        """as_record(), computed once: decisions are frozen and cached per tool."""
+        return self.as_record()
+
     def as_record(self) -> dict[str, Any]:
-        return {  # frozen, so the same dict content every time
+        return {
             "action": self.action,
             "effective": self.effective,
             "rule": self.rule,

@@ -100,6 +100,7 @@ class AccountableServer(MCPServer):
         self._annotations: dict[str, dict[str, bool | None]] = {}
         self._defaults: dict[str, dict[str, Any]] = {}
         self._calls = itertools.count(1)
+        self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
 
     # ------------------------------------------------------------------------------ registration
@@ -144,7 +145,7 @@ class AccountableServer(MCPServer):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         started = time.perf_counter()
-        call_id = f"{os.getpid()}-{next(self._calls)}"
+        call_id = f"{self._pid}-{next(self._calls)}"
         owner, qualified = self.qualified(name)
         ctx = context if _in_request(context) else None
         defaults = self._defaults.get(name)
@@ -155,7 +156,7 @@ class AccountableServer(MCPServer):
             "call_id": call_id,
             "tool": qualified,
             "arguments": shown_args,
-            "decision": decision.as_record(),
+            "decision": decision.record,
             **_client_fields(ctx),
         }
         if redactions:
