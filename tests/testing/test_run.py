@@ -134,23 +134,26 @@ async def test_a_collection_error_is_an_error_with_its_message(make_client: Call
         assert "no_such_module" in found["collection_errors"][0]["message"]
 
 
+def hanging_test(marker: Path, name: str) -> str:
+    """A test that starts a grandchild (its pid written to marker), then hangs."""
+    return f"""\
+import subprocess, sys, time
+
+def test_quick():
+    pass
+
+def {name}():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    open({str(marker)!r}, "w").write(str(child.pid))
+    time.sleep(120)
+"""
+
+
 async def test_a_hung_test_times_out_names_the_test_and_leaves_no_process(
     make_client: Callable[..., Any], tmp_path: Path
 ) -> None:
     marker = tmp_path / "child.pid"
-    files = {
-        "tests/test_hang.py": f"""\
-            import subprocess, sys, time
-
-            def test_quick():
-                pass
-
-            def test_hangs():
-                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-                open({str(marker)!r}, "w").write(str(child.pid))
-                time.sleep(120)
-            """
-    }
+    files = {"tests/test_hang.py": hanging_test(marker, "test_hangs")}
     async with make_client(files) as call:
         started = time.monotonic()
         data = ok(await call("run_tests", timeout_s=5))
@@ -342,16 +345,7 @@ async def test_cancelling_a_run_kills_pytest_and_its_children(
     import anyio
 
     marker = tmp_path / "grandchild.pid"
-    files = {
-        "test_slow.py": f"""\
-            import subprocess, sys, time
-
-            def test_slow():
-                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-                open({str(marker)!r}, "w").write(str(child.pid))
-                time.sleep(120)
-            """
-    }
+    files = {"test_slow.py": hanging_test(marker, "test_slow")}
     async with make_client(files) as call:
         with anyio.move_on_after(20):
             async with anyio.create_task_group() as tg:
