@@ -244,3 +244,28 @@ async def test_related_files_explains_each_relation(call: Call) -> None:
     assert any("changed together" in reason for reason in by_path["tests/test_core.py"])
     util = ok(await call("related_files", path="pkg/util.py"))
     assert any(r["path"] == "pkg/core.py" and "imports it" in r["reasons"] for r in util["related"])
+
+
+async def test_git_status_and_diff_report_renames_and_non_utf8_paths_and_messages(
+    call: Call, repo: Path
+) -> None:
+    git(repo, "mv", "pkg/util.py", "pkg/helpers.py")
+    data = ok(await call("git_status"))
+    assert [s["path"] for s in data["staged"]] == ["pkg/helpers.py"]
+    assert data["staged"][0]["status"] in (None, "renamed from pkg/util.py")
+    import os
+    import subprocess
+
+    from tests.helpers import GIT_IDENTITY
+
+    env = {**os.environ, **GIT_IDENTITY, "GIT_CONFIG_GLOBAL": "/dev/null"}
+    subprocess.run([b"git", b"commit", b"-q", b"-m", b"caf\xe9: rename"], cwd=repo, env=env, check=True)
+    commit(repo, {"data.bin": b"\x00\x01\xff" * 10, "notes.txt": "na\xefve\n".encode("latin-1")}, "add bytes")
+    shown = ok(await call("git_show", rev="HEAD"))
+    assert {f["path"] for f in shown["files"]} == {"data.bin", "notes.txt"}
+    binary = next(f for f in shown["files"] if f["path"] == "data.bin")
+    assert binary["added"] is None and binary["deleted"] is None
+    assert "\ufffd" in "".join(h["text"] for h in shown["hunks"] if h["path"] == "notes.txt")
+    log = ok(await call("git_log", limit=2))
+    # A non-UTF-8 message never fails a call: git re-encodes it or the byte is replaced.
+    assert log["commits"][1]["subject"] in ("caf\xe9: rename", "caf\ufffd: rename")
