@@ -187,6 +187,9 @@ class Overview(Envelope):
     tests: dict[str, object]
     last_commits: list[Commit]
     files_tracked: int
+    remotes: dict[str, str] = Field(
+        default_factory=dict, description="Remote name -> URL; credentials in URLs are replaced by [REDACTED]"
+    )
 
 
 Commit.model_rebuild()

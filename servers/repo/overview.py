@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from common.budget import clamp
 from common.policy import path_matches
 from common.pyimports import imported_files, module_index, module_name
+from common.redact import redact_text
 from servers.repo.context import RepoContext, decode
 from servers.repo.files import project_files, refuse_git_internals
 from servers.repo.history import _LOG_FORMAT, _parse_log, git_status
@@ -107,7 +108,9 @@ async def overview(ctx: RepoContext) -> Overview:
     branch = head = None
     dirty = {"staged": 0, "unstaged": 0, "untracked": 0}
     commits = []
+    remotes: dict[str, str] = {}
     if has_git:
+        remotes = await _remotes(ctx)
         status = await git_status(ctx)
         branch, head = status.branch, status.head
         dirty = {
@@ -130,9 +133,21 @@ async def overview(ctx: RepoContext) -> Overview:
         tests=test_info,
         last_commits=commits,
         files_tracked=len(files),
+        remotes=remotes,
         truncated=len(entries) > MAX_TOP_LEVEL,
         note=None if has_git else "not a git repository: no branch, status or history",
     )
+
+
+async def _remotes(ctx: RepoContext) -> dict[str, str]:
+    """Remote URLs, with any credentials in them redacted: they are context, the secrets are not."""
+    out = await ctx.git.run(["config", "--get-regexp", r"^remote\..*\.url$"], check=False)
+    remotes: dict[str, str] = {}
+    for line in out.text().splitlines()[:20]:
+        key, _, url = line.partition(" ")
+        name = key.removeprefix("remote.").removesuffix(".url")
+        remotes[name] = redact_text(url)[0]
+    return remotes
 
 
 def _size(ctx: RepoContext, name: str) -> int | None:

@@ -372,3 +372,18 @@ async def test_git_internals_are_not_read_through_file_tools(call: Call, repo: P
         assert "inside .git" in text and "ghp_" not in text
     assert ".git/" not in str(ok(await call("list_files", include_ignored=True)))
     assert ok(await call("search", query="ghp_16C7e42F"))["total"] == 0
+
+
+async def test_overview_shows_remotes_with_credentials_redacted(call: Call, repo: Path) -> None:
+    git(repo, "remote", "add", "origin", "https://deployer:s3cr3tPa55@git.example.com/app.git")
+    git(repo, "remote", "add", "mirror", "git@github.com:example/app.git")
+    data = ok(await call("overview"))
+    assert data["remotes"]["mirror"] == "git@github.com:example/app.git"
+    assert (
+        "s3cr3tPa55" not in data["remotes"]["origin"]
+        and "git.example.com/app.git" in data["remotes"]["origin"]
+    )
+    audit = "".join(
+        p.read_text(encoding="utf-8") for p in Path(call.server.config.audit_path).rglob("*.jsonl")
+    )  # type: ignore[attr-defined]
+    assert "s3cr3tPa55" not in audit
