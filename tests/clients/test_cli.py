@@ -180,3 +180,15 @@ async def test_serve_all_over_streamable_http_for_a_team(project: Path) -> None:
     records = [r for rep in verify_dir(state() / "audit") for r in rep.records]
     assert records[0]["server"] == "all"
     assert [r["tool"] for r in records if r["type"] == "call"] == ["repo.read_file", "repo.git_log"]
+
+
+def test_serve_with_a_bad_policy_file_says_which_file_and_key(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad-policy.toml"
+    bad.write_text('[policy]\nmode = "yolo"\n', encoding="utf-8")
+    assert main(["serve", "repo", "--root", str(project), "--policy", str(bad)]) == 2
+    message = capsys.readouterr().err
+    assert str(bad) in message and "'policy.mode'" in message and "'enforce' or 'shadow'" in message
+    assert main(["serve", "nosuch", "--root", str(project)]) == 2
+    assert "unknown server 'nosuch'; choose one of: repo, testing, all" in capsys.readouterr().err
