@@ -79,7 +79,7 @@ class AuditLog:
         self._fd: int | None = None
         self._seq = 0
         self._prev = ""
-        self._last_sync = 0.0
+        self._timer: threading.Timer | None = None
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -129,17 +129,33 @@ class AuditLog:
         self._seq += 1
         self._prev = record["hash"]
         self._dirty = True
-        if self.fsync == "record" or (
-            self.fsync == "batch" and time.monotonic() - self._last_sync >= self.batch_s
-        ):
+        if self.fsync == "record":
             self._sync()
+        elif self.fsync == "batch" and self._timer is None:
+            # fsync off the caller's thread, at most batch_ms after the first unsynced record.
+            self._timer = threading.Timer(self.batch_s, self._background_sync)
+            self._timer.daemon = True
+            self._timer.start()
         return record
 
     def _sync(self) -> None:
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
-        self._last_sync = time.monotonic()
+
+    def _background_sync(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._fd is None or not self._dirty:
+                return
+            self._dirty = False
+            # A duplicate descriptor keeps the file open even if close() runs meanwhile, and the
+            # fsync happens outside the lock, so writers never wait for the disk.
+            fd = os.dup(self._fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def flush(self) -> None:
         with self._lock:
@@ -148,6 +164,9 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._fd is not None:
                 if self.fsync != "off":
                     self._sync()

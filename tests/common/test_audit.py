@@ -111,3 +111,33 @@ def test_verify_dir_reads_every_file(tmp_path: Path) -> None:
     reports = verify_dir(tmp_path / "audit")
     assert len(reports) == 2 and all(r.ok for r in reports)
     assert len({r.file for r in reports}) == 2
+
+
+def test_batched_fsync_happens_off_the_writers_thread_within_the_batch_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import common.audit as audit_module
+
+    synced: list[str] = []
+    real_fsync = audit_module.os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(audit_module.os, "fsync", recording_fsync)
+    log = AuditLog(tmp_path / "audit", "t", fsync="batch", batch_ms=50)
+    for i in range(20):
+        log.write("call", {"call_id": str(i)})
+    assert synced == []  # the writes themselves never wait for the disk
+    deadline = time.monotonic() + 5
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(synced) == 1 and synced[0] != threading.current_thread().name
+    log.write("call", {"call_id": "late"})
+    log.close()  # close syncs what is left, on the caller's thread
+    assert synced[-1] == threading.current_thread().name
+    assert verify_file(log.path).ok  # type: ignore[arg-type]
