@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -234,8 +235,6 @@ async def _ruff(project: Project, args: list[str]) -> procs.ProcResult:
 async def lint(
     project: Project, paths: list[str] | None = None, fix: bool = False, select: list[str] | None = None
 ) -> LintResult:
-    import re
-
     targets = _paths(project, paths)
     options = ["--no-cache", "--output-format", "json"]
     if select:
@@ -296,8 +295,6 @@ async def lint(
 
 
 def _would_fix(output: str) -> int:
-    import re
-
     m = re.search(r"Would fix (\d+)", output)
     return int(m.group(1)) if m else 0
 
