@@ -131,6 +131,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.action == "tail":
         records = [r for _, r in iter_records(directory)]
         records.sort(key=lambda r: str(r.get("ts")))
+        if args.only:
+            records = review.only(records, args.only)
         tail = records[-args.n :]
         print(json.dumps(tail, indent=2) if args.json else review.render_timeline(tail))
         return 0
@@ -295,6 +297,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("session", nargs="?", help="for show: a session id (or a unique prefix)")
     sp.add_argument("--dir", help="the audit directory (default: from settings)")
     sp.add_argument("-n", type=int, default=20, help="for tail: how many records")
+    sp.add_argument(
+        "--only",
+        choices=["denied", "asked", "errors"],
+        help="for tail: only the calls that were denied, asked a human, or ended in an error (with their results)",
+    )
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_audit)
 

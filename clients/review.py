@@ -69,6 +69,29 @@ def render_sessions(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def only(records: list[dict[str, Any]], which: str) -> list[dict[str, Any]]:
+    """The call and result records of the calls that were denied, asked a human, or ended in error."""
+    results = {r.get("call_id"): r for r in records if r.get("type") == "result"}
+    picked: set[object] = set()
+    for r in records:
+        if r.get("type") != "call":
+            continue
+        decision = (r.get("decision") or {}).get("action")
+        status = (results.get(r.get("call_id")) or {}).get("status")
+        if (
+            (which == "denied" and (decision == "deny" or status == "denied"))
+            or (which == "asked" and decision == "ask")
+            or (
+                which == "errors"
+                and status not in (None, "ok", "denied", "pending_approval", "input_required")
+            )
+        ):
+            picked.add(r.get("call_id"))
+    return [
+        r for r in records if r.get("type") in ("call", "result", "approval") and r.get("call_id") in picked
+    ]
+
+
 def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
     """One row per record: what happened, in order."""
     rows: list[list[object]] = []

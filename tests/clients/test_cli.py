@@ -115,6 +115,14 @@ async def test_audit_commands_show_and_verify_and_fail_on_tampering(
     assert "repo.overview" in shown and "tool_error" in shown and "chain verified" in shown
     assert main(["audit", "tail", "-n", "2", "--dir", str(audit), "--json"]) == 0
     assert [r["type"] for r in json.loads(capsys.readouterr().out)] == ["call", "result"]
+    assert main(["audit", "tail", "--only", "errors", "--dir", str(audit), "--json"]) == 0
+    errors = json.loads(capsys.readouterr().out)
+    assert [(r["type"], r["tool"]) for r in errors] == [
+        ("call", "repo.read_file"),
+        ("result", "repo.read_file"),
+    ]
+    assert main(["audit", "tail", "--only", "denied", "--dir", str(audit), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
     assert main(["audit", "verify", "--dir", str(audit)]) == 0
     text = session.read_text(encoding="utf-8").replace("repo.overview", "repo.0verview", 1)
     session.write_text(text, encoding="utf-8")
