@@ -19,6 +19,7 @@ from common import procs
 from common.budget import clamp, join_notes, take_within
 from servers.testing.models import Counts, Failure, FailureGroup, RunResult, Slow
 from servers.testing.project import Project, pytest_args
+from servers.testing.store import record_run
 
 Progress = Callable[[int, int | None, str], Awaitable[None]]
 TRACEBACK_LINES = 30
@@ -353,8 +354,6 @@ async def run_tests(
     workers: int | str | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    from servers.testing.store import record_run
-
     args = pytest_args(
         project, targets, keyword, marker, last_failed=last_failed, max_failures=max_failures, workers=workers
     )
