@@ -30,6 +30,12 @@ class Envelope(BaseModel):
     returned: int | None = Field(default=None, description="How many items this result holds")
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` to get the next page")
     note: str | None = Field(default=None, description="What was left out and how to get it")
+    excluded_by_policy: int = Field(
+        default=0, description="Files whose content (or, in listings, names) the policy left out"
+    )
+    excluded_files: list[str] = Field(
+        default_factory=list, description="The files whose content the policy withheld (the first 50)"
+    )
 
 
 def estimate_tokens(value: Any) -> int:

@@ -3,15 +3,26 @@
 A rule is `server.tool` with `*` globs, optionally followed by `(arg=pattern, ...)`:
 
     repo.*                              every repo tool
-    repo.*(path=**/.env*)               any repo tool whose path argument is a .env file
+    repo.*(path=**/.env*)               any repo tool given a .env file in any path-like argument
     repo.*(path=**/.env*, path!=**/.env.example)   ... except .env.example
     testing.lint(fix=true)              lint with fix=True
     deploy.*(url=https://prod.*)        value globs for arguments that are not paths
 
-Path arguments (`path`, `paths`, `targets`, ...) match gitignore-style globs against the canonical
-path relative to the root (symlinks resolved, `..` folded); a pattern without `/` matches at any
-depth, and a pattern that matches a directory matches everything under it. Other arguments match
-shell-style globs against their text (`true`/`false` for booleans, JSON for lists and objects).
+Each tool parameter declares its kind (`common.kinds`). `path=` covers every path-like argument of a
+tool whatever its name (`path`, `paths`, `targets`, `node_id`, ...); a condition naming a path-like
+argument covers that argument only. Path-like values match gitignore-style globs against the names
+the workspace gives them (`common.workspace.canonical_names`: the path as written with `..` folded,
+and the file it reaches through links); a pattern without `/` matches at any depth, a pattern that
+matches a directory matches everything under it, and `dir/**` also matches `dir` itself. Other
+arguments match shell-style globs against their validated value's text (`true`/`false` for
+booleans, JSON for lists and objects).
+
+A deny or ask rule matches when any value, by any of its names, matches; an allow rule only when
+every value by every name does, so a link or a list cannot smuggle a path past a deny or into an
+allow.
+
+A deny or ask rule whose conditions are all on paths says a file is sensitive; it covers that
+file's content in every tool of its server, not just the tools it names (`content_decision`).
 
 Order: built-in protections -> deny -> ask -> allow -> annotation defaults -> default.
 """
@@ -23,17 +34,21 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from common.config import SCOPES, Action, ConfigError, RuleSource, Settings
+from common.kinds import PATH, Kind
+from common.workspace import canonical_names
 
-PATH_ARGUMENTS = frozenset({"path", "paths", "targets", "file", "files", "dir", "directory"})
+ANY_PATH = "path"  # in a rule, `path=` covers every path-like argument
 _STRICTNESS: dict[Action, int] = {"allow": 0, "ask": 1, "deny": 2}
 _RULE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_*?\[\]-]+\.[A-Za-z0-9_*?\[\]-]+)\s*(?:\((?P<args>.*)\))?\s*$")
 _ARG_SPLIT = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*\s*!?=)")
+# The names of each path-like value, per argument.
+PathNames = dict[str, list[tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -79,26 +94,46 @@ class Rule:
     arguments: tuple[tuple[str, str], ...]
     exceptions: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, arguments: dict[str, Any], canonical: dict[str, list[str]]) -> bool:
-        """Whether the argument conditions hold (the caller has matched the name)."""
+    def path_only(self, kinds: Mapping[str, Kind]) -> bool:
+        """True when every condition is on paths: the rule names sensitive files."""
+        keys = [k for k, _ in (*self.arguments, *self.exceptions)]
+        return bool(self.arguments) and all(k == ANY_PATH or _path_like(kinds, k) for k in keys)
+
+    def matches(
+        self, arguments: Mapping[str, Any], kinds: Mapping[str, Kind], paths: PathNames, *, every: bool
+    ) -> bool:
+        """Whether the argument conditions hold (the caller has matched the name). `every`: each
+        path value must match by each of its names (allow rules); else one name of one value will do."""
         for key, pattern in self.arguments:
-            if key in canonical:
-                values = [p for p in canonical[key] if not self._excepted(key, p)]
-                if not any(path_matches(pattern, p) for p in values):
+            if key == ANY_PATH or _path_like(kinds, key):
+                values = [v for k, vs in paths.items() if key in (ANY_PATH, k) for v in vs]
+                hit = [self._path_hit(key, pattern, names, every) for names in values]
+                if not values or not (all(hit) if every else any(hit)):
                     return False
             elif (
                 key not in arguments
+                or arguments[key] is None
                 or not fnmatch.fnmatchcase(_text(arguments[key]), pattern)
-                or self._excepted(key, _text(arguments[key]))
+                or self._excepted(key, _text(arguments[key]), kinds)
             ):
                 return False
         return True
 
-    def _excepted(self, key: str, value: str) -> bool:
+    def _path_hit(self, key: str, pattern: str, names: tuple[str, ...], every: bool) -> bool:
+        hits = (path_matches(pattern, n) and not self._excepted(key, n, None) for n in names)
+        return all(hits) if every else any(hits)
+
+    def _excepted(self, key: str, value: str, kinds: Mapping[str, Kind] | None) -> bool:
+        path = kinds is None
         return any(
-            k == key and (path_matches(p, value) if key in PATH_ARGUMENTS else fnmatch.fnmatchcase(value, p))
+            k == key and (path_matches(p, value) if path else fnmatch.fnmatchcase(value, p))
             for k, p in self.exceptions
         )
+
+
+def _path_like(kinds: Mapping[str, Kind], key: str) -> bool:
+    kind = kinds.get(key)
+    return kind is not None and kind.path_like
 
 
 def parse_rule(source: RuleSource) -> Rule:
@@ -138,7 +173,10 @@ def _text(value: Any) -> str:
 @lru_cache(maxsize=512)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     anchored = "/" in pattern.rstrip("/")
+    folder = pattern.endswith("/**")  # `dir/**` covers `dir` itself too
     pattern = pattern.strip("/")
+    if folder:
+        pattern = pattern[:-3]
     out, i = [], 0
     while i < len(pattern):
         c = pattern[i]
@@ -170,58 +208,61 @@ def path_matches(pattern: str, path: str) -> bool:
     return _glob_regex(pattern).fullmatch(path) is not None
 
 
-def canonical_path(root: Path, value: str, *, resolve: bool = True) -> str:
-    """The path relative to root with symlinks resolved (or only `..` folded, for paths git itself
-    listed); an absolute path when it leaves the root."""
-    value = value.split("::", 1)[0]  # pytest node ids: tests/test_a.py::test_b
-    if "\x00" in value:
-        return value.replace("\x00", "\\0")
-    joined = os.path.join(root, value)
-    absolute = os.path.realpath(joined) if resolve else os.path.normpath(joined)
-    prefix = str(root) + os.sep
-    if absolute.startswith(prefix):
-        return absolute[len(prefix) :].replace(os.sep, "/")
-    return "." if absolute == str(root) else absolute
-
-
 class Policy:
     """Decides allow / deny / ask for calls on one server, from merged Settings."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.root
-        ordered = sorted(settings.rules, key=lambda r: SCOPES.index(r.scope))  # type: ignore[arg-type]
+        ordered = sorted(settings.rules, key=lambda r: SCOPES.index(r.scope))
         parsed = [parse_rule(r) for r in ordered]
         self.rules: dict[Action, list[Rule]] = {a: [r for r in parsed if r.action == a] for a in _STRICTNESS}
         self.protected = [os.path.realpath(p) for p in settings.protected_paths()]
-        self._by_name: dict[tuple[str, str], list[Rule]] = {}
+        self._tools: dict[str, list[str]] = {}  # server -> qualified names of its tools
+        self._by_name: dict[tuple[Action, str], list[Rule]] = {}
         # Decisions that depend on no argument are the same every time: cache them per tool.
-        self._conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} | PATH_ARGUMENTS
+        self._conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} - {ANY_PATH}
         self._static: dict[tuple[str, str, tuple[tuple[str, bool | None], ...] | None], Decision] = {}
+        self._content: dict[tuple[str, str, str], Decision] = {}
 
-    def canonical_arguments(self, arguments: dict[str, Any], *, resolve: bool = True) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for key, value in arguments.items():
-            if key not in PATH_ARGUMENTS:
-                continue
-            values = value if isinstance(value, list) else [value]
-            out[key] = [canonical_path(self.root, str(v), resolve=resolve) for v in values if v is not None]
+    def register(self, server: str, tool: str) -> None:
+        """Make `server.tool` known, so that path-only rules for its server cover its content."""
+        self._tools.setdefault(server, []).append(f"{server}.{tool}")
+        self._by_name.clear()
+
+    def path_names(self, arguments: Mapping[str, Any], kinds: Mapping[str, Kind]) -> PathNames:
+        """The canonical names of every path-like value, per argument."""
+        out: PathNames = {}
+        for key, kind in kinds.items():
+            if kind.path_like:
+                out[key] = [canonical_names(self.root, v) for v in kind.values(arguments.get(key))]
         return out
 
-    def _protected_hit(self, canonical: dict[str, list[str]]) -> str | None:
-        for paths in canonical.values():
-            for p in paths:
-                absolute = p if p.startswith("/") else os.path.join(self.root, p)
-                for guarded in self.protected:
-                    if absolute == guarded or absolute.startswith(guarded + os.sep):
-                        return p
+    def _protected_hit(self, paths: PathNames) -> str | None:
+        for values in paths.values():
+            for names in values:
+                for p in names:
+                    absolute = p if p.startswith("/") else os.path.join(self.root, p)
+                    for guarded in self.protected:
+                        if absolute == guarded or absolute.startswith(guarded + os.sep):
+                            return p
         return None
 
-    def _rules(self, action: Action, qualified: str) -> list[Rule]:
+    def _rules(self, action: Action, server: str, qualified: str) -> list[Rule]:
+        """Rules naming this tool, then (deny and ask) path-only rules naming any tool of its server."""
         key = (action, qualified)
         found = self._by_name.get(key)
         if found is None:
             found = [r for r in self.rules[action] if fnmatch.fnmatchcase(qualified, r.name_glob)]
+            if action != "allow":
+                siblings = self._tools.get(server, [])
+                found += [
+                    r
+                    for r in self.rules[action]
+                    if r not in found
+                    and r.path_only({})
+                    and any(fnmatch.fnmatchcase(t, r.name_glob) for t in siblings)
+                ]
             self._by_name[key] = found
         return found
 
@@ -229,34 +270,52 @@ class Policy:
         self,
         server: str,
         tool: str,
-        arguments: dict[str, Any],
+        arguments: Mapping[str, Any],
         annotations: dict[str, bool | None] | None = None,
         *,
-        resolve: bool = True,
+        kinds: Mapping[str, Kind] | None = None,
     ) -> Decision:
-        """The decision for one call. `resolve=False` skips symlink resolution, for paths that git
-        or a directory walk listed (they are already canonical and were not followed)."""
-        static = self._conditioned.isdisjoint(arguments)
+        """The decision for one call, on the validated arguments the tool will get."""
+        kinds = kinds or {}
+        paths = self.path_names(arguments, kinds)
+        static = not any(paths.values()) and self._conditioned.isdisjoint(arguments)
         key = (server, tool, tuple(sorted(annotations.items())) if annotations is not None else None)
         if static and (cached := self._static.get(key)) is not None:
             return cached
-        decision = self._decide(server, tool, arguments, annotations, resolve)
+        decision = self._decide(server, tool, arguments, kinds, paths, annotations)
         if static:
             self._static[key] = decision
+        return decision
+
+    def content_decision(self, server: str, tool: str, path: str, *, follow_links: bool = False) -> Decision:
+        """Whether text from file `path` may leave through `server.tool` without asking: denied or
+        asked when a protection or a deny / ask rule on paths names the file, else allowed.
+
+        `follow_links=False` for paths git or a walk listed (their text is the file's own, links
+        are not followed); True for files read through the working tree."""
+        key = (server, tool, path)
+        if not follow_links and (cached := self._content.get(key)) is not None:
+            return cached
+        names = canonical_names(self.root, path, follow_links=follow_links)
+        decision = self._decide(server, tool, {}, {ANY_PATH: PATH}, {ANY_PATH: [names]}, None, content=True)
+        if not follow_links and len(self._content) < 200_000:
+            self._content[key] = decision
         return decision
 
     def _decide(
         self,
         server: str,
         tool: str,
-        arguments: dict[str, Any],
+        arguments: Mapping[str, Any],
+        kinds: Mapping[str, Kind],
+        paths: PathNames,
         annotations: dict[str, bool | None] | None,
-        resolve: bool = True,
+        *,
+        content: bool = False,
     ) -> Decision:
         qualified = f"{server}.{tool}"
-        canonical = self.canonical_arguments(arguments, resolve=resolve)
         shadow = self.settings.mode == "shadow"
-        if (hit := self._protected_hit(canonical)) is not None:
+        if (hit := self._protected_hit(paths)) is not None:
             # Built-in protections hold in shadow mode too: they guard the record itself.
             return Decision(
                 "deny",
@@ -264,16 +323,21 @@ class Policy:
                 rule="protect(audit, approvals, policy files)",
                 source="built-in",
             )
-        for action in ("deny", "ask", "allow"):
-            for rule in self._rules(action, qualified):
-                if rule.matches(arguments, canonical):
+        for action in ("deny", "ask") if content else ("deny", "ask", "allow"):
+            for rule in self._rules(action, server, qualified):
+                if content and not rule.path_only(kinds):
+                    continue
+                if rule.matches(arguments, kinds, paths, every=action == "allow"):
+                    what = f"{qualified}'s output from that file" if content else qualified
                     return Decision(
                         action,
-                        f"{qualified} matched {action} rule {rule.text!r} ({rule.scope} scope)",
+                        f"{what} matched {action} rule {rule.text!r} ({rule.scope} scope)",
                         rule=rule.text,
                         source=rule.source,
                         enforced=not shadow,
                     )
+        if content:
+            return Decision("allow", "no deny or ask rule names this file", rule=None, source=None)
         applicable = _annotation_categories(annotations) if annotations is not None else []
         if applicable:
             defaults = self.settings.annotation_defaults

@@ -35,7 +35,7 @@ from mcp.types import (
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 
-from common import __version__, procs
+from common import __version__, content, kinds, procs
 from common.approvals import Approval, ApprovalStore
 from common.audit import AuditLog, canonical
 from common.config import Settings
@@ -43,6 +43,7 @@ from common.errors import OnrecordError
 from common.git import Git
 from common.policy import Decision, Policy
 from common.redact import PREVIEW_MARGIN, Redaction, redact, redact_text
+from common.workspace import canonical_names
 
 log = logging.getLogger("onrecord")
 
@@ -98,7 +99,7 @@ class AccountableServer(MCPServer):
         )
         self._owners: dict[str, str] = {}
         self._annotations: dict[str, dict[str, bool | None]] = {}
-        self._defaults: dict[str, dict[str, Any]] = {}
+        self._kinds: dict[str, dict[str, kinds.Kind]] = {}
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
@@ -110,10 +111,14 @@ class AccountableServer(MCPServer):
         super().add_tool(fn, name, *args, **kwargs)
         tool_name = name or fn.__name__
         self._owners[tool_name] = owner or self.name
+        self.policy.register(owner or self.name, tool_name)
+        self._kinds[tool_name] = kinds.of_function(fn)
         registered = self._tool_manager.get_tool(tool_name)
-        properties = (registered.parameters or {}).get("properties", {}) if registered else {}
-        # Rules see defaults too: `testing.lint(fix=false)` matches a call that leaves fix out.
-        self._defaults[tool_name] = {k: v["default"] for k, v in properties.items() if "default" in v}
+        if registered is not None:
+            # Every result leaves through the content gate (common.content); the SDK has read the
+            # signature already, so the wrapper needs none of its own.
+            registered.fn = content.wrap(registered.fn, is_async=registered.is_async)
+            registered.is_async = True
         ann: ToolAnnotations | None = kwargs.get("annotations")
         self._annotations[tool_name] = {
             "read_only": ann.read_only_hint if ann else None,
@@ -125,19 +130,49 @@ class AccountableServer(MCPServer):
     def remove_tool(self, name: str) -> None:
         super().remove_tool(name)
         self._owners.pop(name, None)
-        self._defaults.pop(name, None)
+        self._kinds.pop(name, None)
         self._annotations.pop(name, None)
 
     def qualified(self, name: str) -> tuple[str, str]:
         owner = self._owners.get(name, self.name)
         return owner, f"{owner}.{name}"
 
-    def explain(self, name: str, arguments: dict[str, Any], *, resolve: bool = True) -> Decision:
+    def validated(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments as the tool will get them (types coerced, defaults filled in), or as sent
+        when they do not validate (the call then fails validation and runs nothing)."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            return arguments
+        try:
+            return tool.fn_metadata.validate_arguments(arguments)
+        except Exception:  # any validation failure is reported by the SDK's own call path
+            return arguments
+
+    def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
         """The decision a call would get, without making it."""
         owner, _ = self.qualified(name)
-        defaults = self._defaults.get(name)
-        seen_args = {**defaults, **arguments} if defaults else arguments
-        return self.policy.decide(owner, name, seen_args, self._annotations.get(name), resolve=resolve)
+        return self.policy.decide(
+            owner,
+            name,
+            self.validated(name, arguments),
+            self._annotations.get(name),
+            kinds=self._kinds.get(name),
+        )
+
+    def _gate(self, owner: str, name: str, approved: list[str] | None) -> content.Gate:
+        """The content check of one call; `approved` are the paths a human approved it for."""
+
+        def decide(path: str, *, follow_links: bool) -> tuple[bool, str]:
+            d = self.policy.content_decision(owner, name, path, follow_links=follow_links)
+            if d.effective == "allow":
+                return True, d.reason
+            if d.action == "ask" and approved is not None:
+                names = canonical_names(self.config.root, path, follow_links=follow_links)
+                if any(_under(n, a) for n in names for a in approved):
+                    return True, d.reason
+            return False, d.reason
+
+        return content.Gate(decide)
 
     # ----------------------------------------------------------------------------------- the call
 
@@ -148,9 +183,9 @@ class AccountableServer(MCPServer):
         call_id = f"{self._pid}-{next(self._calls)}"
         owner, qualified = self.qualified(name)
         ctx = context if _in_request(context) else None
-        defaults = self._defaults.get(name)
-        seen_args = {**defaults, **arguments} if defaults else arguments
-        decision = self.policy.decide(owner, name, seen_args, self._annotations.get(name))
+        validated = self.validated(name, arguments)
+        call_kinds = self._kinds.get(name, {})
+        decision = self.policy.decide(owner, name, validated, self._annotations.get(name), kinds=call_kinds)
         shown_args, redactions = redact(arguments, "arguments")
         call_record: dict[str, Any] = {
             "call_id": call_id,
@@ -174,12 +209,14 @@ class AccountableServer(MCPServer):
             ) from exc
 
         outcome: dict[str, Any] = {"status": "crashed"}
+        approved: list[str] | None = None
+        gate: content.Gate | None = None
         try:
             if decision.effective == "deny":
                 outcome = {"status": "denied"}
                 return _error(_denied_message(qualified, decision))
             if decision.effective == "ask":
-                answer = await self._ask(qualified, arguments, shown_args, decision, ctx, call_id)
+                answer = await self._ask(qualified, validated, shown_args, decision, ctx, call_id)
                 if isinstance(answer, InputRequiredResult):
                     outcome = {"status": "input_required"}
                     return answer
@@ -187,8 +224,19 @@ class AccountableServer(MCPServer):
                     outcome = answer
                     return _error(outcome.pop("message"))
                 outcome = {"status": "ok", "approved": True}
-            with anyio.fail_after(self.config.call_timeout_s):
-                result = await super().call_tool(name, arguments, context)
+                approved = [
+                    n
+                    for values in self.policy.path_names(validated, call_kinds).values()
+                    for v in values
+                    for n in v
+                ]
+            gate = self._gate(owner, name, approved)
+            token = content.enter(gate)
+            try:
+                with anyio.fail_after(self.config.call_timeout_s):
+                    result = await super().call_tool(name, arguments, context)
+            finally:
+                content.leave(token)
             if isinstance(result, CallToolResult):
                 _compact_text(result)
                 outcome.update(_result_fields(result))
@@ -233,6 +281,8 @@ class AccountableServer(MCPServer):
             outcome = {"status": "crashed", "error": repr(exc)}
             raise
         finally:
+            if gate is not None and (gate.excluded or gate.hidden):
+                outcome["excluded_by_policy"] = {"files": gate.excluded[:50], "hidden": gate.hidden}
             self._write_result(call_id, qualified, started, outcome)
 
     def _write_result(self, call_id: str, qualified: str, started: float, outcome: dict[str, Any]) -> None:
@@ -325,6 +375,10 @@ class AccountableServer(MCPServer):
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _under(path: str, folder: str) -> bool:
+    return folder == "." or path == folder or path.startswith(folder + "/")
 
 
 def _in_request(ctx: Context[Any, Any] | None) -> bool:

@@ -57,8 +57,7 @@ class Workspace:
     def resolve(self, path: str, *, must_exist: bool = True) -> Resolved:
         """Confine `path` to the root, following symlinks; raise WorkspaceError with the reason."""
         text = self._check_text(path)
-        joined = self.root / text  # an absolute `text` replaces the root, as it should
-        lexical = Path(os.path.normpath(joined))
+        lexical = Path(_lexical(self.root, text))
         if not _within(lexical, self.root):
             raise WorkspaceError(
                 f"path {path!r} is outside the workspace root {str(self.root)!r}; "
@@ -134,6 +133,36 @@ class Workspace:
 
     def is_hidden(self, absolute: Path) -> bool:
         return any(_within(absolute, guarded) for guarded in self.hidden)
+
+
+def _lexical(root: Path | str, text: str) -> str:
+    # An absolute `text` replaces the root, as it should; `..` is folded without following links.
+    return os.path.normpath(os.path.join(root, text))
+
+
+def _relative(root: str, absolute: str) -> str:
+    if absolute == root:
+        return "."
+    if absolute.startswith(root + os.sep):
+        return absolute[len(root) + 1 :].replace(os.sep, "/")
+    return absolute
+
+
+def canonical_names(root: Path | str, text: str, *, follow_links: bool = True) -> tuple[str, ...]:
+    """The names a path argument goes by under `root`, as the policy matches them: the path as
+    written with `..` folded, then (with `follow_links`) the file it reaches through symlinks. Each is
+    relative to the root (posix, "." for the root), or absolute when it leaves the root. The same
+    folding `Workspace.resolve` confines, so policy and workspace never disagree about a path."""
+    if "\x00" in text:
+        return (text.replace("\x00", "\\0"),)  # refused by the workspace; matched as text
+    base = str(root)
+    lexical = _lexical(base, text)
+    names = [_relative(base, lexical)]
+    if follow_links:
+        real = _relative(base, os.path.realpath(lexical))
+        if real != names[0]:
+            names.append(real)
+    return tuple(names)
 
 
 def _within(path: Path, root: Path) -> bool:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.budget import CHARS_PER_TOKEN, DEFAULT_MAX_TOKENS
@@ -24,8 +23,6 @@ class RepoContext:
     workspace: Workspace
     git: Git
     max_tokens: int = DEFAULT_MAX_TOKENS
-    # True when a path may be shown: the policy would not deny reading it.
-    readable: Callable[[str], bool] = field(default=lambda _path: True)
 
     @classmethod
     def create(
@@ -34,12 +31,9 @@ class RepoContext:
         *,
         hidden: list[Path] | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
-        readable: Callable[[str], bool] | None = None,
     ) -> RepoContext:
         workspace = Workspace(root, hidden or [])
-        return cls(
-            workspace.root, workspace, Git(workspace.root), max_tokens, readable or (lambda _path: True)
-        )
+        return cls(workspace.root, workspace, Git(workspace.root), max_tokens)
 
     @property
     def max_chars(self) -> int:

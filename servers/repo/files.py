@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import Field
+
+from common import content, kinds
 from common.budget import clamp, decode_cursor, encode_cursor, take_within
 from common.policy import path_matches
 from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode, is_binary, visible
 from servers.repo.models import Entry, FileContent, FileList
+from servers.repo.params import Cursor, FilePath, Rev
 
 MAX_READ_BYTES = 32 * 1024 * 1024
 MAX_LINE_CHARS = 2000
@@ -50,13 +55,19 @@ def _walk(ctx: RepoContext, under: str) -> list[str]:
 
 async def list_files(
     ctx: RepoContext,
-    path: str = ".",
-    pattern: str | None = None,
-    max_depth: int | None = None,
-    include_ignored: bool = False,
-    cursor: str | None = None,
-    limit: int = 200,
+    path: Annotated[str, Field(description="Directory to list, relative to the root"), kinds.PATH] = ".",
+    pattern: Annotated[
+        str | None, Field(description="Gitignore-style glob on the relative path, e.g. '**/*.py'"), kinds.GLOB
+    ] = None,
+    max_depth: Annotated[
+        int | None, Field(description="Levels below `path` to show; deeper files are summarised as dirs")
+    ] = None,
+    include_ignored: Annotated[bool, Field(description="Also list files .gitignore excludes")] = False,
+    cursor: Cursor = None,
+    limit: Annotated[int, Field(description="Entries per page (at most 1000)")] = 200,
 ) -> FileList:
+    """List files (path, type, size) under a directory, honouring .gitignore. Paginated: pass
+    next_cursor to continue."""
     resolved = ctx.workspace.resolve(path)
     refuse_git_internals(resolved.relative)
     if not resolved.absolute.is_dir():
@@ -74,15 +85,13 @@ async def list_files(
             ignored=include_ignored,
         )["o"]
     names = await project_files(ctx, resolved.relative, include_ignored=include_ignored)
-    excluded = 0
     entries: list[Entry] = []
     collapsed: dict[str, int] = {}
     prefix_parts = 0 if resolved.relative == "." else len(resolved.relative.split("/"))
     for name in names:
         if pattern and not path_matches(pattern, name):
             continue
-        if not ctx.readable(name):
-            excluded += 1
+        if not content.allows(name, name=False):
             continue
         parts = name.split("/")
         if depth is not None and len(parts) - prefix_parts > depth:
@@ -103,7 +112,6 @@ async def list_files(
         total=total,
         returned=len(page),
         truncated=more,
-        excluded_by_policy=excluded,
         next_cursor=encode_cursor(
             "list_files", o=nxt, path=resolved.relative, pattern=pattern, depth=depth, ignored=include_ignored
         )
@@ -127,11 +135,14 @@ def _entry(ctx: RepoContext, name: str) -> Entry:
 
 async def read_file(
     ctx: RepoContext,
-    path: str,
-    start_line: int = 1,
-    end_line: int | None = None,
-    ref: str | None = None,
+    path: FilePath,
+    start_line: Annotated[int, Field(description="First line to return (1-based)")] = 1,
+    end_line: Annotated[int | None, Field(description="Last line to return; default: as many as fit")] = None,
+    ref: Rev = None,
 ) -> FileContent:
+    """Read a text file's lines, numbered. Long files are windowed: when truncated, pass
+    next_start_line as start_line. Binary files give metadata only. `ref` reads the file at a
+    revision instead of the working tree."""
     if ref is not None:
         relative = ctx.repo_path(path)
         refuse_git_internals(relative)

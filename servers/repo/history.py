@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated
 
+from pydantic import Field
+
+from common import content, kinds
 from common.budget import clamp, decode_cursor, encode_cursor, join_notes, take_within
 from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
@@ -22,6 +26,7 @@ from servers.repo.models import (
     ShowResult,
     StatusResult,
 )
+from servers.repo.params import Cursor, FilePath, OptionalPath, Rev
 
 MAX_STATUS_ENTRIES = 500
 MAX_LOG = 100
@@ -69,6 +74,7 @@ async def _numstat(ctx: RepoContext, args: list[str]) -> list[FileStat]:
 
 
 async def git_status(ctx: RepoContext) -> StatusResult:
+    """Staged, unstaged and untracked files with added/deleted line counts, plus branch and upstream."""
     out = await ctx.git.run(["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"])
     branch = head = upstream = None
     ahead = behind = None
@@ -158,15 +164,16 @@ def _parse_log(text: str) -> list[Commit]:
 
 async def git_log(
     ctx: RepoContext,
-    path: str | None = None,
-    rev: str | None = None,
-    author: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    grep: str | None = None,
-    limit: int = 20,
-    cursor: str | None = None,
+    path: Annotated[str | None, Field(description="Only commits touching this path"), kinds.PATH] = None,
+    rev: Rev = None,
+    author: Annotated[str | None, Field(description="Author name or email contains this text")] = None,
+    since: Annotated[str | None, Field(description="Date, e.g. '2026-01-31' or '2 weeks ago'")] = None,
+    until: Annotated[str | None, Field(description="Date, e.g. '2026-03-01'")] = None,
+    grep: Annotated[str | None, Field(description="Commit message contains this text")] = None,
+    limit: Annotated[int, Field(description="Commits per page (at most 100)")] = 20,
+    cursor: Cursor = None,
 ) -> LogResult:
+    """Commit history: sha, author, date, subject, and files changed with line counts."""
     _ = ctx.git.git_dir  # refuse a repository outside the root before anything else
     limit = clamp(limit, 1, MAX_LOG, 20)
     key = {"path": path, "rev": rev, "author": author, "since": since, "until": until, "grep": grep}
@@ -226,6 +233,7 @@ def _fit(ctx: RepoContext, commits: list[Commit]) -> tuple[list[Commit], int]:
 # ----------------------------------------------------------------------------------------- diffs
 
 _DIFF_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_OLD_PATH = re.compile(r"^(?:rename|copy) from (.*)$", re.MULTILINE)
 
 
 def _split_patch(text: str) -> list[tuple[str, str, list[str]]]:
@@ -284,6 +292,10 @@ def _budget_hunks(
     index = 0
     next_index: int | None = None
     for path, header, file_hunks in _split_patch(patch):
+        renamed = _OLD_PATH.search(header)
+        old_path = renamed.group(1) if renamed else None
+        if not content.allows(path) or (old_path is not None and not content.allows(old_path)):
+            continue  # left out before budgeting, so pages and cursors count only what may be shown
         if not file_hunks:
             file_hunks = [header.split("\n", 1)[-1] or "(no textual change: mode, rename or binary)"]
         for hunk in file_hunks:
@@ -294,7 +306,7 @@ def _budget_hunks(
             if next_index is None and (used + len(text) + len(path) + 40 <= ctx.max_chars or not hunks):
                 if len(text) > ctx.max_chars // 2:
                     text = text[: ctx.max_chars // 2] + "\n… [hunk cut to stay in budget]"
-                hunks.append(Hunk(path=path, header=text.split("\n", 1)[0], text=text))
+                hunks.append(Hunk(path=path, old_path=old_path, header=text.split("\n", 1)[0], text=text))
                 used += len(text) + len(path) + 40
             else:
                 if next_index is None:
@@ -307,13 +319,17 @@ def _budget_hunks(
 
 async def git_diff(
     ctx: RepoContext,
-    base: str | None = None,
-    target: str | None = None,
-    staged: bool = False,
-    path: str | None = None,
-    context_lines: int = 3,
-    cursor: str | None = None,
+    base: Rev = None,
+    target: Annotated[
+        str | None, Field(description="Revision to compare base with; default: the working tree"), kinds.REV
+    ] = None,
+    staged: Annotated[bool, Field(description="Compare the index (staged changes) with HEAD")] = False,
+    path: OptionalPath = None,
+    context_lines: Annotated[int, Field(description="Context lines per hunk (at most 50)")] = 3,
+    cursor: Cursor = None,
 ) -> DiffResult:
+    """A diff summarised for reading: per-file stats first, then whole hunks within the budget,
+    then the files left out and how to get them. With no arguments: unstaged changes."""
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 3)
     key = {"base": base, "target": target, "staged": staged, "path": path, "u": context_lines}
     start = decode_cursor(cursor, "git_diff", **key)["h"] if cursor else 0
@@ -356,7 +372,14 @@ async def git_diff(
     )
 
 
-async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None) -> ShowResult:
+async def git_show(
+    ctx: RepoContext,
+    rev: Annotated[str, Field(description="The commit to show"), kinds.REV] = "HEAD",
+    path: Annotated[
+        str | None, Field(description="Show this file as it was at rev instead"), kinds.PATH
+    ] = None,
+) -> ShowResult:
+    """A commit: header, message, per-file stats and a budgeted diff; or a file at rev when path is given."""
     sha = await ctx.git.verify_rev(rev)
     if path is not None:
         content = await read_file(ctx, path, ref=sha)
@@ -405,11 +428,13 @@ async def git_show(ctx: RepoContext, rev: str = "HEAD", path: str | None = None)
 
 async def git_blame(
     ctx: RepoContext,
-    path: str,
-    start_line: int = 1,
-    end_line: int | None = None,
-    rev: str | None = None,
+    path: FilePath,
+    start_line: Annotated[int, Field(description="First line (1-based)")] = 1,
+    end_line: Annotated[int | None, Field(description="Last line")] = None,
+    rev: Rev = None,
 ) -> BlameResult:
+    """Who last changed each line: ranges of lines with a commit id; each commit's author, date and
+    summary are given once in `commits`."""
     relative = ctx.repo_path(path)
     refuse_git_internals(relative)
     if rev is None:

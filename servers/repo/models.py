@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from common.budget import Envelope
+from common.content import FileText
 
 
 class Entry(BaseModel):
@@ -19,10 +20,9 @@ class Entry(BaseModel):
 class FileList(Envelope):
     root: str
     entries: list[Entry]
-    excluded_by_policy: int = 0
 
 
-class FileContent(Envelope):
+class FileContent(Envelope, FileText):
     path: str
     ref: str | None = None
     size: int
@@ -42,7 +42,7 @@ class Match(BaseModel):
     after: list[str] = Field(default_factory=list)
 
 
-class FileMatches(BaseModel):
+class FileMatches(FileText):
     path: str
     matches: list[Match]
 
@@ -50,7 +50,6 @@ class FileMatches(BaseModel):
 class SearchResult(Envelope):
     query: str
     files: list[FileMatches]
-    excluded_by_policy: int = 0
 
 
 class Commit(BaseModel):
@@ -86,10 +85,14 @@ class StatusResult(Envelope):
     conflicted: list[str] = Field(default_factory=list)
 
 
-class Hunk(BaseModel):
+class Hunk(FileText):
     path: str
+    old_path: str | None = Field(default=None, description="The path before a rename or copy")
     header: str
     text: str
+
+    def content_paths(self) -> list[str]:
+        return [self.path, self.old_path] if self.old_path else [self.path]
 
 
 class DiffResult(Envelope):
@@ -127,7 +130,7 @@ class BlameRange(BaseModel):
     lines: list[str]
 
 
-class BlameResult(Envelope):
+class BlameResult(Envelope, FileText):
     path: str
     rev: str | None
     commits: dict[str, BlameCommit]
@@ -135,7 +138,7 @@ class BlameResult(Envelope):
     next_start_line: int | None = None
 
 
-class Symbol(BaseModel):
+class Symbol(FileText):
     kind: str
     name: str
     qualified_name: str
@@ -146,14 +149,14 @@ class Symbol(BaseModel):
     path: str | None = None
 
 
-class OutlineResult(Envelope):
+class OutlineResult(Envelope, FileText):
     path: str
     language: str | None
     exact: bool = Field(description="True when symbols come from a real parser (Python ast)")
     symbols: list[Symbol]
 
 
-class Reference(BaseModel):
+class Reference(FileText):
     path: str
     line: int
     text: str

@@ -6,7 +6,11 @@ import math
 import os
 from collections import Counter, defaultdict
 from pathlib import PurePosixPath
+from typing import Annotated
 
+from pydantic import Field
+
+from common import content
 from common.budget import clamp
 from common.policy import path_matches
 from common.pyimports import imported_files, module_index, module_name
@@ -15,6 +19,7 @@ from servers.repo.context import RepoContext, decode
 from servers.repo.files import project_files, refuse_git_internals
 from servers.repo.history import _LOG_FORMAT, _parse_log, git_status
 from servers.repo.models import Entry, Overview, Related, RelatedResult
+from servers.repo.params import FilePath
 from servers.repo.search import grep_lines
 from servers.repo.symbols import LANGUAGES
 
@@ -73,7 +78,9 @@ MAX_KEY_FILES = 20
 
 
 async def overview(ctx: RepoContext) -> Overview:
-    files = [f for f in await project_files(ctx) if ctx.readable(f)]
+    """A first look at the repository: branch, HEAD, uncommitted counts, languages by bytes,
+    top-level entries, key files (README, manifests, CI, Dockerfiles), test layout, last commits."""
+    files = [f for f in await project_files(ctx) if content.allows(f, name=False)]
     has_git = ctx.has_git()
     languages: Counter[str] = Counter()
     for name in files:
@@ -181,7 +188,13 @@ def _framework(ctx: RepoContext, files: list[str]) -> str | None:
 # ------------------------------------------------------------------------------------- related
 
 
-async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> RelatedResult:
+async def related_files(
+    ctx: RepoContext,
+    path: FilePath,
+    limit: Annotated[int, Field(description="Files to return (at most 100)")] = 10,
+) -> RelatedResult:
+    """Files related to one file, each with its reasons: changed together in history (recent
+    commits weigh more), its tests, what it imports and what imports it."""
     resolved = ctx.workspace.resolve(path)
     refuse_git_internals(resolved.relative)
     target = resolved.relative
@@ -241,7 +254,7 @@ async def related_files(ctx: RepoContext, path: str, limit: int = 10) -> Related
         (
             Related(path=p, score=round(s, 3), reasons=reasons[p])
             for p, s in scores.items()
-            if ctx.readable(p)
+            if content.allows(p, name=False)
         ),
         key=lambda r: (-r.score, r.path),
     )

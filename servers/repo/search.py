@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import anyio
+from pydantic import Field
 
+from common import content, kinds
 from common.budget import clamp, decode_cursor, encode_cursor
 from common.git import GitError
 from common.policy import path_matches
 from common.procs import ProcResult
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.models import FileMatches, Match, SearchResult
+from servers.repo.params import Cursor
 
 MAX_MATCHES = 500
 MAX_CONTEXT = 10
@@ -86,14 +90,20 @@ async def grep_raw(
 
 async def search(
     ctx: RepoContext,
-    query: str,
-    regex: bool = False,
-    case_sensitive: bool = False,
-    path_glob: str | None = None,
-    context_lines: int = 0,
-    limit: int = 100,
-    cursor: str | None = None,
+    query: Annotated[
+        str, Field(description="Text to find (or a regular expression with regex=true)"), kinds.TEXT
+    ],
+    regex: Annotated[bool, Field(description="Treat query as a Perl-style regular expression")] = False,
+    case_sensitive: Annotated[bool, Field(description="Match case exactly")] = False,
+    path_glob: Annotated[
+        str | None, Field(description="Only files matching this glob, e.g. 'src/**/*.py'"), kinds.GLOB
+    ] = None,
+    context_lines: Annotated[int, Field(description="Lines of context around each match (at most 10)")] = 0,
+    limit: Annotated[int, Field(description="Matches per page (at most 500)")] = 100,
+    cursor: Cursor = None,
 ) -> SearchResult:
+    """Search file contents (tracked and untracked-not-ignored files; binary files skipped).
+    Matches are grouped by file with line numbers; `total` counts all matches."""
     limit = clamp(limit, 1, MAX_MATCHES, 100)
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 0)
     key = {"q": query, "re": regex, "cs": case_sensitive, "g": path_glob, "c": context_lines}
@@ -117,7 +127,7 @@ async def search(
                 keep = not path_glob or path_matches(path_glob, path)
                 if keep:
                     if path not in allowed:
-                        allowed[path] = ctx.readable(path)
+                        allowed[path] = content.allows(path)
                     keep = allowed[path]
             if not keep:
                 continue
@@ -125,7 +135,6 @@ async def search(
                 number, _, raw = row[nul + 1 :].partition(b"\x00")
                 page.append((path, int(number), raw))
             total += 1
-    excluded = sum(1 for ok in allowed.values() if not ok)
     files: list[FileMatches] = []
     used = 0
     returned = 0
@@ -153,8 +162,6 @@ async def search(
     notes = []
     if more:
         notes.append(f"{total - index} more matches; pass next_cursor to continue or narrow with path_glob")
-    if excluded:
-        notes.append(f"{excluded} file(s) with matches are hidden by policy")
     if cut:
         notes.append("git's output was cut at 64 MiB: total is a lower bound; narrow the query")
     return SearchResult(
@@ -163,7 +170,6 @@ async def search(
         total=total,
         returned=returned,
         truncated=more or cut,
-        excluded_by_policy=excluded,
         next_cursor=encode_cursor("search", o=index, **key) if more else None,
         note="; ".join(notes) or None,
     )

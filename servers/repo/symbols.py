@@ -5,12 +5,17 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import PurePosixPath
+from typing import Annotated
 
+from pydantic import Field
+
+from common import content, kinds
 from common.budget import clamp, take_within
 from common.errors import OnrecordError
 from servers.repo.context import RepoContext, decode, is_binary
 from servers.repo.files import refuse_git_internals
 from servers.repo.models import OutlineResult, Reference, Symbol, SymbolResult
+from servers.repo.params import FilePath
 from servers.repo.search import grep_lines
 
 MAX_SYMBOL_FILE = 4 * 1024 * 1024
@@ -201,7 +206,9 @@ def _read_source(ctx: RepoContext, path: str) -> tuple[str, str] | None:
     return decode(data)[0], resolved.relative
 
 
-async def outline(ctx: RepoContext, path: str) -> OutlineResult:
+async def outline(ctx: RepoContext, path: FilePath) -> OutlineResult:
+    """The symbols of one file: kind, qualified name, line range, signature, first docstring line.
+    Exact for Python; top-level definitions for other common languages."""
     resolved = ctx.workspace.resolve(path)
     refuse_git_internals(resolved.relative)
     read = _read_source(ctx, path)
@@ -242,17 +249,20 @@ async def outline(ctx: RepoContext, path: str) -> OutlineResult:
 
 async def find_symbol(
     ctx: RepoContext,
-    name: str,
-    kind: str | None = None,
-    include_references: bool = False,
-    limit: int = 50,
+    name: Annotated[str, Field(description="Symbol name, e.g. 'load_config' or 'Config.load'"), kinds.TEXT],
+    kind: Annotated[
+        str | None, Field(description="Only this kind: class, function, method, variable, type, ...")
+    ] = None,
+    include_references: Annotated[bool, Field(description="Also list lines that mention the name")] = False,
+    limit: Annotated[int, Field(description="Results to return (at most 500)")] = 50,
 ) -> SymbolResult:
+    """Find where a symbol is defined across the repository, and optionally where it is used."""
     limit = clamp(limit, 1, 500, 50)
     bare = name.rsplit(".", 1)[-1]
     if not re.fullmatch(r"[A-Za-z_$][\w$]*[?!]?", bare):
         raise OnrecordError(f"name {name!r} is not an identifier; pass e.g. 'parse_config' or 'Config.load'")
     hits, _ = await grep_lines(ctx, bare, regex=False, case_sensitive=True, word=True)
-    candidates = sorted({p for p, _, _ in hits if language_of(p) and ctx.readable(p)})
+    candidates = sorted({p for p, _, _ in hits if language_of(p) and content.allows(p)})
     definitions: list[Symbol] = []
     def_lines: set[tuple[str, int]] = set()
     for path in candidates:
@@ -274,7 +284,7 @@ async def find_symbol(
     references: list[Reference] = []
     if include_references:
         for path, line, raw in hits:
-            if (path, line) in def_lines or not ctx.readable(path):
+            if (path, line) in def_lines or not content.allows(path):
                 continue
             references.append(Reference(path=path, line=line, text=decode(raw)[0].strip()[:300]))
     total = len(definitions) + len(references)

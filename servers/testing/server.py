@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from common import kinds
 from common.config import Settings
 from common.server import AccountableServer
 from servers.testing import run, tools
@@ -47,6 +48,7 @@ Targets = Annotated[
     Field(
         description="Node ids or paths, e.g. ['tests/test_api.py::test_login', 'tests/unit']; default: all"
     ),
+    kinds.NODE_IDS,
 ]
 Keyword = Annotated[str | None, Field(description="pytest -k expression, e.g. 'login and not slow'")]
 Marker = Annotated[str | None, Field(description="pytest -m expression, e.g. 'not integration'")]
@@ -57,9 +59,13 @@ Workers = Annotated[
     int | Literal["auto"] | None, Field(description="Parallel workers (needs pytest-xdist in the project)")
 ]
 Paths = Annotated[
-    list[str] | None, Field(description="Files or directories, relative to the root; default: all")
+    list[str] | None,
+    Field(description="Files or directories, relative to the root; default: all"),
+    kinds.PATHS,
 ]
-NodeId = Annotated[str, Field(description="One test's node id, e.g. 'tests/test_api.py::test_login'")]
+NodeId = Annotated[
+    str, Field(description="One test's node id, e.g. 'tests/test_api.py::test_login'"), kinds.NODE_ID
+]
 
 
 def _progress(ctx: Context[Any, Any]) -> run.Progress:
@@ -76,7 +82,9 @@ def register(server: AccountableServer, settings: Settings) -> None:
     )
 
     async def discover_tests(
-        path: Annotated[str | None, Field(description="A file or directory to collect from")] = None,
+        path: Annotated[
+            str | None, Field(description="A file or directory to collect from"), kinds.PATH
+        ] = None,
         keyword: Keyword = None,
         marker: Marker = None,
         limit: Annotated[int, Field(description="Node ids per page (at most 5000)")] = 500,
@@ -105,7 +113,9 @@ def register(server: AccountableServer, settings: Settings) -> None:
 
     async def run_affected_tests(
         ctx: Context[Any, Any],
-        base: Annotated[str, Field(description="Compare the working tree with this revision")] = "HEAD",
+        base: Annotated[
+            str, Field(description="Compare the working tree with this revision"), kinds.REV
+        ] = "HEAD",
         keyword: Keyword = None,
         marker: Marker = None,
         last_failed: LastFailed = False,

@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError, RuleSource, load_settings
+from common.kinds import PATH, PATHS
 from common.policy import Policy, parse_rule, path_matches
 from tests.helpers import settings_for
 
+PATH_ARG = {"path": PATH}
 READ_ONLY = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}
 DESTRUCTIVE = {"read_only": False, "destructive": True, "idempotent": False, "open_world": False}
 OPEN_WORLD = {"read_only": True, "destructive": False, "idempotent": True, "open_world": True}
@@ -49,10 +51,10 @@ def test_deny_beats_ask_beats_allow_whatever_the_scope(tmp_path: Path) -> None:
         deny = ["repo.*(path=**/.env*)"]
         """,
     )
-    assert p.decide("repo", "read_file", {"path": "src/a.py"}, READ_ONLY).action == "allow"
-    asked = p.decide("repo", "read_file", {"path": "deploy/prod.toml"}, READ_ONLY)
+    assert p.decide("repo", "read_file", {"path": "src/a.py"}, READ_ONLY, kinds=PATH_ARG).action == "allow"
+    asked = p.decide("repo", "read_file", {"path": "deploy/prod.toml"}, READ_ONLY, kinds=PATH_ARG)
     assert asked.action == "ask" and asked.rule == "repo.read_file(path=deploy/**)"
-    denied = p.decide("repo", "read_file", {"path": "deploy/.env"}, READ_ONLY)
+    denied = p.decide("repo", "read_file", {"path": "deploy/.env"}, READ_ONLY, kinds=PATH_ARG)
     assert denied.action == "deny" and denied.rule == "repo.*(path=**/.env*)"
     assert denied.source is not None and denied.source.endswith(".toml") and "cli scope" in denied.reason
 
@@ -63,7 +65,9 @@ def test_paths_are_canonicalised_before_matching(tmp_path: Path) -> None:
     (root / ".env").write_text("X=1", encoding="utf-8")
     (root / "innocent.txt").symlink_to(root / ".env")
     for spelling in [".env", "./.env", "src/../.env", str(root / ".env"), "innocent.txt"]:
-        assert p.decide("repo", "read_file", {"path": spelling}, READ_ONLY).action == "deny", spelling
+        assert (
+            p.decide("repo", "read_file", {"path": spelling}, READ_ONLY, kinds=PATH_ARG).action == "deny"
+        ), spelling
 
 
 def test_value_arguments_match_globs_and_booleans_read_as_true_false(tmp_path: Path) -> None:
@@ -107,7 +111,7 @@ def test_builtin_protection_denies_the_audit_dir_even_in_shadow_mode(tmp_path: P
         "logs/2026-01-01/x.jsonl",
         str(p.settings.state_dir),
     ]:
-        decision = p.decide("repo", "read_file", {"path": spelling}, READ_ONLY)
+        decision = p.decide("repo", "read_file", {"path": spelling}, READ_ONLY, kinds=PATH_ARG)
         assert decision.action == "deny" and decision.effective == "deny", spelling
         assert decision.source == "built-in"
 
@@ -117,8 +121,16 @@ def test_builtin_protection_covers_the_policy_files(tmp_path: Path) -> None:
     root.mkdir()
     (root / ".onrecord.toml").write_text('[policy]\nallow = ["repo.*"]\n', encoding="utf-8")
     p = Policy(load_settings(root))
-    assert p.decide("repo", "read_file", {"path": ".onrecord.toml"}, READ_ONLY).source == "built-in"
-    assert p.decide("repo", "read_file", {"paths": ["a.py", ".onrecord.toml"]}, READ_ONLY).action == "deny"
+    assert (
+        p.decide("repo", "read_file", {"path": ".onrecord.toml"}, READ_ONLY, kinds=PATH_ARG).source
+        == "built-in"
+    )
+    assert (
+        p.decide(
+            "repo", "read_file", {"paths": ["a.py", ".onrecord.toml"]}, READ_ONLY, kinds={"paths": PATHS}
+        ).action
+        == "deny"
+    )
 
 
 def test_bad_rules_name_the_file_and_the_rule(tmp_path: Path) -> None:
@@ -142,7 +154,7 @@ def test_managed_lock_drops_lower_allows_but_keeps_their_denies(tmp_path: Path) 
     )
     p = Policy(load_settings(root))
     assert p.settings.mode == "enforce"
-    assert p.decide("repo", "read_file", {"path": "a"}, READ_ONLY).action == "ask"
+    assert p.decide("repo", "read_file", {"path": "a"}, READ_ONLY, kinds=PATH_ARG).action == "ask"
     assert p.decide("repo", "search", {"query": "a"}, READ_ONLY).action == "deny"
 
 
@@ -158,10 +170,12 @@ def test_default_denies_refuse_secrets_files_but_not_their_examples(tmp_path: Pa
         "home/.ssh/id_ed25519",
         ".netrc",
     ]:
-        decision = p.decide("repo", "read_file", {"path": secret}, READ_ONLY)
+        decision = p.decide("repo", "read_file", {"path": secret}, READ_ONLY, kinds=PATH_ARG)
         assert decision.action == "deny" and decision.source == "built-in default denies", secret
     for fine in [".env.example", "app/.env.sample", "src/keys.py", "README.md"]:
-        assert p.decide("repo", "read_file", {"path": fine}, READ_ONLY).action == "allow", fine
+        assert p.decide("repo", "read_file", {"path": fine}, READ_ONLY, kinds=PATH_ARG).action == "allow", (
+            fine
+        )
 
 
 def test_default_denies_can_be_switched_off_by_a_settings_file(tmp_path: Path) -> None:
@@ -169,7 +183,10 @@ def test_default_denies_can_be_switched_off_by_a_settings_file(tmp_path: Path) -
     root.mkdir()
     (root / ".onrecord.toml").write_text("[policy]\ndefault_denies = false\n", encoding="utf-8")
     assert (
-        Policy(load_settings(root)).decide("repo", "read_file", {"path": ".env"}, READ_ONLY).action == "allow"
+        Policy(load_settings(root))
+        .decide("repo", "read_file", {"path": ".env"}, READ_ONLY, kinds=PATH_ARG)
+        .action
+        == "allow"
     )
 
 

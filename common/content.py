@@ -1,0 +1,192 @@
+"""Content is checked where it leaves (DESIGN §3): one mechanism for every server.
+
+A result carries text from a file only if the policy would let this caller read that file now,
+without asking. Two places apply the same check, through the `Gate` the accountable server sets up
+for each call:
+
+- **At the exit, always.** Every part of a result that carries file text is a `FileText` model that
+  names its files. Before the result is sent, the kit walks it and withholds each `FileText` whose
+  files the policy denies or asks about; a tool cannot forget to.
+- **At the source, for pagination.** A tool that counts or pages over many files asks `allows(path)`
+  first, so totals and cursors are computed over what may be shown.
+
+What was left out is counted and named in the envelope (`excluded_by_policy`, `excluded_files`) with
+a note. Domain modules call `allows` without knowing about MCP; outside a tool call everything is
+allowed (plain domain tests).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from pydantic import BaseModel
+
+from common.errors import OnrecordError
+
+MAX_NAMED = 50
+
+
+class ContentWithheld(OnrecordError):
+    """The whole result is text from a file the policy does not let this caller read."""
+
+
+class Decides(Protocol):
+    def __call__(self, path: str, *, follow_links: bool) -> tuple[bool, str]: ...
+
+
+class FileText(BaseModel):
+    """A part of a result that carries text read from files (a hunk, a blame, a search hit, a
+    diagnostic, a traceback). Subclasses say which files (`content_paths`) and what is left when the
+    text must be withheld (`withheld`: None drops the part)."""
+
+    def content_paths(self) -> Iterable[str]:
+        path = getattr(self, "path", None)
+        return [path] if isinstance(path, str) and path else []
+
+    def withheld(self) -> FileText | None:
+        return None
+
+
+@dataclass
+class Gate:
+    """The content check of one call, and what it left out."""
+
+    decide: Decides
+    excluded: list[str] = field(default_factory=list)
+    hidden: int = 0  # left out of listings, counted but not named
+    _seen: dict[tuple[str, bool], bool] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def allows(self, path: str, *, follow_links: bool = False, name: bool = True) -> bool:
+        key = (path, follow_links)
+        ok = self._seen.get(key)
+        if ok is None:
+            ok, reason = self.decide(path, follow_links=follow_links)
+            self._seen[key] = ok
+            if not ok:
+                if name:
+                    if path not in self.reasons:
+                        self.excluded.append(path)
+                    self.reasons[path] = reason
+                else:
+                    self.hidden += 1
+        return ok
+
+    def filter(self, result: Any) -> Any:
+        """The result with every FileText the policy withholds taken out."""
+        if isinstance(result, FileText) and not self._item_ok(result):
+            replacement = result.withheld()
+            if replacement is None:
+                path = next(iter(result.content_paths()), "?")
+                raise ContentWithheld(
+                    f"the content of {path!r} is withheld by policy ({self.reasons.get(path, 'denied')}); "
+                    "a human can allow it by changing the policy (see `onrecord policy explain`)"
+                )
+            result = replacement
+        if isinstance(result, BaseModel):
+            self._walk(result)
+        return result
+
+    def _item_ok(self, item: FileText) -> bool:
+        return all([self.allows(p, follow_links=True) for p in item.content_paths()])
+
+    def _walk(self, model: BaseModel) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, list):
+                kept = self._kept(value)
+                if kept is not value:
+                    setattr(model, name, kept)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    if isinstance(item, BaseModel):
+                        self._walk(item)
+            elif isinstance(value, FileText):
+                if self._item_ok(value):
+                    self._walk(value)
+                else:
+                    setattr(model, name, value.withheld())
+            elif isinstance(value, BaseModel):
+                self._walk(value)
+
+    def _kept(self, items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        changed = False
+        for item in items:
+            if isinstance(item, FileText) and not self._item_ok(item):
+                changed = True
+                replacement = item.withheld()
+                if replacement is not None:
+                    out.append(replacement)
+                continue
+            if isinstance(item, BaseModel):
+                self._walk(item)
+            out.append(item)
+        return out if changed else items
+
+    def note(self) -> str | None:
+        parts = []
+        if self.excluded:
+            named = ", ".join(repr(p) for p in self.excluded[:MAX_NAMED])
+            more = f" and {len(self.excluded) - MAX_NAMED} more" if len(self.excluded) > MAX_NAMED else ""
+            parts.append(f"content of {len(self.excluded)} file(s) withheld by policy: {named}{more}")
+        if self.hidden:
+            parts.append(f"{self.hidden} file(s) hidden by policy")
+        if not parts:
+            return None
+        return "; ".join(parts) + (
+            "; a human can allow them by changing the policy (`onrecord policy explain` shows the rule)"
+        )
+
+
+_CURRENT: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("onrecord_gate", default=None)
+
+
+def allows(path: str, *, follow_links: bool = False, name: bool = True) -> bool:
+    """Whether text from `path` may appear in the current call's result (True outside a call).
+    `name=False` for listings: a file left out is counted, not named."""
+    gate = _CURRENT.get()
+    return gate is None or gate.allows(path, follow_links=follow_links, name=name)
+
+
+def enter(gate: Gate) -> contextvars.Token[Gate | None]:
+    return _CURRENT.set(gate)
+
+
+def leave(token: contextvars.Token[Gate | None]) -> None:
+    _CURRENT.reset(token)
+
+
+def wrap(fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
+    """`fn` (always async afterwards) with its result passed through the current call's gate, and
+    the envelope told what was left out."""
+
+    async def filtered(**kwargs: Any) -> Any:
+        if is_async:
+            result = await fn(**kwargs)
+        else:
+            result = await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
+        gate = _CURRENT.get()
+        if gate is None:
+            return result
+        result = gate.filter(result)
+        if gate.excluded or gate.hidden:
+            _tell_envelope(result, gate)
+        return result
+
+    return filtered
+
+
+def _tell_envelope(result: Any, gate: Gate) -> None:
+    fields = type(result).model_fields if isinstance(result, BaseModel) else {}
+    if "excluded_by_policy" in fields:
+        result.excluded_by_policy = len(gate.excluded) + gate.hidden
+    if "excluded_files" in fields:
+        result.excluded_files = gate.excluded[:MAX_NAMED]
+    if "note" in fields and (note := gate.note()):
+        result.note = f"{result.note}; {note}" if result.note else note
