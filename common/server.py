@@ -148,6 +148,20 @@ class AccountableServer(MCPServer):
         except Exception:  # any validation failure is reported by the SDK's own call path
             return arguments
 
+    def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> str | None:
+        """A message naming arguments the tool does not take (they would be dropped silently)."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            return None
+        known = tool.parameters.get("properties", {})
+        unknown = sorted(k for k in arguments if k not in known)
+        if not unknown:
+            return None
+        return (
+            f"unknown argument(s) {', '.join(repr(k) for k in unknown)}; "
+            f"{name} takes: {', '.join(sorted(known)) or 'no arguments'}"
+        )
+
     def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
         """The decision a call would get, without making it."""
         owner, _ = self.qualified(name)
@@ -212,6 +226,9 @@ class AccountableServer(MCPServer):
         approved: list[str] | None = None
         gate: content.Gate | None = None
         try:
+            if unknown := self._unknown_arguments(name, arguments):
+                outcome = {"status": "invalid_arguments", "error": unknown}
+                return _error(f"Error executing tool {name}: {unknown}")
             if decision.effective == "deny":
                 outcome = {"status": "denied"}
                 return _error(_denied_message(qualified, decision))

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from common.budget import Envelope
+from common.content import FileText
 
 RunStatus = Literal["passed", "failed", "error", "timeout", "no_tests", "interrupted"]
+# A traceback's frames name their files: `path:line: in f`, `path:line: Error`, `File "path", line 3`.
+_FRAME = re.compile(r'(?:File "([^"\n]{1,4096})", line \d|^([^\s:"]{1,4096}):\d+:)', re.MULTILINE)
+WITHHELD = "[withheld by policy: this text quotes a file the policy does not let you read]"
 
 
-class CollectError(BaseModel):
+def quoted_files(*texts: str | None) -> list[str]:
+    """The files a traceback or test report quotes, in order of first appearance."""
+    found: dict[str, None] = {}
+    for text in texts:
+        for m in _FRAME.finditer(text or ""):
+            found.setdefault(m.group(1) or m.group(2), None)
+    return list(found)
+
+
+class CollectError(FileText):
     nodeid: str
     message: str
+
+    def content_paths(self) -> Iterable[str]:
+        return [self.nodeid.split("::", 1)[0], *quoted_files(self.message)]
+
+    def withheld(self) -> CollectError:
+        return CollectError(nodeid=self.nodeid, message=WITHHELD)
 
 
 class Discovery(Envelope):
@@ -32,13 +53,23 @@ class Counts(BaseModel):
     total: int = 0
 
 
-class Failure(BaseModel):
+class Failure(FileText):
     node_id: str
     kind: Literal["failed", "error", "collection_error"]
     phase: str | None = Field(default=None, description="setup, call or teardown")
     message: str
     location: str | None = Field(default=None, description="path:line where it was raised")
     traceback: str = Field(default="", description="The last lines of the traceback")
+
+    def content_paths(self) -> Iterable[str]:
+        files = [self.node_id.split("::", 1)[0]]
+        if self.location:
+            files.append(self.location.rsplit(":", 1)[0])
+        return files + quoted_files(self.traceback, self.message)
+
+    def withheld(self) -> Failure:
+        # The test still failed: say so, without the text that quotes the file.
+        return self.model_copy(update={"message": WITHHELD, "traceback": ""})
 
 
 class FailureGroup(BaseModel):
@@ -90,22 +121,31 @@ class Diagnostic(BaseModel):
     fixable: bool = False
 
 
-class FileDiagnostics(BaseModel):
+class FileDiagnostics(FileText):
     path: str
     diagnostics: list[Diagnostic]
+
+
+class FileDiff(FileText):
+    path: str
+    diff: str
 
 
 class LintResult(Envelope):
     counts_by_rule: dict[str, int]
     files: list[FileDiagnostics]
-    fixed: int = 0
-    fix_diff: str | None = Field(default=None, description="What fix=True changed, as a bounded diff")
     tool: str
+
+
+class FixResult(Envelope):
+    fixed: int = Field(description="How many diagnostics the fixes resolved")
+    diffs: list[FileDiff] = Field(description="What the fixes changed, per file, bounded")
+    remaining: LintResult = Field(description="The diagnostics left after fixing")
 
 
 class FormatResult(Envelope):
     would_reformat: list[str]
-    diff: str = ""
+    diffs: list[FileDiff] = Field(default_factory=list, description="What ruff format would change, per file")
     tool: str
 
 

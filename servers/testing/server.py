@@ -15,6 +15,7 @@ from servers.testing import run, tools
 from servers.testing.models import (
     AffectedResult,
     Discovery,
+    FixResult,
     FlakyResult,
     FormatResult,
     HistoryResult,
@@ -63,6 +64,7 @@ Paths = Annotated[
     Field(description="Files or directories, relative to the root; default: all"),
     kinds.PATHS,
 ]
+Select = Annotated[list[str] | None, Field(description="Only these rule codes, e.g. ['F', 'E501']")]
 NodeId = Annotated[
     str, Field(description="One test's node id, e.g. 'tests/test_api.py::test_login'"), kinds.NODE_ID
 ]
@@ -137,15 +139,15 @@ def register(server: AccountableServer, settings: Settings) -> None:
             workers=workers,
         )
 
-    async def lint(
-        paths: Paths = None,
-        fix: Annotated[bool, Field(description="Apply ruff's safe fixes to the files (a write)")] = False,
-        select: Annotated[
-            list[str] | None, Field(description="Only these rule codes, e.g. ['F', 'E501']")
-        ] = None,
-    ) -> LintResult:
-        """ruff check: diagnostics grouped by file, counts by rule; with fix=True, what the fixes changed."""
-        return await tools.lint(project, paths, fix, select)
+    async def lint(paths: Paths = None, select: Select = None) -> LintResult:
+        """ruff check: diagnostics grouped by file, counts by rule. Reads only (ruff runs with --no-fix,
+        whatever the project's configuration says); fix_lint applies fixes."""
+        return await tools.lint(project, paths, select)
+
+    async def fix_lint(paths: Paths = None, select: Select = None) -> FixResult:
+        """Apply ruff's safe fixes to the files (a write): what changed per file, how many diagnostics
+        were fixed, and the diagnostics left."""
+        return await tools.fix_lint(project, paths, select)
 
     async def format_check(paths: Paths = None) -> FormatResult:
         """ruff format --check: the files ruff would reformat, with a bounded diff. Writes nothing."""
@@ -170,7 +172,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (discover_tests, COLLECTS, "Discover tests"),
         (run_tests, RUNS_CODE, "Run tests"),
         (run_affected_tests, RUNS_CODE, "Run affected tests"),
-        (lint, WRITES, "Lint with ruff"),
+        (lint, READ_ONLY, "Lint with ruff"),
+        (fix_lint, WRITES, "Apply ruff's safe fixes"),
         (format_check, READ_ONLY, "Check formatting"),
         (check_flaky, RUNS_CODE, "Check a test for flakiness"),
         (test_history, READ_ONLY, "Test history"),

@@ -23,6 +23,8 @@ from servers.testing.models import (
     Diagnostic,
     Discovery,
     FileDiagnostics,
+    FileDiff,
+    FixResult,
     FlakyResult,
     FlakyRun,
     FormatResult,
@@ -233,29 +235,51 @@ async def _ruff(project: Project, args: list[str]) -> procs.ProcResult:
 
 
 async def lint(
-    project: Project, paths: list[str] | None = None, fix: bool = False, select: list[str] | None = None
+    project: Project, paths: list[str] | None = None, select: list[str] | None = None
 ) -> LintResult:
+    """`ruff check --no-fix`: reads only, whatever the project's ruff configuration says."""
     targets = _paths(project, paths)
-    options = ["--no-cache", "--output-format", "json"]
-    if select:
-        bad = [s for s in select if not isinstance(s, str) or not re.match(_RULE_CODE, s)]
-        if bad:
-            raise TestingError(f"select {bad!r}: rule codes look like 'E501', 'F' or 'UP006'")
-        options += ["--select", ",".join(select)]
-    fix_diff = None
-    fixed = 0
-    if fix:
-        preview = await _ruff(
-            project, ["check", "--no-cache", "--fix", "--diff", *options[3:], "--", *targets]
-        )
-        fixed = _would_fix(preview.text("stderr") + preview.text())
-        fix_diff = _bounded(
-            "\n".join(x for x in preview.text().splitlines() if not x.startswith("Would fix"))
-        )
-        await _ruff(
-            project, ["check", "--no-cache", "--fix", "--exit-zero", "--quiet", *options[3:], "--", *targets]
-        )
-    result = await _ruff(project, ["check", *options, "--", *targets])
+    result = await _ruff(
+        project, ["check", "--no-fix", *_select(select), "--output-format", "json", "--", *targets]
+    )
+    return _diagnostics(project, result)
+
+
+async def fix_lint(
+    project: Project, paths: list[str] | None = None, select: list[str] | None = None
+) -> FixResult:
+    """Apply ruff's safe fixes: first the diff of what will change, then the fix, then what is left."""
+    targets = _paths(project, paths)
+    chosen = _select(select)
+    preview = await _ruff(project, ["check", "--fix", "--diff", *chosen, "--", *targets])
+    fixed = _would_fix(preview.text("stderr") + preview.text())
+    await _ruff(project, ["check", "--fix", "--exit-zero", "--quiet", *chosen, "--", *targets])
+    remaining = await lint(project, paths, select)
+    diffs = split_diff(project, preview.text())
+    shown = take_within(diffs, MAX_DIFF_CHARS)
+    return FixResult(
+        fixed=fixed,
+        diffs=shown,
+        remaining=remaining,
+        total=len(diffs),
+        returned=len(shown),
+        truncated=len(shown) < len(diffs),
+        note=join_notes(
+            len(shown) < len(diffs) and f"diffs of {len(diffs) - len(shown)} more file(s) left out"
+        ),
+    )
+
+
+def _select(select: list[str] | None) -> list[str]:
+    if not select:
+        return ["--no-cache"]
+    bad = [s for s in select if not isinstance(s, str) or not re.match(_RULE_CODE, s)]
+    if bad:
+        raise TestingError(f"select {bad!r}: rule codes look like 'E501', 'F' or 'UP006'")
+    return ["--no-cache", "--select", ",".join(select)]
+
+
+def _diagnostics(project: Project, result: procs.ProcResult) -> LintResult:
     try:
         raw = json.loads(result.text() or "[]")
     except ValueError as exc:
@@ -281,8 +305,6 @@ async def lint(
     return LintResult(
         counts_by_rule=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
         files=shown,
-        fixed=fixed,
-        fix_diff=fix_diff,
         tool=ruff_command(project)[1],
         total=total,
         returned=sum(len(f.diagnostics) for f in shown),
@@ -299,12 +321,21 @@ def _would_fix(output: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _bounded(diff: str) -> str:
-    return (
-        diff
-        if len(diff) <= MAX_DIFF_CHARS
-        else diff[:MAX_DIFF_CHARS] + "\n… [diff cut; run format_check or lint on fewer paths]"
-    )
+def split_diff(project: Project, diff: str) -> list[FileDiff]:
+    """A unified diff of many files as one FileDiff per file (each passes the content gate alone)."""
+    out: list[FileDiff] = []
+    lines = diff.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            name = lines[i + 1][4:].split("\t")[0].strip().removeprefix("b/")
+            out.append(FileDiff(path=_rel(project, name), diff=""))
+        if out and not lines[i].startswith("Would fix"):
+            body = out[-1].diff
+            if len(body) < MAX_DIFF_CHARS:
+                out[-1].diff = body + lines[i] + "\n"
+        i += 1
+    return out
 
 
 def _rel(project: Project, filename: str) -> str:
@@ -317,17 +348,16 @@ def _rel(project: Project, filename: str) -> str:
 async def format_check(project: Project, paths: list[str] | None = None) -> FormatResult:
     targets = _paths(project, paths)
     result = await _ruff(project, ["format", "--no-cache", "--check", "--diff", "--", *targets])
-    diff = result.text()
-    files = sorted({line[4:].split("\t")[0].strip() for line in diff.splitlines() if line.startswith("+++ ")})
-    files = [f.removeprefix("b/") for f in files]
+    diffs = split_diff(project, result.text())
+    shown = take_within(diffs, MAX_DIFF_CHARS)
     return FormatResult(
-        would_reformat=files,
-        diff=_bounded(diff),
+        would_reformat=[d.path for d in diffs],
+        diffs=shown,
         tool=ruff_command(project)[1],
-        total=len(files),
-        returned=len(files),
-        truncated=len(diff) > MAX_DIFF_CHARS,
-        note="diff cut to stay in budget; check fewer paths" if len(diff) > MAX_DIFF_CHARS else None,
+        total=len(diffs),
+        returned=len(shown),
+        truncated=len(shown) < len(diffs),
+        note=join_notes(len(shown) < len(diffs) and "diffs of more files left out; check fewer paths"),
     )
 
 

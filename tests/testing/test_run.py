@@ -26,11 +26,13 @@ async def test_tools_have_truthful_annotations(failing: Call) -> None:
         "run_tests",
         "run_affected_tests",
         "lint",
+        "fix_lint",
         "format_check",
         "check_flaky",
         "test_history",
     }
-    assert tools["lint"].annotations.destructive_hint is True
+    assert tools["lint"].annotations.read_only_hint is True
+    assert tools["fix_lint"].annotations.destructive_hint is True
     assert tools["format_check"].annotations.read_only_hint is True
     assert tools["test_history"].annotations.read_only_hint is True
     assert (
@@ -296,9 +298,10 @@ async def test_lint_and_format_check_report_ruff_findings(make_client: Callable[
         assert "rule codes" in err(await call("lint", select=["--fix"]))
         assert "outside the workspace root" in err(await call("lint", paths=["../x.py"]))
         fmt = ok(await call("format_check"))
-        assert fmt["would_reformat"] == ["mod.py"] and "-def f( x ):" in fmt["diff"]
+        assert fmt["would_reformat"] == ["mod.py"] and "-def f( x ):" in fmt["diffs"][0]["diff"]
         assert (root / "mod.py").read_text(encoding="utf-8").startswith("import os")  # nothing written
-        fixed = await call("lint", fix=True)
+        assert "fix" in err(await call("lint", fix=True))  # unknown arguments are not silently dropped
+        fixed = await call("fix_lint")
         assert fixed.is_error and "Needs approval" in fixed.content[0].text  # a write asks first
         assert (root / "mod.py").read_text(encoding="utf-8").startswith("import os")
 
@@ -314,9 +317,9 @@ async def test_lint_fix_applies_fixes_once_approved(make_client: Callable[..., A
         return ElicitResult(action="accept", content={"approve": True})
 
     async with Client(session.server, mode="legacy", elicitation_callback=approve) as client:
-        result = await client.call_tool("lint", {"fix": True})
+        result = await client.call_tool("fix_lint", {})
     data = ok(result)
-    assert data["fixed"] == 1 and "-import os" in data["fix_diff"] and data["total"] == 0
+    assert data["fixed"] == 1 and "-import os" in data["diffs"][0]["diff"] and data["remaining"]["total"] == 0
     assert (session.root / "mod.py").read_text(encoding="utf-8") == "\nx = 1\n"
 
 

@@ -1,0 +1,120 @@
+"""The testing tools never carry a denied file's content: not in diffs, diagnostics or tracebacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult
+
+from servers.testing.server import build_server
+from tests.helpers import all_audit_text, settings_for
+from tests.testing.conftest import project
+
+pytestmark = pytest.mark.anyio
+
+CANARY = "ENVCANARY5e1f"
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(getattr(c, "text", "") for c in result.content) + str(result.structured_content)
+
+
+# A repository whose ruff configuration pulls the denied file in, and whose test quotes it.
+FILES = {
+    "ruff.toml": 'extend-include = [".env"]\nrespect-gitignore = false\n[lint]\nselect = ["F", "E"]\n',
+    # Valid Python, badly formatted, with an unused name: format_check and lint both report it.
+    ".env": f"import os\nTOKEN  =  '{CANARY}'\n",
+    "secrets/conf.py": f"VALUE = '{CANARY}'\n\n\ndef check():\n    assert VALUE == 'x', '{CANARY}'\n",
+    "test_uses_secret.py": ("from secrets_pkg import check\n\n\ndef test_it():\n    check()\n"),
+    "secrets_pkg.py": f"def check():\n    value = '{CANARY}'\n    assert value == 'x'\n",
+    "test_ok.py": "def test_ok():\n    assert 1\n",
+}
+POLICY = """
+[policy]
+deny = ["testing.*(path=secrets/**)", "testing.*(path=secrets_pkg.py)"]
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return project(tmp_path / "proj", FILES)
+
+
+async def call_all(
+    root: Path, tmp_path: Path, calls: list[tuple[str, dict[str, Any]]]
+) -> list[CallToolResult]:
+    server = build_server(settings_for(root, POLICY, tmp=tmp_path))
+    out = []
+    async with Client(server, mode="legacy") as c:
+        for tool, arguments in calls:
+            out.append(await c.call_tool(tool, arguments))
+    assert CANARY not in all_audit_text(server.config.audit_path)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("format_check", {"paths": [".env"]}),
+        ("lint", {"paths": ["src/../.env"]}),
+        ("fix_lint", {"paths": [".env"]}),
+        ("run_tests", {"targets": [".env"]}),
+        ("run_tests", {"targets": ["secrets/conf.py::test_x"]}),
+        ("check_flaky", {"node_id": "secrets/conf.py::check"}),
+        ("discover_tests", {"path": "secrets"}),
+        ("test_history", {"node_id": ".env::x"}),
+    ],
+)
+async def test_every_path_like_argument_is_checked_whatever_its_name(
+    root: Path, tmp_path: Path, tool: str, arguments: dict[str, Any]
+) -> None:
+    before = (root / ".env").read_text(encoding="utf-8")
+    (result,) = await call_all(root, tmp_path, [(tool, arguments)])
+    assert result.is_error and "Denied by policy" in text_of(result), text_of(result)
+    assert CANARY not in text_of(result)
+    assert (root / ".env").read_text(encoding="utf-8") == before
+
+
+async def test_whole_tree_lint_and_format_withhold_the_denied_files_ruff_was_told_to_read(
+    root: Path, tmp_path: Path
+) -> None:
+    lint, fmt = await call_all(root, tmp_path, [("lint", {}), ("format_check", {})])
+    for result in (lint, fmt):
+        assert not result.is_error
+        assert CANARY not in text_of(result)
+        data = result.structured_content
+        assert data is not None and ".env" in data["excluded_files"]
+        assert "withheld by policy" in data["note"]
+    assert {d["path"] for d in fmt.structured_content["diffs"]}.isdisjoint({".env"})  # type: ignore[index]
+
+
+async def test_a_failing_tests_traceback_that_quotes_a_denied_file_is_withheld_but_the_failure_stays(
+    root: Path, tmp_path: Path
+) -> None:
+    (run,) = await call_all(root, tmp_path, [("run_tests", {})])
+    data = run.structured_content
+    assert data is not None and data["status"] == "failed"
+    assert CANARY not in text_of(run)
+    (failure,) = data["failures"]
+    assert failure["node_id"] == "test_uses_secret.py::test_it"
+    assert "withheld by policy" in failure["message"] and failure["traceback"] == ""
+    assert "secrets_pkg.py" in data["excluded_files"]
+
+
+async def test_a_rule_sees_the_validated_value_not_the_raw_json(make_client: Callable[..., Any]) -> None:
+    async with make_client({"test_a.py": "def test_a():\n    assert 1\n"}) as call:
+        server = call.server  # type: ignore[attr-defined]
+        from common.policy import Policy, RuleSource
+
+        server.config.rules.append(RuleSource("deny", "testing.run_tests(last_failed=true)", "test", "cli"))
+        server.policy = Policy(server.config)
+        for tool in server._owners:
+            server.policy.register("testing", tool)
+        for spelling in (True, "yes", "true", 1, "on"):
+            result = await call("run_tests", last_failed=spelling)
+            assert result.is_error and "Denied by policy" in text_of(result), spelling
+        assert not (await call("run_tests", last_failed="no")).is_error
