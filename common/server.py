@@ -35,7 +35,7 @@ from mcp.types import (
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 
-from common import __version__, content, kinds, procs
+from common import __version__, content, kinds, procs, progress
 from common.approvals import Approval, ApprovalStore
 from common.audit import AuditLog, canonical
 from common.config import Settings
@@ -249,10 +249,12 @@ class AccountableServer(MCPServer):
                 ]
             gate = self._gate(owner, name, approved)
             token = content.enter(gate)
+            reporting = progress.enter(ctx.report_progress if ctx is not None else None)
             try:
                 with anyio.fail_after(self.config.call_timeout_s):
                     result = await super().call_tool(name, arguments, context)
             finally:
+                progress.leave(reporting)
                 content.leave(token)
             if isinstance(result, CallToolResult):
                 _compact_text(result)

@@ -7,7 +7,7 @@ import re
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +15,13 @@ from typing import Any
 
 import anyio
 
-from common import procs
+from common import procs, progress
 from common.budget import clamp, join_notes, take_within
 from servers.testing.models import Counts, Failure, FailureGroup, RunResult, Slow
+from servers.testing.params import Keyword, LastFailed, Marker, MaxFailures, Targets, Timeout, Workers
 from servers.testing.project import Project, pytest_args
 from servers.testing.store import record_run
 
-Progress = Callable[[int, int | None, str], Awaitable[None]]
 TRACEBACK_LINES = 30
 TRACEBACK_CHARS = 2500
 GROUP_MEMBERS = 5
@@ -79,7 +79,6 @@ async def run_pytest(
     args: Sequence[str],
     *,
     timeout_s: float,
-    progress: Progress | None = None,
 ) -> Raw:
     """Run the project's pytest with the plugin; report progress from the event stream."""
     prefix, described = project.python()
@@ -114,10 +113,10 @@ async def run_pytest(
         for event in fresh:
             if event["e"] == "collected" and event.get("count"):
                 counted["total"] = max(counted["total"] or 0, int(event["count"]))
-            elif event["e"] == "report" and _finishes_test(event) and progress is not None:
+            elif event["e"] == "report" and _finishes_test(event):
                 counted["done"] += 1
                 label = outcomes([event]).get(event["nodeid"], event["outcome"])
-                await progress(counted["done"], counted["total"], f"{event['nodeid']}: {label}")
+                await progress.report(counted["done"], counted["total"], f"{event['nodeid']}: {label}")
 
     async def watch() -> None:
         while True:
@@ -345,15 +344,17 @@ def interpret(project: Project, raw: Raw, duration_s: float) -> RunResult:
 
 async def run_tests(
     project: Project,
-    targets: Sequence[str] | None = None,
-    keyword: str | None = None,
-    marker: str | None = None,
-    last_failed: bool = False,
-    max_failures: int | None = None,
-    timeout_s: float = 600,
-    workers: int | str | None = None,
-    progress: Progress | None = None,
+    targets: Targets = None,
+    keyword: Keyword = None,
+    marker: Marker = None,
+    last_failed: LastFailed = False,
+    max_failures: MaxFailures = None,
+    timeout_s: Timeout = 600,
+    workers: Workers = None,
 ) -> RunResult:
+    """Run tests and return status (passed, failed, error, timeout, no_tests, interrupted), counts,
+    failures with trimmed tracebacks, failure_groups (failures sharing one cause), the slowest tests
+    and the run id. Sends progress notifications per finished test."""
     args = pytest_args(
         project, targets, keyword, marker, last_failed=last_failed, max_failures=max_failures, workers=workers
     )
@@ -362,7 +363,7 @@ async def run_tests(
         prefix, described = project.python()
         await project.check_module(prefix, described, "xdist", "workers")
     started = time.monotonic()
-    raw = await run_pytest(project, args, timeout_s=timeout, progress=progress)
+    raw = await run_pytest(project, args, timeout_s=timeout)
     result = interpret(project, raw, time.monotonic() - started)
     await record_run(project, raw, result, outcomes(raw.events.items))
     return result

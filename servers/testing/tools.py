@@ -10,9 +10,11 @@ import sys
 import time
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from common import procs
+from pydantic import Field
+
+from common import kinds, procs, progress
 from common.budget import clamp, decode_cursor, encode_cursor, join_notes, take_within
 from common.git import check_ref_text
 from common.policy import path_matches
@@ -34,9 +36,22 @@ from servers.testing.models import (
     RunResult,
     Selected,
 )
+from servers.testing.params import (
+    Cursor,
+    Keyword,
+    LastFailed,
+    Marker,
+    MaxFailures,
+    NodeId,
+    Paths,
+    Select,
+    Timeout,
+    Workers,
+)
 from servers.testing.project import Project, TestingError, expression
-from servers.testing.run import Progress, run_pytest, run_tests
-from servers.testing.store import flaky_rate, runs
+from servers.testing.run import run_pytest, run_tests
+from servers.testing.store import flaky_rate
+from servers.testing.store import runs as recorded_runs
 
 TEST_FILES = ("test_*.py", "*_test.py")
 MAX_DIFF_CHARS = 12_000
@@ -45,12 +60,14 @@ _RULE_CODE = r"^[A-Z]{1,4}[0-9]{0,4}$"
 
 async def discover_tests(
     project: Project,
-    path: str | None = None,
-    keyword: str | None = None,
-    marker: str | None = None,
-    limit: int = 500,
-    cursor: str | None = None,
+    path: Annotated[str | None, Field(description="A file or directory to collect from"), kinds.PATH] = None,
+    keyword: Keyword = None,
+    marker: Marker = None,
+    limit: Annotated[int, Field(description="Node ids per page (at most 5000)")] = 500,
+    cursor: Cursor = None,
 ) -> Discovery:
+    """Collect tests without running them: node ids and collection errors with their messages.
+    Collection imports the project's test modules."""
     limit = clamp(limit, 1, 5000, 500)
     key = {"path": path, "k": keyword, "m": marker}
     offset = decode_cursor(cursor, "discover_tests", **key)["o"] if cursor else 0
@@ -165,8 +182,19 @@ def _import_path(graph: dict[str, set[str]], start: str, targets: set[str]) -> l
 
 
 async def run_affected_tests(
-    project: Project, base: str = "HEAD", progress: Progress | None = None, **options: Any
+    project: Project,
+    base: Annotated[
+        str, Field(description="Compare the working tree with this revision"), kinds.REV
+    ] = "HEAD",
+    keyword: Keyword = None,
+    marker: Marker = None,
+    last_failed: LastFailed = False,
+    max_failures: MaxFailures = None,
+    timeout_s: Timeout = 600,
+    workers: Workers = None,
 ) -> AffectedResult:
+    """Run only the tests a change can affect: changed test files, and tests whose modules import
+    changed modules (transitively). Says why each test file was selected, then the run_tests result."""
     changed, selected = await select_affected(project, base)
     shown = take_within(selected, project.max_chars // 4)
     if not selected:
@@ -181,7 +209,16 @@ async def run_affected_tests(
             + ("" if changed else f" (nothing changed since {base})")
             + "; nothing was run",
         )
-    run = await run_tests(project, targets=[s.path for s in selected], progress=progress, **options)
+    run = await run_tests(
+        project,
+        targets=[s.path for s in selected],
+        keyword=keyword,
+        marker=marker,
+        last_failed=last_failed,
+        max_failures=max_failures,
+        timeout_s=timeout_s,
+        workers=workers,
+    )
     return AffectedResult(
         base=base,
         changed=changed[:200],
@@ -234,10 +271,9 @@ async def _ruff(project: Project, args: list[str]) -> procs.ProcResult:
     return result
 
 
-async def lint(
-    project: Project, paths: list[str] | None = None, select: list[str] | None = None
-) -> LintResult:
-    """`ruff check --no-fix`: reads only, whatever the project's ruff configuration says."""
+async def lint(project: Project, paths: Paths = None, select: Select = None) -> LintResult:
+    """ruff check: diagnostics grouped by file, counts by rule. Reads only (ruff runs with --no-fix,
+    whatever the project's configuration says); fix_lint applies fixes."""
     targets = _paths(project, paths)
     result = await _ruff(
         project, ["check", "--no-fix", *_select(select), "--output-format", "json", "--", *targets]
@@ -245,10 +281,9 @@ async def lint(
     return _diagnostics(project, result)
 
 
-async def fix_lint(
-    project: Project, paths: list[str] | None = None, select: list[str] | None = None
-) -> FixResult:
-    """Apply ruff's safe fixes: first the diff of what will change, then the fix, then what is left."""
+async def fix_lint(project: Project, paths: Paths = None, select: Select = None) -> FixResult:
+    """Apply ruff's safe fixes to the files (a write): what changed per file, how many diagnostics
+    were fixed, and the diagnostics left."""
     targets = _paths(project, paths)
     chosen = _select(select)
     preview = await _ruff(project, ["check", "--fix", "--diff", *chosen, "--", *targets])
@@ -345,7 +380,8 @@ def _rel(project: Project, filename: str) -> str:
         return filename
 
 
-async def format_check(project: Project, paths: list[str] | None = None) -> FormatResult:
+async def format_check(project: Project, paths: Paths = None) -> FormatResult:
+    """ruff format --check: the files ruff would reformat, with a bounded diff per file. Writes nothing."""
     targets = _paths(project, paths)
     result = await _ruff(project, ["format", "--no-cache", "--check", "--diff", "--", *targets])
     diffs = split_diff(project, result.text())
@@ -365,20 +401,24 @@ async def format_check(project: Project, paths: list[str] | None = None) -> Form
 
 
 async def check_flaky(
-    project: Project, node_id: str, runs_wanted: int = 5, progress: Progress | None = None
+    project: Project,
+    node_id: NodeId,
+    runs: Annotated[int, Field(description="How many times to run it (2 to 20)")] = 5,
 ) -> FlakyResult:
+    """Run one test several times: the outcome of each run and a verdict (stable_pass, stable_fail, flaky)."""
+    runs_wanted = runs
     target = project.target(node_id)
     count = clamp(runs_wanted, 2, 20, 5)
     results: list[FlakyRun] = []
     for i in range(count):
         started = time.monotonic()
-        run: RunResult = await run_tests(project, targets=[target], timeout_s=600)
+        with progress.quiet():
+            run: RunResult = await run_tests(project, targets=[target], timeout_s=600)
         outcome = _outcome_of(project, run, target)
         results.append(
             FlakyRun(run_id=run.run_id, outcome=outcome, duration_s=round(time.monotonic() - started, 3))
         )
-        if progress is not None:
-            await progress(i + 1, count, f"run {i + 1}: {outcome}")
+        await progress.report(i + 1, count, f"run {i + 1}: {outcome}")
     verdicts = {r.outcome for r in results}
     if verdicts <= {"not_run"}:
         verdict = "not_run"
@@ -388,7 +428,7 @@ async def check_flaky(
         verdict = "stable_fail"
     else:
         verdict = "flaky"
-    history = [r["outcomes"][target] for r in runs(project) if target in r.get("outcomes", {})]
+    history = [r["outcomes"][target] for r in recorded_runs(project) if target in r.get("outcomes", {})]
     return FlakyResult(
         node_id=target,
         runs=results,
@@ -400,7 +440,7 @@ async def check_flaky(
 
 
 def _outcome_of(project: Project, run: RunResult, target: str) -> str:
-    for entry in reversed(runs(project)):
+    for entry in reversed(recorded_runs(project)):
         if entry["run_id"] == run.run_id:
             found = [o for n, o in entry["outcomes"].items() if n == target or n.startswith(target + "[")]
             if not found:
@@ -409,11 +449,16 @@ def _outcome_of(project: Project, run: RunResult, target: str) -> str:
     return "not_run"
 
 
-async def test_history(project: Project, node_id: str, limit: int = 20) -> HistoryResult:
+async def test_history(
+    project: Project,
+    node_id: NodeId,
+    limit: Annotated[int, Field(description="Recent runs to return (at most 500)")] = 20,
+) -> HistoryResult:
+    """Recent recorded outcomes of one test (with HEAD and dirty flag), its pass rate and flaky rate."""
     if not isinstance(node_id, str) or not node_id or node_id.startswith("-"):
         raise TestingError(f"node_id {node_id!r} must be a test node id, e.g. 'tests/test_a.py::test_b'")
     limit = clamp(limit, 1, 500, 20)
-    matching = [r for r in runs(project) if node_id in r.get("outcomes", {})]
+    matching = [r for r in recorded_runs(project) if node_id in r.get("outcomes", {})]
     sequence = [r["outcomes"][node_id] for r in matching]
     recent = matching[-limit:][::-1]
     passes = [o for o in sequence if o in ("passed", "failed", "error")]
