@@ -79,7 +79,7 @@ def real_tool_ratio(tmp: Path, args: argparse.Namespace) -> float:
     plain = MCPServer("repo")
     # The same tool functions on a plain server: copy them from the accountable one.
     for tool in accountable._tool_manager.list_tools():
-        plain.add_tool(tool.fn, name=tool.name, annotations=tool.annotations)
+        plain.add_tool(getattr(tool.fn, "__wrapped__", tool.fn), name=tool.name, annotations=tool.annotations)
     calls = max(200, args.calls // 4)
     base: list[float] = []
     ours: list[float] = []

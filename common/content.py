@@ -166,6 +166,7 @@ def wrap(fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
     """`fn` (always async afterwards) with its result passed through the current call's gate, and
     the envelope told what was left out."""
 
+    @functools.wraps(fn)
     async def filtered(**kwargs: Any) -> Any:
         if is_async:
             result = await fn(**kwargs)

@@ -221,7 +221,7 @@ class Policy:
         self._tools: dict[str, list[str]] = {}  # server -> qualified names of its tools
         self._by_name: dict[tuple[Action, str], list[Rule]] = {}
         # Decisions that depend on no argument are the same every time: cache them per tool.
-        self._conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} - {ANY_PATH}
+        self.conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} - {ANY_PATH}
         self._static: dict[tuple[str, str, tuple[tuple[str, bool | None], ...] | None], Decision] = {}
         self._content: dict[tuple[str, str, str], Decision] = {}
 
@@ -278,7 +278,7 @@ class Policy:
         """The decision for one call, on the validated arguments the tool will get."""
         kinds = kinds or {}
         paths = self.path_names(arguments, kinds)
-        static = not any(paths.values()) and self._conditioned.isdisjoint(arguments)
+        static = not any(paths.values()) and self.conditioned.isdisjoint(arguments)
         key = (server, tool, tuple(sorted(annotations.items())) if annotations is not None else None)
         if static and (cached := self._static.get(key)) is not None:
             return cached

@@ -16,6 +16,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -72,6 +73,16 @@ class Approve(BaseModel):
     approve: bool = Field(description="Allow this one call with exactly these arguments")
 
 
+@dataclass(frozen=True)
+class _Params:
+    """What the call path needs to know about a tool's parameters, read once at registration."""
+
+    names: frozenset[str]
+    defaults: dict[str, Any]
+    validate: bool
+    lists: frozenset[str]
+
+
 class AccountableServer(MCPServer):
     """An MCPServer whose every tool call is decided by policy and written to the audit log."""
 
@@ -100,6 +111,7 @@ class AccountableServer(MCPServer):
         self._owners: dict[str, str] = {}
         self._annotations: dict[str, dict[str, bool | None]] = {}
         self._kinds: dict[str, dict[str, kinds.Kind]] = {}
+        self._params: dict[str, _Params] = {}
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
@@ -112,9 +124,21 @@ class AccountableServer(MCPServer):
         tool_name = name or fn.__name__
         self._owners[tool_name] = owner or self.name
         self.policy.register(owner or self.name, tool_name)
-        self._kinds[tool_name] = kinds.of_function(fn)
+        self._kinds[tool_name] = found = kinds.of_function(fn)
         registered = self._tool_manager.get_tool(tool_name)
         if registered is not None:
+            properties = registered.parameters.get("properties", {})
+            self._params[tool_name] = _Params(
+                names=frozenset(properties),
+                defaults={k: v["default"] for k, v in properties.items() if "default" in v},
+                # Validating costs a second pydantic pass; a rule can only tell the difference on an
+                # argument it names that is not a path (a path's text is the same once valid).
+                validate=any(
+                    k in self.policy.conditioned and not (k in found and found[k].path_like)
+                    for k in properties
+                ),
+                lists=frozenset(k for k, kind in found.items() if kind.many),
+            )
             # Every result leaves through the content gate (common.content); the SDK has read the
             # signature already, so the wrapper needs none of its own.
             registered.fn = content.wrap(registered.fn, is_async=registered.is_async)
@@ -148,18 +172,26 @@ class AccountableServer(MCPServer):
         except Exception:  # any validation failure is reported by the SDK's own call path
             return arguments
 
+    def seen_arguments(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """What the policy matches: the validated arguments, or, when no rule could tell the
+        difference, the arguments as sent with the tool's defaults filled in."""
+        params = self._params.get(name)
+        if params is None:
+            return arguments
+        if params.validate or any(isinstance(arguments.get(k), str) for k in params.lists):
+            # A list sent as a JSON string is parsed by the SDK before the tool sees it.
+            return self.validated(name, arguments)
+        return {**params.defaults, **arguments} if params.defaults else arguments
+
     def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> str | None:
         """A message naming arguments the tool does not take (they would be dropped silently)."""
-        tool = self._tool_manager.get_tool(name)
-        if tool is None:
+        params = self._params.get(name)
+        if params is None or params.names.issuperset(arguments):
             return None
-        known = tool.parameters.get("properties", {})
-        unknown = sorted(k for k in arguments if k not in known)
-        if not unknown:
-            return None
+        unknown = sorted(k for k in arguments if k not in params.names)
         return (
             f"unknown argument(s) {', '.join(repr(k) for k in unknown)}; "
-            f"{name} takes: {', '.join(sorted(known)) or 'no arguments'}"
+            f"{name} takes: {', '.join(sorted(params.names)) or 'no arguments'}"
         )
 
     def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
@@ -168,7 +200,7 @@ class AccountableServer(MCPServer):
         return self.policy.decide(
             owner,
             name,
-            self.validated(name, arguments),
+            self.seen_arguments(name, arguments),
             self._annotations.get(name),
             kinds=self._kinds.get(name),
         )
@@ -197,7 +229,7 @@ class AccountableServer(MCPServer):
         call_id = f"{self._pid}-{next(self._calls)}"
         owner, qualified = self.qualified(name)
         ctx = context if _in_request(context) else None
-        validated = self.validated(name, arguments)
+        validated = self.seen_arguments(name, arguments)
         call_kinds = self._kinds.get(name, {})
         decision = self.policy.decide(owner, name, validated, self._annotations.get(name), kinds=call_kinds)
         shown_args, redactions = redact(arguments, "arguments")
@@ -233,7 +265,9 @@ class AccountableServer(MCPServer):
                 outcome = {"status": "denied"}
                 return _error(_denied_message(qualified, decision))
             if decision.effective == "ask":
-                answer = await self._ask(qualified, validated, shown_args, decision, ctx, call_id)
+                answer = await self._ask(
+                    qualified, self.validated(name, arguments), shown_args, decision, ctx, call_id
+                )
                 if isinstance(answer, InputRequiredResult):
                     outcome = {"status": "input_required"}
                     return answer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ async def call_all(
     ("tool", "arguments"),
     [
         ("format_check", {"paths": [".env"]}),
+        ("format_check", {"paths": '[".env"]'}),  # a list sent as a JSON string is parsed by the SDK
         ("lint", {"paths": ["src/../.env"]}),
         ("fix_lint", {"paths": [".env"]}),
         ("run_tests", {"targets": [".env"]}),
@@ -105,16 +105,13 @@ async def test_a_failing_tests_traceback_that_quotes_a_denied_file_is_withheld_b
     assert "secrets_pkg.py" in data["excluded_files"]
 
 
-async def test_a_rule_sees_the_validated_value_not_the_raw_json(make_client: Callable[..., Any]) -> None:
-    async with make_client({"test_a.py": "def test_a():\n    assert 1\n"}) as call:
-        server = call.server  # type: ignore[attr-defined]
-        from common.policy import Policy, RuleSource
-
-        server.config.rules.append(RuleSource("deny", "testing.run_tests(last_failed=true)", "test", "cli"))
-        server.policy = Policy(server.config)
-        for tool in server._owners:
-            server.policy.register("testing", tool)
+async def test_a_rule_sees_the_validated_value_not_the_raw_json(tmp_path: Path) -> None:
+    root = project(tmp_path / "proj", {"test_a.py": "def test_a():\n    assert 1\n"})
+    server = build_server(
+        settings_for(root, '[policy]\ndeny = ["testing.run_tests(last_failed=true)"]\n', tmp=tmp_path)
+    )
+    async with Client(server, mode="legacy") as c:
         for spelling in (True, "yes", "true", 1, "on"):
-            result = await call("run_tests", last_failed=spelling)
+            result = await c.call_tool("run_tests", {"last_failed": spelling})
             assert result.is_error and "Denied by policy" in text_of(result), spelling
-        assert not (await call("run_tests", last_failed="no")).is_error
+        assert not (await c.call_tool("run_tests", {"last_failed": "no"})).is_error
