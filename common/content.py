@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +30,34 @@ from pydantic import BaseModel
 from common.errors import OnrecordError
 
 MAX_NAMED = 50
+WITHHELD = "[withheld by policy: this text quotes a file the policy does not let you read]"
+# Tracebacks and tool messages name the files they quote: `path:line: in f`, `path:line:col: E501`,
+# `File "path", line 3`, `Failed to parse /abs/ruff.toml`. Every word that could be a path counts.
+# Bounded pieces, no nested quantifiers: linear on any input.
+_FRAME = re.compile(r'File "([^"\n]{1,4096})", line \d')
+_WORD = re.compile(r"[^\s'\"`(),;=\[\]<>|{}]{1,4096}")
+
+
+def quoted_files(*texts: str | None) -> list[str]:
+    """The files a traceback or a tool's message quotes, in order of first appearance."""
+    found: dict[str, None] = {}
+    for text in texts:
+        for m in _FRAME.finditer(text or ""):
+            found.setdefault(m.group(1), None)
+        for word in _WORD.findall(text or ""):
+            path = word.split(":", 1)[0].rstrip(".")  # `path:12:5:` and a sentence's full stop
+            if ("/" in path or "." in path) and not path.replace(".", "").isdigit():
+                found.setdefault(path, None)
+    return list(found)
+
+
+def screen(text: str) -> str:
+    """`text`, or WITHHELD when it quotes a file the current call may not show (for free-form text
+    such as error messages and a tool's own stderr)."""
+    gate = _CURRENT.get()
+    if gate is None or all([gate.allows(f, follow_links=True) for f in quoted_files(text)]):
+        return text
+    return WITHHELD
 
 
 class ContentWithheld(OnrecordError):

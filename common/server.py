@@ -309,9 +309,11 @@ class AccountableServer(MCPServer):
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(exc, UnexpectedToolError) and isinstance(cause, OnrecordError):
-                # Our own modules' errors are written for the caller; let the model read them.
-                outcome = {"status": "tool_error", "error": str(cause)}
-                raise ToolError(f"Error executing tool {name}: {cause}") from cause
+                # Our own modules' errors are written for the caller; let the model read them,
+                # unless they quote a file the policy withholds.
+                message = _screened(gate, str(cause))
+                outcome = {"status": "tool_error", "error": message}
+                raise ToolError(f"Error executing tool {name}: {message}") from cause
             if isinstance(exc, UnexpectedToolError):
                 outcome = {"status": "crashed", "error": f"{exc} | cause: {cause!r}"}
             elif isinstance(cause, ValidationError):
@@ -319,7 +321,10 @@ class AccountableServer(MCPServer):
             elif name not in self._owners:
                 outcome = {"status": "unknown_tool", "error": str(exc)}
             else:
-                outcome = {"status": "tool_error", "error": str(exc)}
+                message = _screened(gate, str(exc))
+                outcome = {"status": "tool_error", "error": message}
+                if message != str(exc):
+                    raise ToolError(f"Error executing tool {name}: {message}") from exc
             raise
         except MCPError as exc:
             outcome = {"status": "protocol_error", "error": f"{exc.error.code}: {exc.error.message}"}
@@ -428,6 +433,16 @@ class AccountableServer(MCPServer):
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _screened(gate: content.Gate | None, text: str) -> str:
+    if gate is None:
+        return text
+    token = content.enter(gate)
+    try:
+        return content.screen(text)
+    finally:
+        content.leave(token)
 
 
 def _under(path: str, folder: str) -> bool:

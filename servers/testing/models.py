@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from common.budget import Envelope
-from common.content import FileText
+from common.content import WITHHELD, FileText, quoted_files
 
 RunStatus = Literal["passed", "failed", "error", "timeout", "no_tests", "interrupted"]
-# A traceback's frames name their files: `path:line: in f`, `path:line: Error`, `File "path", line 3`.
-_FRAME = re.compile(r'(?:File "([^"\n]{1,4096})", line \d|^([^\s:"]{1,4096}):\d+:)', re.MULTILINE)
-WITHHELD = "[withheld by policy: this text quotes a file the policy does not let you read]"
-
-
-def quoted_files(*texts: str | None) -> list[str]:
-    """The files a traceback or test report quotes, in order of first appearance."""
-    found: dict[str, None] = {}
-    for text in texts:
-        for m in _FRAME.finditer(text or ""):
-            found.setdefault(m.group(1) or m.group(2), None)
-    return list(found)
 
 
 class CollectError(FileText):

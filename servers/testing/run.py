@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from common import procs, progress
+from common import content, procs, progress
 from common.budget import clamp, join_notes, take_within
 from servers.testing.models import Counts, Failure, FailureGroup, RunResult, Slow
 from servers.testing.params import Keyword, LastFailed, Marker, MaxFailures, Targets, Timeout, Workers
@@ -313,7 +313,7 @@ def interpret(project: Project, raw: Raw, duration_s: float) -> RunResult:
     group_list = take_within(groups(found), int(project.max_chars * 0.2))
     stderr_tail = None
     if status == "error" and not found:
-        stderr_tail = (raw.proc.text("stderr") or raw.proc.text("stdout"))[-2000:] or None
+        stderr_tail = content.screen((raw.proc.text("stderr") or raw.proc.text("stdout"))[-2000:]) or None
     notes = join_notes(
         len(shown) < len(found)
         and f"{len(found) - len(shown)} more failure(s) are in the report and in failure_groups; "

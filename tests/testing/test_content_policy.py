@@ -115,3 +115,23 @@ async def test_a_rule_sees_the_validated_value_not_the_raw_json(tmp_path: Path) 
             result = await c.call_tool("run_tests", {"last_failed": spelling})
             assert result.is_error and "Denied by policy" in text_of(result), spelling
         assert not (await c.call_tool("run_tests", {"last_failed": "no"})).is_error
+
+
+async def test_a_tool_error_that_quotes_a_denied_file_is_withheld(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    # Not valid TOML: ruff's parse error quotes the offending line.
+    (home / ".aws" / "credentials").write_text(
+        f"[default]\naws_secret_access_key = {CANARY}\n", encoding="utf-8"
+    )
+    root = project(
+        tmp_path / "proj",
+        {"ruff.toml": f'extend = "{home / ".aws" / "credentials"}"\n', "mod.py": "x = 1\n"},
+    )
+    server = build_server(settings_for(root, tmp=tmp_path))
+    async with Client(server, mode="legacy") as c:
+        for tool in ("lint", "format_check"):
+            result = await c.call_tool(tool, {})
+            assert result.is_error, text_of(result)
+            assert CANARY not in text_of(result) and "withheld by policy" in text_of(result)
+    assert CANARY not in all_audit_text(server.config.audit_path)
