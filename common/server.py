@@ -16,7 +16,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
@@ -71,6 +71,69 @@ class Approve(BaseModel):
     """The form a human answers when a call needs approval."""
 
     approve: bool = Field(description="Allow this one call with exactly these arguments")
+
+
+@dataclass
+class Outcome:
+    """How one call ended: what its `result` record says (fields left None are left out)."""
+
+    status: Status = "crashed"
+    error: str | None = None
+    approved: bool | None = None
+    approval_id: str | None = None
+    size: int | None = None
+    digest: str | None = None
+    preview: str | None = None
+    excluded: dict[str, Any] | None = None
+    redactions: list[Redaction] = field(default_factory=list)
+
+    def fail(self, status: Status, error: str) -> None:
+        self.status, self.error = status, error
+
+    def describe(self, result: CallToolResult) -> None:
+        """Status, size, digest and redacted preview of what the client reads."""
+        # The text blocks are what the client reads (for structured results, the SDK's JSON mirror
+        # of structured_content), so size, digest and preview come from them without serialising again.
+        text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+        if not text and result.structured_content is not None:
+            text = json.dumps(result.structured_content, ensure_ascii=False, sort_keys=True, default=str)
+        elif not text:
+            text = json.dumps([c.model_dump(mode="json", by_alias=True) for c in result.content], default=str)
+        data = text.encode("utf-8")
+        # Redact before cutting, so a secret is never left half-visible at the cut.
+        preview, fired = redact_text(text[: PREVIEW_CHARS + PREVIEW_MARGIN])
+        self.status = "tool_error" if result.is_error else "ok"
+        self.size = len(data)
+        self.digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.preview = _clip(preview, PREVIEW_CHARS)
+        self.redactions += [Redaction(rule, "result") for rule in fired]
+        if result.is_error:
+            self.error = text
+
+    def fields(self) -> dict[str, Any]:
+        """The record's fields, with the error redacted and clipped."""
+        out: dict[str, Any] = {"status": self.status}
+        found = list(self.redactions)
+        if self.error is not None:
+            text, fired = redact_text(self.error)
+            found += [Redaction(rule, "error") for rule in fired]
+            out["error"] = _clip(text, ERROR_CHARS)
+        for key in ("approved", "approval_id", "size", "digest", "preview"):
+            if (value := getattr(self, key)) is not None:
+                out[key] = value
+        if self.excluded is not None:
+            out["excluded_by_policy"] = self.excluded
+        if found:
+            out["redactions"] = [r.as_record() for r in found]
+        return out
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An ask that did not end in a yes: the outcome to record and the message for the caller."""
+
+    outcome: Outcome
+    message: str
 
 
 @dataclass(frozen=True)
@@ -254,27 +317,27 @@ class AccountableServer(MCPServer):
                 "or free space, or set [audit] dir in the settings"
             ) from exc
 
-        outcome: dict[str, Any] = {"status": "crashed"}
+        outcome = Outcome()
         approved: list[str] | None = None
         gate: content.Gate | None = None
         try:
             if unknown := self._unknown_arguments(name, arguments):
-                outcome = {"status": "invalid_arguments", "error": unknown}
+                outcome = Outcome("invalid_arguments", error=unknown)
                 return _error(f"Error executing tool {name}: {unknown}")
             if decision.effective == "deny":
-                outcome = {"status": "denied"}
+                outcome = Outcome("denied")
                 return _error(_denied_message(qualified, decision))
             if decision.effective == "ask":
                 answer = await self._ask(
                     qualified, self.validated(name, arguments), shown_args, decision, ctx, call_id
                 )
                 if isinstance(answer, InputRequiredResult):
-                    outcome = {"status": "input_required"}
+                    outcome = Outcome("input_required")
                     return answer
-                if answer is not True:
-                    outcome = answer
-                    return _error(outcome.pop("message"))
-                outcome = {"status": "ok", "approved": True}
+                if isinstance(answer, Refused):
+                    outcome = answer.outcome
+                    return _error(answer.message)
+                outcome.approved = True
                 approved = [
                     n
                     for values in self.policy.path_names(validated, call_kinds).values()
@@ -292,16 +355,12 @@ class AccountableServer(MCPServer):
                 content.leave(token)
             if isinstance(result, CallToolResult):
                 _compact_text(result)
-                outcome.update(_result_fields(result))
-                outcome["status"] = "tool_error" if result.is_error else "ok"
+                outcome.describe(result)
             else:
-                outcome["status"] = "input_required"
+                outcome.status = "input_required"
             return result
         except TimeoutError as exc:
-            outcome = {
-                "status": "timeout",
-                "error": f"exceeded the {self.config.call_timeout_s:g}s call limit",
-            }
+            outcome.fail("timeout", f"exceeded the {self.config.call_timeout_s:g}s call limit")
             raise ToolError(
                 f"Error executing tool {name}: it ran longer than the {self.config.call_timeout_s:g}s "
                 "call limit (limits.call_timeout_s) and was stopped; narrow the request and retry"
@@ -312,51 +371,41 @@ class AccountableServer(MCPServer):
                 # Our own modules' errors are written for the caller; let the model read them,
                 # unless they quote a file the policy withholds.
                 message = _screened(gate, str(cause))
-                outcome = {"status": "tool_error", "error": message}
+                outcome.fail("tool_error", message)
                 raise ToolError(f"Error executing tool {name}: {message}") from cause
             if isinstance(exc, UnexpectedToolError):
-                outcome = {"status": "crashed", "error": f"{exc} | cause: {cause!r}"}
+                outcome.fail("crashed", f"{exc} | cause: {cause!r}")
             elif isinstance(cause, ValidationError):
-                outcome = {"status": "invalid_arguments", "error": str(exc)}
+                outcome.fail("invalid_arguments", str(exc))
             elif name not in self._owners:
-                outcome = {"status": "unknown_tool", "error": str(exc)}
+                outcome.fail("unknown_tool", str(exc))
             else:
                 message = _screened(gate, str(exc))
-                outcome = {"status": "tool_error", "error": message}
+                outcome.fail("tool_error", message)
                 if message != str(exc):
                     raise ToolError(f"Error executing tool {name}: {message}") from exc
             raise
         except MCPError as exc:
-            outcome = {"status": "protocol_error", "error": f"{exc.error.code}: {exc.error.message}"}
+            outcome.fail("protocol_error", f"{exc.error.code}: {exc.error.message}")
             raise
         except anyio.get_cancelled_exc_class():
-            outcome = {
-                "status": "cancelled",
-                "error": "the client cancelled the call or the connection closed",
-            }
+            outcome.fail("cancelled", "the client cancelled the call or the connection closed")
             raise
         except BaseException as exc:
-            outcome = {"status": "crashed", "error": repr(exc)}
+            outcome.fail("crashed", repr(exc))
             raise
         finally:
             if gate is not None and (gate.excluded or gate.hidden):
-                outcome["excluded_by_policy"] = {"files": gate.excluded[:50], "hidden": gate.hidden}
+                outcome.excluded = {"files": gate.excluded[:50], "hidden": gate.hidden}
             self._write_result(call_id, qualified, started, outcome)
 
-    def _write_result(self, call_id: str, qualified: str, started: float, outcome: dict[str, Any]) -> None:
-        found: list[Redaction] = outcome.pop("_redactions", [])
+    def _write_result(self, call_id: str, qualified: str, started: float, outcome: Outcome) -> None:
         record: dict[str, Any] = {
             "call_id": call_id,
             "tool": qualified,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            **outcome,
+            **outcome.fields(),
         }
-        if "error" in record:
-            text, fired = redact_text(str(record["error"]))
-            found += [Redaction(rule, "error") for rule in fired]
-            record["error"] = _clip(text, ERROR_CHARS)
-        if found:
-            record["redactions"] = [r.as_record() for r in found]
         try:
             self.audit.write("result", record)
         except OSError:
@@ -373,11 +422,12 @@ class AccountableServer(MCPServer):
         decision: Decision,
         ctx: Context[Any, Any] | None,
         call_id: str,
-    ) -> Literal[True] | dict[str, Any] | InputRequiredResult:
+    ) -> Refused | InputRequiredResult | None:
+        """None when the call may run (a grant was consumed or the human said yes); else why not."""
         granted = self.approvals.consume(qualified, arguments)
         if granted is not None:
             self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
-            return True
+            return None
         if ctx is not None and ctx.client_capabilities and ctx.client_capabilities.elicitation:
             message = (
                 f"An AI agent wants to call {qualified} with {canonical(shown_args)}. "
@@ -410,18 +460,17 @@ class AccountableServer(MCPServer):
                 action = reply.action
             self._approval_record(call_id, None, "granted" if approved else "declined", "elicitation", None)
             if approved:
-                return True
-            return {
-                "status": "declined",
-                "message": f"The human declined the call to {qualified} ({action}). Do not retry it unchanged.",
-            }
+                return None
+            return Refused(
+                Outcome("declined"),
+                f"The human declined the call to {qualified} ({action}). Do not retry it unchanged.",
+            )
         pending = self.approvals.request(qualified, arguments, shown_args, decision.reason)
         self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
-        return {
-            "status": "pending_approval",
-            "approval_id": pending.id,
-            "message": _pending_message(qualified, decision, pending),
-        }
+        return Refused(
+            Outcome("pending_approval", approval_id=pending.id),
+            _pending_message(qualified, decision, pending),
+        )
 
     def _approval_record(
         self, call_id: str, approval_id: str | None, action: str, via: str, by: str | None
@@ -475,28 +524,6 @@ def _client_fields(ctx: Context[Any, Any] | None) -> dict[str, Any]:
         with contextlib.suppress(TypeError):
             _CLIENTS[session] = client
     return {"client": client, "protocol": rc.protocol_version, "request_id": str(rc.request_id)}
-
-
-def _result_fields(result: CallToolResult) -> dict[str, Any]:
-    # The text blocks are what the client reads (for structured results, the SDK's JSON mirror of
-    # structured_content), so size, digest and preview come from them without serialising again.
-    text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
-    if not text and result.structured_content is not None:
-        text = json.dumps(result.structured_content, ensure_ascii=False, sort_keys=True, default=str)
-    elif not text:
-        text = json.dumps([c.model_dump(mode="json", by_alias=True) for c in result.content], default=str)
-    data = text.encode("utf-8")
-    # Redact before cutting, so a secret is never left half-visible at the cut.
-    preview, fired = redact_text(text[: PREVIEW_CHARS + PREVIEW_MARGIN])
-    fields: dict[str, Any] = {
-        "size": len(data),
-        "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
-        "preview": _clip(preview, PREVIEW_CHARS),
-        "_redactions": [Redaction(rule, "result") for rule in fired],
-    }
-    if result.is_error:
-        fields["error"] = text
-    return fields
 
 
 def _compact_text(result: CallToolResult) -> None:

@@ -146,9 +146,11 @@ async def test_no_planted_secret_reaches_any_audit_file(tmp_path: Path) -> None:
 def test_redacting_before_clipping_leaves_no_half_secret() -> None:
     from mcp.types import CallToolResult
 
-    from common.server import PREVIEW_CHARS, _result_fields
+    from common.server import PREVIEW_CHARS, Outcome
 
     secret = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
     body: dict[str, Any] = {"text": "x" * (PREVIEW_CHARS - 20) + secret}
-    fields = _result_fields(CallToolResult(content=[], structured_content=body))
+    outcome = Outcome()
+    outcome.describe(CallToolResult(content=[], structured_content=body))
+    fields = outcome.fields()
     assert "sk_live_4eC" not in fields["preview"] and "4eC39Hq" not in fields["preview"]
