@@ -119,9 +119,15 @@ class AuditLog:
         assert self._fd is not None
         record = {"seq": self._seq, "ts": utc_now(), "type": kind, **fields}
         body = canonical(record)
-        record["hash"] = hashlib.sha256((self._prev + body).encode("utf-8")).hexdigest()
+        try:
+            data = body.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (from a client that sent one) cannot be written as UTF-8: it is
+            # recorded as U+FFFD, so the record is kept and stays valid, verifiable JSON.
+            data = body.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
+        record["hash"] = hashlib.sha256(self._prev.encode("ascii") + data).hexdigest()
         # The line is the canonical body with the hash appended: one serialisation per record.
-        line = (body[:-1] + f',"hash":"{record["hash"]}"}}\n').encode("utf-8")
+        line = data[:-1] + b',"hash":"' + record["hash"].encode("ascii") + b'"}\n'
         view = memoryview(line)
         while view:
             written = os.write(self._fd, view)

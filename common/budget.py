@@ -56,8 +56,22 @@ def encode_cursor(kind: str, **state: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+def cursor_position(cursor: str | None, kind: str, field: str = "o", **expected: Any) -> int:
+    """The position a cursor issued by `encode_cursor(kind, ...)` holds in `field`, for a call with
+    the same `expected` keys; 0 without a cursor. A cursor a client made up is a clear error."""
+    if not cursor:
+        return 0
+    state = decode_cursor(cursor, kind, **expected)
+    position = state.get(field)
+    if type(position) is not int or not 0 <= position <= 1_000_000_000:
+        raise CursorError(f"cursor {cursor[:40]!r} is not one this server issued; omit it to start over")
+    return position
+
+
 def decode_cursor(cursor: str, kind: str, **expected: Any) -> dict[str, Any]:
     """Decode a cursor issued by `encode_cursor(kind, ...)` for a call with the same `expected` keys."""
+    if not isinstance(cursor, str) or len(cursor) > 8192:
+        raise CursorError("cursor is not one this server issued; omit it to start over")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         state = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))

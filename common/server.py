@@ -179,6 +179,19 @@ class AccountableServer(MCPServer):
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
 
+    async def run_stdio_async(self) -> None:
+        """Serve over stdio, answering malformed messages instead of dropping them (common.wire)."""
+        from mcp.server.stdio import stdio_server
+
+        from common import wire
+
+        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as tg:
+            screened = await wire.screen(read_stream, write_stream, tg)
+            await self._lowlevel_server.run(
+                screened, write_stream, self._lowlevel_server.create_initialization_options()
+            )
+            tg.cancel_scope.cancel()
+
     # ------------------------------------------------------------------------------ registration
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:

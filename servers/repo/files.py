@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from common import content, kinds
-from common.budget import clamp, decode_cursor, encode_cursor, take_within
+from common.budget import clamp, cursor_position, encode_cursor, take_within
 from common.policy import path_matches
 from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode, is_binary, visible
@@ -74,16 +74,9 @@ async def list_files(
         raise WorkspaceError(f"path {path!r} is a file, not a directory; use read_file to read it")
     limit = clamp(limit, 1, MAX_LIST, 200)
     depth = clamp(max_depth, 1, 64, 64) if max_depth is not None else None
-    offset = 0
-    if cursor:
-        offset = decode_cursor(
-            cursor,
-            "list_files",
-            path=resolved.relative,
-            pattern=pattern,
-            depth=depth,
-            ignored=include_ignored,
-        )["o"]
+    offset = cursor_position(
+        cursor, "list_files", path=resolved.relative, pattern=pattern, depth=depth, ignored=include_ignored
+    )
     names = await project_files(ctx, resolved.relative, include_ignored=include_ignored)
     entries: list[Entry] = []
     collapsed: dict[str, int] = {}

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from common import content, kinds
-from common.budget import clamp, decode_cursor, encode_cursor, join_notes, take_within
+from common.budget import clamp, cursor_position, encode_cursor, join_notes, take_within
 from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.files import read_file, refuse_git_internals
@@ -177,7 +177,7 @@ async def git_log(
     _ = ctx.git.git_dir  # refuse a repository outside the root before anything else
     limit = clamp(limit, 1, MAX_LOG, 20)
     key = {"path": path, "rev": rev, "author": author, "since": since, "until": until, "grep": grep}
-    skip = decode_cursor(cursor, "git_log", **key)["o"] if cursor else 0
+    skip = cursor_position(cursor, "git_log", **key)
     args = ["log", _LOG_FORMAT, "--numstat", "--no-color", "--no-ext-diff", "--no-textconv"]
     args += ["--regexp-ignore-case", "--fixed-strings"]
     if author is not None:
@@ -332,7 +332,7 @@ async def git_diff(
     then the files left out and how to get them. With no arguments: unstaged changes."""
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 3)
     key = {"base": base, "target": target, "staged": staged, "path": path, "u": context_lines}
-    start = decode_cursor(cursor, "git_diff", **key)["h"] if cursor else 0
+    start = cursor_position(cursor, "git_diff", "h", **key)
     revs: list[str] = []
     if target is not None and base is None:
         base = "HEAD"

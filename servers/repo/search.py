@@ -9,7 +9,7 @@ import anyio
 from pydantic import Field
 
 from common import content, kinds
-from common.budget import clamp, decode_cursor, encode_cursor
+from common.budget import clamp, cursor_position, encode_cursor
 from common.git import GitError
 from common.policy import path_matches
 from common.procs import ProcResult
@@ -107,7 +107,7 @@ async def search(
     limit = clamp(limit, 1, MAX_MATCHES, 100)
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 0)
     key = {"q": query, "re": regex, "cs": case_sensitive, "g": path_glob, "c": context_lines}
-    offset = decode_cursor(cursor, "search", **key)["o"] if cursor else 0
+    offset = cursor_position(cursor, "search", **key)
     outputs, cut = await grep_raw(ctx, query, regex=regex, case_sensitive=case_sensitive)
     # One pass over every row: count them all, decode only the page. Rows come grouped by file, so
     # the path is decoded and checked once per file.

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from common import kinds, procs, progress
-from common.budget import clamp, decode_cursor, encode_cursor, join_notes, take_within
+from common.budget import clamp, cursor_position, encode_cursor, join_notes, take_within
 from common.git import check_ref_text
 from common.policy import path_matches
 from common.pyimports import import_graph, module_name
@@ -70,7 +70,7 @@ async def discover_tests(
     Collection imports the project's test modules."""
     limit = clamp(limit, 1, 5000, 500)
     key = {"path": path, "k": keyword, "m": marker}
-    offset = decode_cursor(cursor, "discover_tests", **key)["o"] if cursor else 0
+    offset = cursor_position(cursor, "discover_tests", **key)
     args = ["-p", "onrecord_pytest", "-q", "--color=no", "--collect-only"]
     if (k := expression(keyword, "keyword")) is not None:
         args += ["-k", k]
