@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from common import content, kinds
+from common import content, kinds, offload
 from common.budget import clamp, cursor_position, encode_cursor, take_within
 from common.policy import path_matches
 from common.workspace import WorkspaceError
@@ -78,22 +78,7 @@ async def list_files(
         cursor, "list_files", path=resolved.relative, pattern=pattern, depth=depth, ignored=include_ignored
     )
     names = await project_files(ctx, resolved.relative, include_ignored=include_ignored)
-    entries: list[Entry] = []
-    collapsed: dict[str, int] = {}
-    prefix_parts = 0 if resolved.relative == "." else len(resolved.relative.split("/"))
-    for name in names:
-        if pattern and not path_matches(pattern, name):
-            continue
-        if not content.allows(name, name=False):
-            continue
-        parts = name.split("/")
-        if depth is not None and len(parts) - prefix_parts > depth:
-            folder = "/".join(parts[: prefix_parts + depth])
-            collapsed[folder] = collapsed.get(folder, 0) + 1
-            continue
-        entries.append(_entry(ctx, name))
-    entries = [e for e in entries if e is not None]
-    entries += [Entry(path=folder, type="dir", files=count) for folder, count in collapsed.items()]
+    entries = await offload.run(_entries, ctx, names, pattern, depth, resolved.relative)
     entries.sort(key=lambda e: e.path)
     total = len(entries)
     page = take_within(entries[offset : offset + limit], ctx.max_chars)
@@ -112,6 +97,29 @@ async def list_files(
         else None,
         note=f"{total - nxt} more entries; pass next_cursor to continue" if more else None,
     )
+
+
+def _entries(
+    ctx: RepoContext, names: list[str], pattern: str | None, depth: int | None, under: str
+) -> list[Entry]:
+    """The entries to list: matched, allowed, and folded into folders below `depth`."""
+    entries: list[Entry] = []
+    collapsed: dict[str, int] = {}
+    prefix_parts = 0 if under == "." else len(under.split("/"))
+    for i, name in enumerate(names):
+        if i % 2000 == 0:
+            offload.checkpoint()
+        if pattern and not path_matches(pattern, name):
+            continue
+        if not content.allows(name, name=False):
+            continue
+        parts = name.split("/")
+        if depth is not None and len(parts) - prefix_parts > depth:
+            folder = "/".join(parts[: prefix_parts + depth])
+            collapsed[folder] = collapsed.get(folder, 0) + 1
+            continue
+        entries.append(_entry(ctx, name))
+    return entries + [Entry(path=folder, type="dir", files=count) for folder, count in collapsed.items()]
 
 
 def _entry(ctx: RepoContext, name: str) -> Entry:

@@ -8,7 +8,7 @@ from typing import Annotated
 import anyio
 from pydantic import Field
 
-from common import content, kinds
+from common import content, kinds, offload
 from common.budget import clamp, cursor_position, encode_cursor
 from common.git import GitError
 from common.policy import path_matches
@@ -109,32 +109,7 @@ async def search(
     key = {"q": query, "re": regex, "cs": case_sensitive, "g": path_glob, "c": context_lines}
     offset = cursor_position(cursor, "search", **key)
     outputs, cut = await grep_raw(ctx, query, regex=regex, case_sensitive=case_sensitive)
-    # One pass over every row: count them all, decode only the page. Rows come grouped by file, so
-    # the path is decoded and checked once per file.
-    allowed: dict[str, bool] = {}
-    page: list[Hit] = []
-    total = 0
-    last: bytes | None = None
-    path, keep = "", False
-    for data in outputs:
-        for row in data.split(b"\n"):
-            nul = row.find(b"\x00")
-            if nul <= 0:
-                continue
-            if row[:nul] != last:
-                last = row[:nul]
-                path = last.decode("utf-8", errors="replace")
-                keep = not path_glob or path_matches(path_glob, path)
-                if keep:
-                    if path not in allowed:
-                        allowed[path] = content.allows(path)
-                    keep = allowed[path]
-            if not keep:
-                continue
-            if offset <= total < offset + limit:
-                number, _, raw = row[nul + 1 :].partition(b"\x00")
-                page.append((path, int(number), raw))
-            total += 1
+    page, total = await offload.run(_count_and_page, outputs, path_glob, offset, limit)
     files: list[FileMatches] = []
     used = 0
     returned = 0
@@ -173,6 +148,39 @@ async def search(
         next_cursor=encode_cursor("search", o=index, **key) if more else None,
         note="; ".join(notes) or None,
     )
+
+
+def _count_and_page(
+    outputs: list[bytes], path_glob: str | None, offset: int, limit: int
+) -> tuple[list[Hit], int]:
+    """One pass over every row: count them all, decode only the page. Rows come grouped by file, so
+    the path is decoded and checked once per file."""
+    allowed: dict[str, bool] = {}
+    page: list[Hit] = []
+    total = 0
+    last: bytes | None = None
+    path, keep = "", False
+    for data in outputs:
+        for row in data.split(b"\n"):
+            nul = row.find(b"\x00")
+            if nul <= 0:
+                continue
+            if row[:nul] != last:
+                offload.checkpoint()
+                last = row[:nul]
+                path = last.decode("utf-8", errors="replace")
+                keep = not path_glob or path_matches(path_glob, path)
+                if keep:
+                    if path not in allowed:
+                        allowed[path] = content.allows(path)
+                    keep = allowed[path]
+            if not keep:
+                continue
+            if offset <= total < offset + limit:
+                number, _, raw = row[nul + 1 :].partition(b"\x00")
+                page.append((path, int(number), raw))
+            total += 1
+    return page, total
 
 
 def _clip(text: str) -> str:

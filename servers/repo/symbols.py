@@ -9,14 +9,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from common import content, kinds
+from common import content, kinds, offload
 from common.budget import clamp, take_within
 from common.errors import OnrecordError
 from servers.repo.context import RepoContext, decode, is_binary
 from servers.repo.files import refuse_git_internals
 from servers.repo.models import OutlineResult, Reference, Symbol, SymbolResult
 from servers.repo.params import FilePath
-from servers.repo.search import grep_lines
+from servers.repo.search import Hit, grep_lines
 
 MAX_SYMBOL_FILE = 4 * 1024 * 1024
 MAX_SYMBOLS = 2000
@@ -199,6 +199,38 @@ def symbols_of(source: str, path: str) -> tuple[list[Symbol], str | None, bool]:
     return pattern_symbols(source, language, path), language, False
 
 
+def _find(
+    ctx: RepoContext, hits: list[Hit], name: str, kind: str | None, include_references: bool
+) -> tuple[list[Symbol], list[Reference]]:
+    candidates = sorted({p for p, _, _ in hits if language_of(p) and content.allows(p)})
+    definitions: list[Symbol] = []
+    def_lines: set[tuple[str, int]] = set()
+    for path in candidates:
+        offload.checkpoint()
+        try:
+            read = _read_source(ctx, path)
+        except (OnrecordError, OSError):
+            continue
+        if read is None:
+            continue
+        symbols, _, _ = symbols_of(*read)
+        for s in symbols:
+            if (s.qualified_name == name or s.name == name or s.qualified_name.endswith("." + name)) and (
+                kind is None or s.kind == kind
+            ):
+                definitions.append(s)
+                def_lines.add((path, s.start_line))
+                def_lines.update((path, n) for n in range(s.start_line, s.start_line + 3))
+    definitions.sort(key=lambda s: (s.path or "", s.start_line))
+    references: list[Reference] = []
+    if include_references:
+        for path, line, raw in hits:
+            if (path, line) in def_lines or not content.allows(path):
+                continue
+            references.append(Reference(path=path, line=line, text=decode(raw)[0].strip()[:300]))
+    return definitions, references
+
+
 def _read_source(ctx: RepoContext, path: str) -> tuple[str, str] | None:
     data, _, resolved = ctx.workspace.read_bytes(path, MAX_SYMBOL_FILE)
     if is_binary(data):
@@ -262,31 +294,8 @@ async def find_symbol(
     if not re.fullmatch(r"[A-Za-z_$][\w$]*[?!]?", bare):
         raise OnrecordError(f"name {name!r} is not an identifier; pass e.g. 'parse_config' or 'Config.load'")
     hits, _ = await grep_lines(ctx, bare, regex=False, case_sensitive=True, word=True)
-    candidates = sorted({p for p, _, _ in hits if language_of(p) and content.allows(p)})
-    definitions: list[Symbol] = []
-    def_lines: set[tuple[str, int]] = set()
-    for path in candidates:
-        try:
-            read = _read_source(ctx, path)
-        except ValueError:
-            continue
-        if read is None:
-            continue
-        symbols, _, _ = symbols_of(*read)
-        for s in symbols:
-            if (s.qualified_name == name or s.name == name or s.qualified_name.endswith("." + name)) and (
-                kind is None or s.kind == kind
-            ):
-                definitions.append(s)
-                def_lines.add((path, s.start_line))
-                def_lines.update((path, n) for n in range(s.start_line, s.start_line + 3))
-    definitions.sort(key=lambda s: (s.path or "", s.start_line))
-    references: list[Reference] = []
-    if include_references:
-        for path, line, raw in hits:
-            if (path, line) in def_lines or not content.allows(path):
-                continue
-            references.append(Reference(path=path, line=line, text=decode(raw)[0].strip()[:300]))
+    # Parsing every candidate file is the CPU-heavy part: off the event loop, stoppable per file.
+    definitions, references = await offload.run(_find, ctx, hits, name, kind, include_references)
     total = len(definitions) + len(references)
     shown_defs = take_within(definitions[:limit], ctx.max_chars)
     used = sum(len(d.model_dump_json()) + 1 for d in shown_defs)
