@@ -8,16 +8,25 @@ Two kinds of rule:
 
 Each replacement reads `[REDACTED:<rule>]`, and `redact` returns which rule fired where, so the
 record can say what was taken out without keeping it.
+
+The text is matched through a view of the same length in which escapes (`\t`, `\n`, `\x1b`,
+`\u001b`, ...) and URL-encoded separators (`%3D`, `%3A`, `%22`, ...) read as the separators they stand
+for, so `\tghp_...` in a JSON preview or `password%3D...` in a URL is still a secret's shape. Every
+shape runs on RE2: linear in the text's length whatever the text.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 _SECRET_KEY = re.compile(
     r"(?:^|[_\-.])(?:pass(?:word|wd|phrase)?|pwd|secret|secrets|token|api[_\-]?key|apikey|auth|"
@@ -49,24 +58,24 @@ _SHAPES: list[tuple[str, str]] = [
     ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
     (
         "authorization_header",
-        r"(?i)(?P<keep>\b(?:proxy-)?authorization(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?)[^\"'\r\n]+",
+        r"(?i)(?P<keep>\b(?:proxy-)?authorization(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?)[^\"'\r\n\\]+",
     ),
     ("bearer_token", r"(?i)(?P<keep>\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=\-]{12,}"),
-    ("cookie_header", r"(?i)(?P<keep>\b(?:set-)?cookie(?:\\?[\"'])?\s*:\s*(?:\\?[\"'])?)[^\"'\r\n]+"),
+    ("cookie_header", r"(?i)(?P<keep>\b(?:set-)?cookie(?:\\?[\"'])?\s*:\s*(?:\\?[\"'])?)[^\"'\r\n\\]+"),
     ("url_credentials", r"(?i)(?P<keep>\b[a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"),
     ("url_token", r"(?i)(?P<keep>\bhttps?://)[A-Za-z0-9_\-]{20,}@"),
     (
         "secret_assignment",
         # Starts at the secret word (a prefix such as DB_ is left in place), which must end the key,
         # so `max_tokens = 20000` is left alone; the value must not be a bare number.
+        # (Values that are bare numbers or already redacted are left alone by the replacement.)
         r"(?i)(?P<keep>(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|"
         r"access[_\-]?key|private[_\-]?key|credentials?|auth[_\-]?key|auth|session[_\-]?(?:id|key|token))"
-        r"(?![A-Za-z0-9])(?:\\?[\"'])?\s*(?:=|:|=>)\s*(?:\\?[\"'])?)(?!\[REDACTED)(?!\d+(?:[\s\"',;]|$))"
-        r"[^\s\"'`,;(){}<>]{4,}",
+        r"(?:\\?[\"'])?\s*(?:=|:|=>)\s*(?:\\?[\"'])?)(?P<value>[^\s\"'`,;(){}<>\\]{4,})",
     ),
 ]
-_HIGH_ENTROPY_ASSIGNMENT = re.compile(
-    r"(?<=[A-Za-z0-9_])(?P<keep>\s*[=:]\s*(?:\\?[\"'])?)(?P<value>[A-Za-z0-9+/_\-=.]{20,})"
+_HIGH_ENTROPY_ASSIGNMENT = (
+    r"(?P<pre>[A-Za-z0-9_])(?P<keep>\s*[=:]\s*(?:\\?[\"'])?)(?P<value>[A-Za-z0-9+/_\-=.]{20,})"
 )
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -109,10 +118,100 @@ _GATES: dict[str, tuple[str, ...]] = {
 }
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+@dataclass(frozen=True)
+class _Shape:
+    name: str
+    gates: tuple[str, ...]
+    pattern: Any  # a compiled RE2 expression
+    start_group: int  # the replaced part starts where this group starts (0: the whole match)
+    from_end: bool  # True: where the group ends instead (a `keep` prefix)
+    check: Callable[[str], bool] | None = None  # False leaves a match in place
+
+
+def _not_number_or_redacted(value: str) -> bool:
+    return not value.isdigit() and not value.startswith("[REDACTED")
+
+
 @functools.cache
-def _rules() -> list[tuple[str, tuple[str, ...], re.Pattern[str]]]:
+def _rules() -> list[_Shape]:
     """The compiled shape rules, built on first use (start-up time)."""
-    return [(name, _GATES[name], re.compile(pattern)) for name, pattern in _SHAPES]
+    shapes = []
+    for name, pattern in _SHAPES:
+        compiled = re2.compile(pattern, _RE2_OPTIONS)
+        groups = compiled.groupindex
+        if "value" in groups:
+            shape = _Shape(name, _GATES[name], compiled, groups["value"], False, _not_number_or_redacted)
+        elif "keep" in groups:
+            shape = _Shape(name, _GATES[name], compiled, groups["keep"], True)
+        else:
+            shape = _Shape(name, _GATES[name], compiled, 0, False)
+        shapes.append(shape)
+    return shapes
+
+
+@functools.cache
+def _entropy_rule() -> _Shape:
+    compiled = re2.compile(_HIGH_ENTROPY_ASSIGNMENT, _RE2_OPTIONS)
+    return _Shape("high_entropy_assignment", (), compiled, compiled.groupindex["value"], False, _looks_random)
+
+
+def _looks_random(value: str) -> bool:
+    classes = sum(any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit))
+    # Git object ids and digests are high-entropy by nature and are not secrets.
+    return (
+        classes >= 2
+        and _entropy(value) >= 3.5
+        and "REDACTED" not in value
+        and not _OBJECT_ID.fullmatch(value)
+    )
+
+
+# Escapes and URL-encoded separators, each read as the separator it stands for; the replacement has
+# the same length, so positions in the view are positions in the text.
+_ESCAPE = re.compile(
+    # a terminal colour or cursor sequence, raw or escaped: ESC [ params letter
+    r"(?:\x1b|\\u001[bB]|\\x1[bB]|\\e)\[[0-9;?]{0,32}[A-Za-z]|"
+    r"\\(?:u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[0-7]{1,3}|[tnrbfvae\\/\"'])|%(?:3[dDaA]|2[0-7]|0[9aAdD]|5[cC])"
+)
+_DECODED = {"%3d": "=", "%3a": ":", "%22": '"', "%27": "'", '\\"': '"', "\\'": "'"}
+
+
+def _view(text: str) -> str:
+    if "\\" not in text and "%" not in text and "\x1b" not in text:
+        return text
+
+    def plain(m: re.Match[str]) -> str:
+        token = m.group(0)
+        last = _DECODED.get(token.lower(), " ")
+        return " " * (len(token) - 1) + last
+
+    return _ESCAPE.sub(plain, text)
+
+
+def _apply(shape: _Shape, out: str, view: str, fired: list[str]) -> tuple[str, str]:
+    pieces_out: list[str] = []
+    pieces_view: list[str] = []
+    last = 0
+    for m in shape.pattern.finditer(view):
+        span = m.span(shape.start_group)
+        start = span[1] if shape.from_end else span[0]
+        if start < 0:
+            start = m.start()
+        end = m.end()
+        if start < last or (shape.check is not None and not shape.check(out[start:end])):
+            continue
+        replacement = f"[REDACTED:{shape.name}]"
+        pieces_out += [out[last:start], replacement]
+        pieces_view += [view[last:start], replacement]
+        last = end
+        fired.append(shape.name)
+    if not pieces_out:
+        return out, view
+    return "".join([*pieces_out, out[last:]]), "".join([*pieces_view, view[last:]])
 
 
 _ALL_GATES = frozenset(g for gs in _GATES.values() for g in gs)
@@ -140,36 +239,15 @@ def redact_text(text: str) -> tuple[str, list[str]]:
     fired: list[str] = []
     if len(text) < 6:
         return text, fired
-    lower = text.lower()
+    view = _view(text)
+    lower = view.lower()
     present = {g for g in _ALL_GATES if g in lower}  # substring tests are far cheaper than a regex scan
     out = text
-    for name, gates, pattern in _rules() if present else ():
-        if present.isdisjoint(gates):
-            continue
-
-        def shape(m: re.Match[str], name: str = name) -> str:
-            fired.append(name)
-            keep = m.groupdict().get("keep") or ""
-            return f"{keep}[REDACTED:{name}]"
-
-        out = pattern.sub(shape, out)
-
-    def entropy(m: re.Match[str]) -> str:
-        value = m.group("value")
-        has_classes = sum(bool(re.search(c, value)) for c in (r"[a-z]", r"[A-Z]", r"[0-9]")) >= 2
-        # Git object ids and digests are high-entropy by nature and are not secrets.
-        if (
-            has_classes
-            and _entropy(value) >= 3.5
-            and "REDACTED" not in value
-            and not _OBJECT_ID.fullmatch(value)
-        ):
-            fired.append("high_entropy_assignment")
-            return f"{m.group('keep')}[REDACTED:high_entropy_assignment]"
-        return m.group(0)
-
-    if ("=" in out or ":" in out) and _LONG_TOKEN.search(out):
-        out = _HIGH_ENTROPY_ASSIGNMENT.sub(entropy, out)
+    for shape in _rules() if present else ():
+        if not present.isdisjoint(shape.gates):
+            out, view = _apply(shape, out, view, fired)
+    if ("=" in view or ":" in view) and _LONG_TOKEN.search(view):
+        out, view = _apply(_entropy_rule(), out, view, fired)
     return out, fired
 
 
@@ -202,6 +280,15 @@ def _walk(value: Any, where: str, found: list[Redaction], budget: list[int] | No
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
+            if isinstance(key, str) and len(key) >= 6:
+                # A secret can arrive as a key: {"ghp_...": 1} is as leaky as a value.
+                shown, fired = redact_text(key)
+                if fired:
+                    found.extend(Redaction(rule, f"{where}.<key>" if where else "<key>") for rule in fired)
+                    while shown in out:
+                        shown += "'"
+                    out[shown] = _walk(item, f"{where}.{shown}" if where else shown, found, budget)
+                    continue
             child = f"{where}.{key}" if where else str(key)
             if (
                 isinstance(key, str)
@@ -225,3 +312,25 @@ def _walk(value: Any, where: str, found: list[Redaction], budget: list[int] | No
                 break
         return items
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """Log output passes the same redaction as the audit log: hosts keep a server's stderr in
+    their own logs, and the SDK logs a crashed tool's exception there, arguments and all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message, _ = redact_text(record.getMessage())
+        if record.exc_info:
+            trace, _ = redact_text(logging.Formatter().formatException(record.exc_info))
+            record.exc_text, record.exc_info = trace, None
+        elif record.exc_text:
+            record.exc_text, _ = redact_text(record.exc_text)
+        record.msg, record.args = message, None
+        return True
+
+
+def redact_logs() -> None:
+    """Put a RedactingFilter on every handler of the root logger (once each)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

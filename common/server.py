@@ -43,7 +43,7 @@ from common.config import Settings
 from common.errors import OnrecordError
 from common.git import Git
 from common.policy import Decision, Policy
-from common.redact import PREVIEW_MARGIN, Redaction, redact, redact_text
+from common.redact import PREVIEW_MARGIN, Redaction, redact, redact_logs, redact_text
 from common.workspace import canonical_names
 
 log = logging.getLogger("onrecord")
@@ -159,6 +159,7 @@ class AccountableServer(MCPServer):
         **kwargs: Any,
     ) -> None:
         super().__init__(name, version=__version__, instructions=instructions, **kwargs)
+        redact_logs()  # after MCPServer's own logging set-up: stderr gets no secret either
         self.config = settings
         self.policy = Policy(settings)
         self.approvals = ApprovalStore(

@@ -154,3 +154,83 @@ def test_redacting_before_clipping_leaves_no_half_secret() -> None:
     outcome.describe(CallToolResult(content=[], structured_content=body))
     fields = outcome.fields()
     assert "sk_live_4eC" not in fields["preview"] and "4eC39Hq" not in fields["preview"]
+
+
+GHP = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+AKIA = "AKIAIOSFODNN7EXAMPLE"
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        f"\t{GHP}",  # a file line that starts with a tab, as the JSON preview escapes it
+        f"x\n{AKIA}",
+        f"\x1b[31m{GHP}",  # a terminal colour sequence just before the token
+        f"\x1b{AKIA}",
+        f"\u202e{GHP}",
+    ],
+)
+def test_shapes_match_after_escapes_in_json_text(planted: str) -> None:
+    import json
+
+    for text in (planted, json.dumps(planted), json.dumps({"line": planted})):
+        shown, fired = redact_text(text)
+        assert GHP not in shown and AKIA not in shown, text
+        assert fired
+
+
+@pytest.mark.parametrize(
+    ("secret", "text"),
+    [
+        ("hunter2xyz", "https://api.example.com/login?user=a&password%3Dhunter2xyz&x=1"),
+        ("hunter2xyz", "password%3Ahunter2xyz"),
+        ("s3cr3tvalue", "token%3D%22s3cr3tvalue%22"),
+    ],
+)
+def test_shapes_match_in_url_encoded_text(secret: str, text: str) -> None:
+    shown, fired = redact_text(text)
+    assert secret not in shown and "secret_assignment" in fired
+
+
+def test_a_secret_used_as_an_argument_name_is_redacted() -> None:
+    shown, found = redact({GHP: "value", "nested": {AKIA: 1}}, "arguments")
+    assert GHP not in str(shown) and AKIA not in str(shown)
+    assert {r.rule for r in found} == {"github_token", "aws_access_key_id"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a-" * 25_000 + "://", "sk-" * 17_000, "xoxa-" * 10_000, "a=" * 25_000, "eyJ-" * 12_000, "\\t" * 25_000],
+)
+def test_redaction_takes_linear_time_on_hostile_text(text: str) -> None:
+    import time
+
+    started = time.monotonic()
+    redact_text(text)
+    redact({"path": text, text[:300]: 1})
+    assert time.monotonic() - started < 1.0  # a backtracking pattern took 4 s here
+
+
+class Out(BaseModel):
+    ok: bool
+
+
+PASSWORD = "hunter2-" + "correct-horse"
+
+
+async def test_a_crashed_tools_exception_reaches_stderr_redacted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def leaky(path: str) -> Out:
+        raise RuntimeError(f"could not open {path} with password={PASSWORD} and {GHP}")
+
+    server = AccountableServer("t", settings_for(tmp_path, tmp=tmp_path))
+    server.add_tool(leaky, annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    with caplog.at_level("INFO"):
+        async with Client(server, mode="legacy") as client:
+            result = await client.call_tool("leaky", {"path": "a.txt"})
+    assert result.is_error
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "leaky" in logged  # the crash was logged ...
+    assert GHP not in logged and PASSWORD not in logged  # ... without the secrets
+    assert GHP not in all_audit_text(server.config.audit_path)

@@ -19,7 +19,9 @@ BODY = "".join(f"def target_{i}(x):\n    return target(x) + {i}\n\n" for i in ra
 
 @pytest.fixture(scope="module")
 def big_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    files: dict[str, str | bytes] = {f"pkg/m{i:04d}.py": BODY + "\ndef target(x):\n    return x\n" for i in range(600)}
+    files: dict[str, str | bytes] = {
+        f"pkg/m{i:04d}.py": BODY + "\ndef target(x):\n    return x\n" for i in range(600)
+    }
     files["README.md"] = "hello\n"
     return make_repo(tmp_path_factory.mktemp("big") / "proj", files)
 
