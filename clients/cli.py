@@ -7,14 +7,16 @@ Heavy imports (the MCP SDK, the servers) happen inside the subcommands that need
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from common.errors import OnrecordError
+from common.visible import visible
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -330,8 +332,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Visible(io.TextIOBase):
+    """A terminal stream on which every control character is shown, never obeyed: what the CLI
+    prints comes from records, repositories and tools, and may be hostile (common.visible)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(visible(text, keep_lines=True))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        # A child process (the server `call` starts) writes to the descriptor itself.
+        return self._stream.fileno()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.func is not cmd_serve:  # serve's stdout is the protocol, already JSON-escaped
+        sys.stdout, sys.stderr = _Visible(out), _Visible(err)
     try:
         return int(args.func(args) or 0)
     except OnrecordError as exc:
@@ -339,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 if __name__ == "__main__":

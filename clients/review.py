@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from common.audit import FileReport, audit_files, verify_file
+from common.visible import visible
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A plain aligned text table."""
-    body = [[("" if c is None else str(c)) for c in row] for row in rows]
+    # Every cell is data from a record: control characters cannot move the cursor or reorder text.
+    body = [[("" if c is None else visible(str(c))) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in body:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.budget import CHARS_PER_TOKEN, DEFAULT_MAX_TOKENS
 from common.git import Git, GitError
+from common.visible import visible as shown
 from common.workspace import Workspace, WorkspaceError
 
-# Control characters other than tab and newline are shown as \xNN so that terminal escapes in a
-# file cannot reach whoever reads the result.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 BINARY_SNIFF = 8192
 
 
@@ -61,8 +58,8 @@ class RepoContext:
 
 
 def visible(text: str) -> str:
-    """Make control characters visible."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Make control characters visible (tabs and newlines are a file's own)."""
+    return shown(text, keep_lines=True)
 
 
 def decode(data: bytes) -> tuple[str, str]:
