@@ -128,11 +128,22 @@ class Project:
             raise TestingError(
                 "each target must be a non-empty node id or path, e.g. 'tests/test_a.py::test_b'"
             )
-        if value.startswith("-"):
-            raise TestingError(f"target {value!r} starts with '-'; pass a node id or a path, not an option")
         path, sep, rest = value.partition("::")
-        resolved = self.workspace.resolve(path)
-        return resolved.relative + (sep + rest if sep else "")
+        return self.argument(path, "target") + (sep + rest if sep else "")
+
+    def argument(self, value: str, what: str) -> str:
+        """A path under the root as pytest or ruff will get it: never something they could read as
+        an option (`-x`) or expand from a file (`@args`, which pytest honours even after `--`)."""
+        if not isinstance(value, str) or value.startswith(("-", "@")):
+            raise TestingError(
+                f"{what} {value!r} starts with {str(value)[:1]!r}; pass a node id or a path inside the root, "
+                "not an option or an @file"
+            )
+        relative = self.workspace.resolve(value).relative
+        if relative.startswith(("-", "@")):
+            # A file named like an option: spelled so that nothing reads it as one.
+            return f"./{relative}"
+        return relative
 
 
 def expression(value: str | None, what: str) -> str | None:

@@ -14,11 +14,12 @@ from typing import Annotated
 
 from pydantic import Field
 
-from common import kinds, procs, progress
+from common import kinds, offload, procs, progress
 from common.budget import clamp, cursor_position, encode_cursor, join_notes, take_within
-from common.git import check_ref_text
+from common.git import GitError, check_ref_text
 from common.policy import path_matches
 from common.pyimports import import_graph, module_name
+from servers.testing import ruffconfig
 from servers.testing.models import (
     AffectedResult,
     CollectError,
@@ -255,13 +256,17 @@ def _paths(project: Project, paths: list[str] | None) -> list[str]:
         return ["."]
     out = []
     for p in paths:
-        if not isinstance(p, str) or p.startswith("-"):
-            raise TestingError(f"path {p!r} must be a file or directory inside the root, not an option")
-        out.append(project.workspace.resolve(p).relative)
+        out.append(project.argument(p, "path"))
     return out
 
 
 async def _ruff(project: Project, args: list[str]) -> procs.ProcResult:
+    try:
+        listed = await project.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        names = [n for n in listed.text().split("\0") if n]
+    except GitError:
+        names = await offload.run(ruffconfig.walk, project.workspace)
+    ruffconfig.check(project.workspace, ruffconfig.config_files(project.workspace, names))
     command, _ = ruff_command(project)
     result = await procs.run([*command, *args], cwd=project.root, env=dict(os.environ), timeout_s=300)
     if result.timed_out:

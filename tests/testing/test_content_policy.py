@@ -117,7 +117,9 @@ async def test_a_rule_sees_the_validated_value_not_the_raw_json(tmp_path: Path) 
         assert not (await c.call_tool("run_tests", {"last_failed": "no"})).is_error
 
 
-async def test_a_tool_error_that_quotes_a_denied_file_is_withheld(tmp_path: Path) -> None:
+async def test_a_ruff_config_that_reaches_outside_the_root_is_refused_without_echoing_it(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "home"
     (home / ".aws").mkdir(parents=True)
     # Not valid TOML: ruff's parse error quotes the offending line.
@@ -133,5 +135,72 @@ async def test_a_tool_error_that_quotes_a_denied_file_is_withheld(tmp_path: Path
         for tool in ("lint", "format_check"):
             result = await c.call_tool(tool, {})
             assert result.is_error, text_of(result)
-            assert CANARY not in text_of(result) and "withheld by policy" in text_of(result)
+            assert CANARY not in text_of(result) and ".aws" not in text_of(result)
+            assert "ruff.toml' sets extend to a path outside the project root" in text_of(result)
     assert CANARY not in all_audit_text(server.config.audit_path)
+
+
+@pytest.mark.parametrize(
+    ("config_name", "config"),
+    [
+        ("ruff.toml", 'src = ["../elsewhere"]\n'),
+        ("ruff.toml", 'cache-dir = "/tmp/onrecord-ruff-cache-attack"\n'),
+        ("ruff.toml", 'include = ["../../**/*.py"]\n'),
+        ("pyproject.toml", '[tool.ruff]\nextend = "~/.config/ruff/ruff.toml"\n'),
+        ("sub/.ruff.toml", 'extend = "../../outside.toml"\n'),
+        ("ruff.toml", '[lint]\nnamespace-packages = ["/usr/lib"]\n'),
+    ],
+)
+async def test_every_ruff_setting_that_names_a_path_is_kept_inside_the_root(
+    tmp_path: Path, config_name: str, config: str
+) -> None:
+    root = project(tmp_path / "proj", {config_name: config, "mod.py": "x = 1\n", "sub/m.py": "y = 2\n"})
+    server = build_server(settings_for(root, tmp=tmp_path))
+    async with Client(server, mode="legacy") as c:
+        for tool in ("lint", "format_check"):
+            result = await c.call_tool(tool, {})
+            assert result.is_error and "outside the project root" in text_of(result), (tool, text_of(result))
+
+
+async def test_a_project_fix_setting_cannot_make_lint_write(tmp_path: Path) -> None:
+    source = "import os\nimport sys\n\nx = 1\n"
+    root = project(
+        tmp_path / "proj",
+        {"pyproject.toml": '[tool.ruff]\nfix = true\n[tool.ruff.lint]\nselect = ["F"]\n', "mod.py": source},
+    )
+    server = build_server(settings_for(root, tmp=tmp_path))
+    async with Client(server, mode="legacy") as c:
+        result = await c.call_tool("lint", {})
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["total"] == 2  # both unused imports reported ...
+    assert (root / "mod.py").read_text(encoding="utf-8") == source  # ... and nothing rewritten
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("run_tests", {"targets": ["@args.txt"]}),
+        ("run_tests", {"targets": ["-p", "no:cacheprovider"]}),
+        ("check_flaky", {"node_id": "@args.txt::x"}),
+        ("discover_tests", {"path": "@args.txt"}),
+        ("lint", {"paths": ["@args.txt"]}),
+        ("format_check", {"paths": ["--diff"]}),
+    ],
+)
+async def test_targets_that_read_as_options_or_argument_files_are_refused(
+    tmp_path: Path, tool: str, arguments: dict[str, Any]
+) -> None:
+    outside = tmp_path / "written-by-attack"
+    root = project(
+        tmp_path / "proj",
+        {
+            "args.txt": f"--junitxml={outside}\n",
+            "@args.txt": f"--junitxml={outside}\n",
+            "test_a.py": "def test_a():\n    assert 1\n",
+        },
+    )
+    server = build_server(settings_for(root, tmp=tmp_path))
+    async with Client(server, mode="legacy") as c:
+        result = await c.call_tool(tool, arguments)
+    assert result.is_error and "not an option or an @file" in text_of(result), text_of(result)
+    assert not outside.exists()
