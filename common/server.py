@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, ValidationError
 from common import __version__, content, kinds, procs, progress
 from common.approvals import Approval, ApprovalStore
 from common.audit import AuditLog, canonical
-from common.config import Settings
+from common.config import ConfigError, Settings
 from common.errors import OnrecordError
 from common.git import Git
 from common.policy import Decision, Policy
@@ -197,8 +197,15 @@ class AccountableServer(MCPServer):
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
         owner = kwargs.pop("server", None)
-        super().add_tool(fn, name, *args, **kwargs)
         tool_name = name or fn.__name__
+        if tool_name in self._owners:
+            # Two servers in one process (`serve all`): the first would run, the record would name
+            # the second. A name has one owner.
+            raise ConfigError(
+                f"tool name {tool_name!r} is registered by both {self._owners[tool_name]!r} and "
+                f"{owner or self.name!r}; tool names must be unique within one process"
+            )
+        super().add_tool(fn, name, *args, **kwargs)
         self._owners[tool_name] = owner or self.name
         self.policy.register(owner or self.name, tool_name)
         self._kinds[tool_name] = found = kinds.of_function(fn)

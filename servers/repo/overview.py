@@ -15,6 +15,7 @@ from common.budget import clamp
 from common.policy import path_matches
 from common.pyimports import imported_files, module_index, module_name
 from common.redact import redact_text
+from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode
 from servers.repo.files import project_files, refuse_git_internals
 from servers.repo.history import _LOG_FORMAT, _parse_log, git_status
@@ -173,7 +174,7 @@ def _framework(ctx: RepoContext, files: list[str]) -> str | None:
             data, _, _ = ctx.workspace.read_bytes("pyproject.toml", 1 << 20)
             if b"pytest" in data:
                 return "pytest"
-        except ValueError:
+        except (WorkspaceError, OSError):
             pass
         return "unittest or pytest"
     if "package.json" in names:
@@ -272,6 +273,6 @@ def _python_imports(ctx: RepoContext, path: str, modules: dict[str, str]) -> set
     """Files in the repository that `path` imports."""
     try:
         data, _, _ = ctx.workspace.read_bytes(path, 2 * 1024 * 1024)
-    except ValueError:
+    except (WorkspaceError, OSError):
         return set()
     return imported_files(path, decode(data)[0], modules)

@@ -13,6 +13,7 @@ from common.budget import clamp, cursor_position, encode_cursor
 from common.git import GitError
 from common.policy import path_matches
 from common.procs import ProcResult
+from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode, visible
 from servers.repo.models import FileMatches, Match, SearchResult
 from servers.repo.params import Cursor
@@ -190,8 +191,6 @@ def _clip(text: str) -> str:
 def _lines(ctx: RepoContext, path: str) -> list[str]:
     try:
         data, _, _ = ctx.workspace.read_bytes(path, 8 * 1024 * 1024)
-    except GitError:
-        return []
-    except ValueError:
+    except (WorkspaceError, OSError):
         return []
     return decode(data)[0].splitlines()

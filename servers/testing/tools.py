@@ -19,6 +19,7 @@ from common.budget import clamp, cursor_position, encode_cursor, join_notes, tak
 from common.git import GitError, check_ref_text
 from common.policy import path_matches
 from common.pyimports import import_graph, module_name
+from common.workspace import WorkspaceError
 from servers.testing import ruffconfig
 from servers.testing.models import (
     AffectedResult,
@@ -133,7 +134,7 @@ def _is_test(path: str) -> bool:
 def _read(project: Project, path: str) -> str | None:
     try:
         data, _, _ = project.workspace.read_bytes(path, 2 * 1024 * 1024)
-    except (OSError, ValueError):
+    except (OSError, WorkspaceError):
         return None
     return data.decode("utf-8", errors="replace")
 

@@ -315,3 +315,16 @@ async def test_an_unwritable_audit_log_fails_closed_with_a_clear_error(tmp_path:
         "cannot be written" in result.content[0].text and "no call runs unrecorded" in result.content[0].text
     )
     assert RAN == []
+
+
+def test_a_tool_name_registered_twice_is_an_error_naming_both_owners(tmp_path: Path) -> None:
+    from common.config import ConfigError
+
+    async def lint() -> None:
+        return None
+
+    server = AccountableServer("all", settings_for(tmp_path, tmp=tmp_path))
+    server.add_tool(lint, server="testing")
+    with pytest.raises(ConfigError, match="'lint' is registered by both 'testing' and 'data'"):
+        server.add_tool(lint, server="data")
+    assert server.qualified("lint") == ("testing", "testing.lint")
