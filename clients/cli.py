@@ -21,8 +21,9 @@ from common.visible import visible
 
 def _settings(args: argparse.Namespace) -> Any:
     from common.config import load_settings
+    from servers import SERVERS
 
-    return load_settings(args.root, policy_file=args.policy)
+    return load_settings(args.root, policy_file=args.policy, sections=SERVERS)
 
 
 def _parse_json(text: str | None, what: str) -> dict[str, Any]:
@@ -94,7 +95,9 @@ def _audit_dir(args: argparse.Namespace) -> Path:
     from common.config import load_settings
 
     try:
-        return load_settings(Path.cwd()).audit_path
+        from servers import SERVERS
+
+        return load_settings(Path.cwd(), sections=SERVERS).audit_path
     except OnrecordError:
         from common.config import state_dir
 
@@ -171,7 +174,12 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     known = {t.name for t in anyio.run(server.list_tools)}
     decision = server.explain(tool, _parse_json(args.json, "the arguments"))
-    out = {"call": qualified, **decision.as_record(), "tool_known": tool in known}
+    out = {
+        "call": qualified,
+        **decision.as_record(),
+        "tool_known": tool in known,
+        "project_refused": server.config.refused,
+    }
     if args.as_json:
         print(json.dumps(out, indent=2))
     else:
@@ -184,6 +192,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
         print(f"  reason: {decision.reason}")
         if tool not in known:
             print(f"  note:   {server_name} has no tool {tool!r}; known: {', '.join(sorted(known))}")
+        if server.config.refused:
+            print("The project file tried these, and was not allowed (a project file may only tighten):")
+            for line in server.config.refused:
+                print(f"  - {line}")
     return 0
 
 

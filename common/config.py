@@ -4,26 +4,28 @@ Scopes, highest first:
 
     managed   /etc/onrecord/policy.toml (or $ONRECORD_MANAGED_POLICY)
     cli       --policy FILE
-    project   ROOT/.onrecord.toml, else [tool.onrecord] in ROOT/pyproject.toml
     user      $XDG_CONFIG_HOME/onrecord/config.toml (~/.config/onrecord/config.toml)
+    project   ROOT/.onrecord.toml, else [tool.onrecord] in ROOT/pyproject.toml (tightens only)
 
 Rules from every scope are kept with the file they came from; scalar settings come from the
-highest scope that sets them. A managed file with `lock = true` drops allow rules and scalar
-policy settings from lower scopes.
+highest human scope that sets them. A managed file with `lock = true` drops allow rules and scalar
+policy settings from lower scopes. The project file comes with the repository and may only
+tighten (see `load_settings`).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from common.errors import OnrecordError
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from common.settings_file import SettingsFile
 
@@ -48,9 +50,6 @@ DEFAULT_DENIES = (
     "*.*(path=**/.npmrc)",
     "*.*(path=**/.pypirc)",
 )
-# Allowed unless a rule says otherwise: the read-only use of a tool that can also write.
-DEFAULT_ALLOWS = ("testing.lint(fix=false)",)
-SERVER_SECTIONS = ("repo", "testing", "data", "evals", "deploy")
 
 
 class ConfigError(OnrecordError):
@@ -89,6 +88,8 @@ class Settings:
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     scalar_sources: dict[str, str] = field(default_factory=dict)
+    server_sources: dict[str, str] = field(default_factory=dict)  # "testing.python" -> the file
+    refused: list[str] = field(default_factory=list)  # what a project file tried and may not do
 
     @property
     def audit_path(self) -> Path:
@@ -122,8 +123,11 @@ def user_config_path() -> Path:
     return Path(base) / "onrecord" / "config.toml"
 
 
-def read_settings_file(path: Path, *, pyproject: bool = False) -> SettingsFile:
-    """Parse one file; raise ConfigError naming the file, the key and what is allowed."""
+def read_settings_file(
+    path: Path, *, pyproject: bool = False, sections: Collection[str] = ()
+) -> SettingsFile:
+    """Parse one file; raise ConfigError naming the file, the key and what is allowed. Tables
+    named in `sections` (one per server) are kept for their server to validate."""
     # The schema's models are built only when there is a file to check (start-up time).
     from pydantic import ValidationError
 
@@ -137,10 +141,18 @@ def read_settings_file(path: Path, *, pyproject: bool = False) -> SettingsFile:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     if pyproject:
         raw = raw.get("tool", {}).get("onrecord", {})
+    prefix = "tool.onrecord." if pyproject else ""
+    for key, value in raw.items():
+        if key in sections and not isinstance(value, dict):
+            raise ConfigError(f"{path}: key {prefix + key!r} must be a table, e.g. [{prefix + key}]")
+        if key not in sections and key not in SettingsFile.model_fields:
+            raise ConfigError(
+                f"{path}: unknown key {prefix + key!r}; see README 'Settings' for the keys allowed"
+            )
     try:
         return SettingsFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, exc, prefix="tool.onrecord." if pyproject else "")) from exc
+        raise ConfigError(_describe(path, exc, prefix=prefix)) from exc
 
 
 def _describe(path: Path, exc: ValidationError, prefix: str) -> str:
@@ -178,42 +190,46 @@ def load_settings(
     user_file: Path | None = None,
     use_project: bool = True,
     state: Path | None = None,
+    sections: Collection[str] = (),
 ) -> Settings:
-    """Merge every scope into one Settings for a server rooted at `root`."""
+    """Merge every scope into one Settings for a server rooted at `root`.
+
+    The managed file, `--policy` and the user's config are the humans' settings (highest first).
+    The project's file comes with the repository, which nobody vetted: it may add deny and ask
+    rules and lower limits, nothing else; what else it tried is kept in `settings.refused`.
+    `sections` are the server tables a file may hold (`[testing]`, ...), named by the caller.
+    """
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise ConfigError(f"root {str(root)!r} is not a directory; pass --root with an existing directory")
-    layers: list[tuple[Scope, Path, SettingsFile]] = []
+    humans: list[tuple[Scope, Path, SettingsFile]] = []
     managed = managed_file if managed_file is not None else managed_policy_path()
     if managed.is_file():
-        layers.append(("managed", managed, read_settings_file(managed)))
+        humans.append(("managed", managed, read_settings_file(managed, sections=sections)))
     if policy_file is not None:
         cli = Path(policy_file)
         if not cli.is_file():
             raise ConfigError(f"--policy {str(policy_file)!r}: no such file")
-        layers.append(("cli", cli.resolve(), read_settings_file(cli)))
-    if use_project and (found := _project_file(root_path)):
-        layers.append(("project", found[0], read_settings_file(found[0], pyproject=found[1])))
+        humans.append(("cli", cli.resolve(), read_settings_file(cli, sections=sections)))
     user = user_file if user_file is not None else user_config_path()
     if user.is_file():
-        layers.append(("user", user, read_settings_file(user)))
+        humans.append(("user", user, read_settings_file(user, sections=sections)))
+    project: tuple[Path, SettingsFile] | None = None
+    if use_project and (found := _project_file(root_path)):
+        project = (found[0], read_settings_file(found[0], pyproject=found[1], sections=sections))
 
     settings = Settings(root=root_path, state_dir=state if state is not None else state_dir())
-    settings.files = [path for _, path, _ in layers]
+    settings.files = [path for _, path, _ in humans] + ([project[0]] if project else [])
     use_defaults = next(
-        (f.policy.default_denies for _, _, f in layers if f.policy.default_denies is not None), True
+        (f.policy.default_denies for _, _, f in humans if f.policy.default_denies is not None), True
     )
     if use_defaults:
         settings.rules += [
             RuleSource("deny", text, "built-in default denies", "builtin") for text in DEFAULT_DENIES
         ]
-    locked = any(scope == "managed" and f.policy.lock for scope, _, f in layers)
-    if not locked:
-        settings.rules += [
-            RuleSource("allow", t, "built-in default allows", "builtin") for t in DEFAULT_ALLOWS
-        ]
-    # Walk lowest scope first so higher scopes overwrite scalars.
-    for scope, path, f in reversed(layers):
+    locked = any(scope == "managed" and f.policy.lock for scope, _, f in humans)
+    # Walk the lowest human scope first so higher scopes overwrite scalars.
+    for scope, path, f in reversed(humans):
         lower_locked = locked and scope != "managed"
         for action in ("deny", "ask", "allow"):
             if action == "allow" and lower_locked:
@@ -235,14 +251,102 @@ def load_settings(
         _set(settings, "approval_uses", f.approvals.uses, path)
         _set(settings, "call_timeout_s", f.limits.call_timeout_s, path)
         _set(settings, "max_result_tokens", f.limits.max_result_tokens, path)
-        for name in SERVER_SECTIONS:
-            section = getattr(f, name)
-            if section:
-                settings.servers.setdefault(name, {}).update(section)
+        _sections(settings, f, path)
+    if project is not None:
+        _tighten(settings, *project)
     return settings
+
+
+def _sections(settings: Settings, f: SettingsFile, path: Path) -> None:
+    for name, section in (f.model_extra or {}).items():
+        settings.servers.setdefault(name, {}).update(section)
+        for key in section:
+            settings.server_sources[f"{name}.{key}"] = str(path)
+
+
+_STRICT: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
+
+
+def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
+    """Apply a project file: what tightens the humans' policy is taken, the rest refused."""
+    where = str(path)
+
+    def refuse(key: str, value: object, why: str = "a project file may only tighten the policy") -> None:
+        settings.refused.append(f"{where}: {key} = {value!r} ignored: {why}")
+
+    policy = f.policy
+    for action in ("deny", "ask"):
+        settings.rules += [RuleSource(action, text, where, "project") for text in getattr(policy, action)]
+    for text in policy.allow:
+        refuse("policy.allow", text, "only the humans' settings may allow")
+    if policy.mode == "shadow" and settings.mode != "shadow":
+        refuse("policy.mode", policy.mode)
+    elif policy.mode == "enforce" and settings.mode == "shadow":
+        _set(settings, "mode", "enforce", path)
+    if policy.default_denies is False:
+        refuse("policy.default_denies", False)
+    if policy.lock:
+        refuse("policy.lock", True, "only the managed file may lock the policy")
+    if policy.default is not None:
+        if _STRICT[policy.default] > _STRICT[settings.default]:
+            _set(settings, "default", policy.default, path)
+        elif policy.default != settings.default:
+            refuse("policy.default", policy.default)
+    for key, value in policy.annotations.model_dump().items():
+        if value is None:
+            continue
+        if _STRICT[value] > _STRICT[settings.annotation_defaults[key]]:
+            settings.annotation_defaults[key] = value
+            settings.scalar_sources[f"annotations.{key}"] = where
+        elif value != settings.annotation_defaults[key]:
+            refuse(f"policy.annotations.{key}", value)
+    for key, value in f.audit.model_dump().items():
+        if value is not None:
+            refuse(f"audit.{key}", value, "only the humans' settings say where and how the audit log is kept")
+    for key, name in (
+        ("approvals.ttl_s", "approval_ttl_s"),
+        ("approvals.uses", "approval_uses"),
+        ("limits.call_timeout_s", "call_timeout_s"),
+        ("limits.max_result_tokens", "max_result_tokens"),
+    ):
+        section, field_name = key.split(".")
+        value = getattr(getattr(f, section), field_name)
+        if value is None:
+            continue
+        if value <= getattr(settings, name):
+            _set(settings, name, value, path)
+        else:
+            refuse(key, value, "a project file may only lower limits")
+    _sections(settings, f, path)
 
 
 def _set(settings: Settings, name: str, value: object, path: Path) -> None:
     if value is not None:
         setattr(settings, name, value)
         settings.scalar_sources[name] = str(path)
+
+
+SectionT = TypeVar("SectionT", bound="BaseModel")
+
+
+def server_section(settings: Settings, name: str, model: type[SectionT]) -> SectionT:
+    """A server's table (`[name]`), validated by the server's own model; a ConfigError names the
+    file and the key when a key is unknown or its value wrong."""
+    from pydantic import ValidationError
+
+    raw = settings.servers.get(name, {})
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = f"{name}." + ".".join(str(p) for p in err["loc"])
+            where = settings.server_sources.get(key) or settings.server_sources.get(
+                f"{name}.{err['loc'][0]}" if err["loc"] else name, "settings"
+            )
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(model.model_fields))
+                lines.append(f"{where}: unknown key {key!r}; [{name}] takes: {allowed or 'no keys'}")
+            else:
+                lines.append(f"{where}: key {key!r}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("\n".join(lines)) from exc

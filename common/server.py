@@ -599,6 +599,7 @@ def _session_fields(settings: Settings) -> dict[str, Any]:
         "policy_digest": "sha256:" + hashlib.sha256(canonical(policy).encode("utf-8")).hexdigest(),
         "policy_mode": settings.mode,
         "policy_files": [str(f) for f in settings.files],
+        "project_refused": settings.refused,
     }
 
 

@@ -5,7 +5,7 @@ Kept apart from `common.config` so that a server with no settings file never bui
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,15 +49,13 @@ class LimitsFile(_Strict):
     max_result_tokens: int | None = Field(default=None, ge=1000, le=100_000)
 
 
-class SettingsFile(_Strict):
-    """One settings file."""
+class SettingsFile(BaseModel):
+    """One settings file. Server tables (`[testing]`, ...) are extra keys, checked by name in
+    `read_settings_file` and by type by their server."""
+
+    model_config = ConfigDict(extra="allow")
 
     policy: PolicyFile = Field(default_factory=PolicyFile)
     audit: AuditFile = Field(default_factory=AuditFile)
     approvals: ApprovalsFile = Field(default_factory=ApprovalsFile)
     limits: LimitsFile = Field(default_factory=LimitsFile)
-    repo: dict[str, Any] = Field(default_factory=dict)
-    testing: dict[str, Any] = Field(default_factory=dict)
-    data: dict[str, Any] = Field(default_factory=dict)
-    evals: dict[str, Any] = Field(default_factory=dict)
-    deploy: dict[str, Any] = Field(default_factory=dict)

@@ -11,6 +11,7 @@ from typing import Any
 
 from common.config import Settings, load_settings
 from common.server import AccountableServer
+from servers import SERVERS
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -59,7 +60,7 @@ def settings_for(
     if policy is not None:
         policy_file = (tmp or root.parent) / f"policy-{abs(hash(policy))}.toml"
         policy_file.write_text(textwrap.dedent(policy), encoding="utf-8")
-    settings = load_settings(root, policy_file=policy_file)
+    settings = load_settings(root, policy_file=policy_file, sections=SERVERS)
     for key, value in overrides.items():
         setattr(settings, key, value)
     return settings

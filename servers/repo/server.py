@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.types import ToolAnnotations
 
-from common.config import Settings
+from common.config import Settings, server_section
 from common.server import AccountableServer
 from common.tools import bind
 from servers.repo.context import RepoContext
@@ -27,7 +27,9 @@ READ_ONLY = ToolAnnotations(
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the repo tools to `server`: the domain functions, bound to one RepoContext."""
     from servers.repo import files, history, overview, search, symbols
+    from servers.repo.settings import RepoSettings
 
+    server_section(settings, NAME, RepoSettings)  # refuses unknown keys in [repo]
     ctx = RepoContext.create(
         settings.root, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
     )

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from common import procs
 from common.budget import CHARS_PER_TOKEN, DEFAULT_MAX_TOKENS
 from common.errors import OnrecordError
 from common.git import Git
 from common.workspace import Workspace
+from servers.testing.settings import TestingSettings
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "pytest_plugin"
 _EXPRESSION = re.compile(r"^[A-Za-z0-9_.\-\[\] ()/:]{1,200}$")
@@ -31,7 +31,7 @@ class Project:
     workspace: Workspace
     git: Git
     state: Path
-    options: dict[str, Any] = field(default_factory=dict)
+    options: TestingSettings = field(default_factory=TestingSettings)
     max_tokens: int = DEFAULT_MAX_TOKENS
     _checked: dict[str, str] = field(default_factory=dict)
 
@@ -40,13 +40,15 @@ class Project:
         cls,
         root: Path,
         state_dir: Path,
-        options: dict[str, Any] | None = None,
+        options: TestingSettings | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> Project:
         workspace = Workspace(root)
         digest = hashlib.sha256(str(workspace.root).encode("utf-8")).hexdigest()[:12]
         state = state_dir / "testing" / f"{workspace.root.name}-{digest}"
-        return cls(workspace.root, workspace, Git(workspace.root), state, dict(options or {}), max_tokens)
+        return cls(
+            workspace.root, workspace, Git(workspace.root), state, options or TestingSettings(), max_tokens
+        )
 
     @property
     def max_chars(self) -> int:
@@ -54,21 +56,11 @@ class Project:
 
     def python(self) -> tuple[list[str], str]:
         """The argv prefix that runs the project's Python, and how it was chosen."""
-        command = self.options.get("command")
+        command = self.options.command
         if command is not None:
-            if (
-                not isinstance(command, list)
-                or not command
-                or not all(isinstance(c, str) and c for c in command)
-            ):
-                raise TestingError(
-                    '[tool.onrecord.testing] command must be a list of strings, e.g. ["uv", "run"]'
-                )
             return [*command, "python"], f"{' '.join(command)} python (testing.command)"
-        configured = self.options.get("python")
+        configured = self.options.python
         if configured is not None:
-            if not isinstance(configured, str) or not configured:
-                raise TestingError('[tool.onrecord.testing] python must be a path, e.g. ".venv/bin/python"')
             path = Path(configured) if Path(configured).is_absolute() else self.root / configured
             if not path.exists():
                 raise TestingError(f"[tool.onrecord.testing] python {configured!r} does not exist")

@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.types import ToolAnnotations
 
-from common.config import Settings
+from common.config import Settings, server_section
 from common.server import AccountableServer
 from common.tools import bind
 
@@ -36,10 +36,10 @@ def register(server: AccountableServer, settings: Settings) -> None:
     """Add the testing tools to `server`: the domain functions, bound to one Project."""
     from servers.testing import run, tools
     from servers.testing.project import Project
+    from servers.testing.settings import TestingSettings
 
-    project = Project.create(
-        settings.root, settings.state_dir, settings.servers.get(NAME, {}), settings.max_result_tokens
-    )
+    options = server_section(settings, NAME, TestingSettings)
+    project = Project.create(settings.root, settings.state_dir, options, settings.max_result_tokens)
     table: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations, str]] = [
         (tools.discover_tests, COLLECTS, "Discover tests"),
         (run.run_tests, RUNS_CODE, "Run tests"),

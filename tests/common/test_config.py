@@ -19,20 +19,22 @@ def test_scopes_merge_highest_first_and_record_where_each_setting_came_from(tmp_
         "[tool.onrecord.testing]\npython = '.venv/bin/python'\n",
         encoding="utf-8",
     )
-    s = load_settings(root)
+    s = load_settings(root, user_file=user, sections=("testing",))
+    # The project tightens the default (ask -> deny): taken. Its allow rule is not.
     assert s.default == "deny" and s.scalar_sources["default"] == str(root / "pyproject.toml")
     assert s.call_timeout_s == 30 and s.scalar_sources["call_timeout_s"] == str(user)
-    assert [r.text for r in s.rules if r.scope != "builtin"] == ["repo.*"]
+    assert [r.text for r in s.rules if r.scope != "builtin"] == []
+    assert any("policy.allow = 'repo.*' ignored" in r for r in s.refused)
     assert s.servers["testing"] == {"python": ".venv/bin/python"}
-    assert s.files == [root / "pyproject.toml", user]
+    assert s.files == [user, root / "pyproject.toml"]
 
 
 def test_dedicated_project_file_wins_over_pyproject(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    (root / ".onrecord.toml").write_text('[policy]\nmode = "shadow"\n', encoding="utf-8")
-    (root / "pyproject.toml").write_text('[tool.onrecord.policy]\nmode = "enforce"\n', encoding="utf-8")
-    assert load_settings(root).mode == "shadow"
+    (root / ".onrecord.toml").write_text('[policy]\ndefault = "deny"\n', encoding="utf-8")
+    (root / "pyproject.toml").write_text('[tool.onrecord.policy]\ndefault = "ask"\n', encoding="utf-8")
+    assert load_settings(root).default == "deny"
 
 
 def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
@@ -76,8 +78,116 @@ def test_state_dir_follows_the_environment(tmp_path: Path) -> None:
     root.mkdir()
     s = load_settings(root)
     assert s.audit_path == Path(os.environ["ONRECORD_STATE_DIR"]) / "audit"
-    (root / ".onrecord.toml").write_text(
-        f'[audit]\ndir = "{tmp_path / "elsewhere"}"\nfsync = "record"\n', encoding="utf-8"
-    )
-    s = load_settings(root)
+    user = tmp_path / "user.toml"
+    user.write_text(f'[audit]\ndir = "{tmp_path / "elsewhere"}"\nfsync = "record"\n', encoding="utf-8")
+    s = load_settings(root, user_file=user)
     assert s.audit_path == tmp_path / "elsewhere" and s.fsync == "record"
+
+
+HUMAN = """
+[policy]
+allow = ["repo.*"]
+[policy.annotations]
+destructive = "ask"
+[approvals]
+ttl_s = 600
+uses = 1
+[limits]
+call_timeout_s = 120
+"""
+
+
+@pytest.mark.parametrize(
+    ("project", "refused_key"),
+    [
+        ('[policy]\nmode = "shadow"\n', "policy.mode"),
+        ("[policy]\ndefault_denies = false\n", "policy.default_denies"),
+        ('[policy]\nallow = ["testing.*"]\n', "policy.allow"),
+        (
+            '[policy]\ndefault = "allow"\n[policy.annotations]\ndestructive = "allow"\n',
+            "policy.annotations.destructive",
+        ),
+        ("[policy]\nlock = true\n", "policy.lock"),
+        ("[approvals]\nuses = 1000\n", "approvals.uses"),
+        ("[approvals]\nttl_s = 604800\n", "approvals.ttl_s"),
+        ('[audit]\ndir = "/tmp/elsewhere"\n', "audit.dir"),
+        ('[audit]\nfsync = "off"\n', "audit.fsync"),
+        ("[limits]\ncall_timeout_s = 86400\n", "limits.call_timeout_s"),
+    ],
+)
+def test_a_project_file_cannot_loosen_the_humans_settings(
+    tmp_path: Path, project: str, refused_key: str
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    user = tmp_path / "user.toml"
+    user.write_text(HUMAN, encoding="utf-8")
+    baseline = load_settings(root, user_file=user)
+    (root / ".onrecord.toml").write_text(project, encoding="utf-8")
+    s = load_settings(root, user_file=user)
+    for name in (
+        "mode",
+        "default",
+        "annotation_defaults",
+        "approval_uses",
+        "approval_ttl_s",
+        "audit_path",
+        "fsync",
+        "call_timeout_s",
+    ):
+        assert getattr(s, name) == getattr(baseline, name), name
+    assert [r.text for r in s.rules] == [r.text for r in baseline.rules]
+    assert any(r.startswith(f"{root / '.onrecord.toml'}: {refused_key} = ") for r in s.refused), s.refused
+
+
+def test_a_project_file_may_tighten(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    user = tmp_path / "user.toml"
+    user.write_text(HUMAN, encoding="utf-8")
+    (root / ".onrecord.toml").write_text(
+        '[policy]\ndeny = ["repo.*(path=secrets/**)"]\nask = ["repo.git_log"]\ndefault = "ask"\n'
+        '[policy.annotations]\nread_only = "ask"\n[approvals]\nuses = 1\nttl_s = 60\n'
+        "[limits]\ncall_timeout_s = 30\nmax_result_tokens = 5000\n",
+        encoding="utf-8",
+    )
+    s = load_settings(root, user_file=user)
+    assert s.refused == []
+    assert ("deny", "repo.*(path=secrets/**)") in [(r.action, r.text) for r in s.rules]
+    assert ("ask", "repo.git_log") in [(r.action, r.text) for r in s.rules]
+    assert s.default == "ask" and s.annotation_defaults["read_only"] == "ask"
+    assert (s.approval_ttl_s, s.call_timeout_s, s.max_result_tokens) == (60, 30, 5000)
+
+
+def test_what_a_project_file_tried_is_in_the_session_record_and_policy_explain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clients.cli import main
+    from servers.repo.server import build_server
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text('[policy]\nmode = "shadow"\nallow = ["repo.*"]\n', encoding="utf-8")
+    server = build_server(load_settings(root, sections=("repo",)))
+    start = server.audit.session()
+    assert any("policy.mode = 'shadow' ignored" in r for r in start["project_refused"])
+    assert main(["policy", "explain", "repo.read_file", '{"path": "a"}', "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "project file" in out and "policy.mode = 'shadow' ignored" in out and "policy.allow" in out
+
+
+def test_an_unknown_key_in_a_server_table_names_the_file_and_the_key(tmp_path: Path) -> None:
+    from common.config import server_section
+    from servers.testing.settings import TestingSettings
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
+    s = load_settings(root, sections=("testing",))
+    with pytest.raises(ConfigError) as info:
+        server_section(s, "testing", TestingSettings)
+    assert str(root / ".onrecord.toml") in str(info.value) and "'testing.pyton'" in str(info.value)
+    assert "python" in str(info.value)  # says what is allowed
+    (root / ".onrecord.toml").write_text("[tesitng]\npython = 'x'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown key 'tesitng'"):
+        load_settings(root, sections=("testing",))

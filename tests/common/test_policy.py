@@ -178,16 +178,20 @@ def test_default_denies_refuse_secrets_files_but_not_their_examples(tmp_path: Pa
         )
 
 
-def test_default_denies_can_be_switched_off_by_a_settings_file(tmp_path: Path) -> None:
+def test_default_denies_can_be_switched_off_by_the_humans_settings_only(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (root / ".onrecord.toml").write_text("[policy]\ndefault_denies = false\n", encoding="utf-8")
-    assert (
-        Policy(load_settings(root))
-        .decide("repo", "read_file", {"path": ".env"}, READ_ONLY, kinds=PATH_ARG)
-        .action
-        == "allow"
+    by_project = Policy(load_settings(root)).decide(
+        "repo", "read_file", {"path": ".env"}, READ_ONLY, kinds=PATH_ARG
     )
+    assert by_project.action == "deny"
+    user = tmp_path / "user.toml"
+    user.write_text("[policy]\ndefault_denies = false\n", encoding="utf-8")
+    by_human = Policy(load_settings(root, user_file=user)).decide(
+        "repo", "read_file", {"path": ".env"}, READ_ONLY, kinds=PATH_ARG
+    )
+    assert by_human.action == "allow"
 
 
 def test_negated_conditions_carve_out_exceptions(tmp_path: Path) -> None:
