@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -199,13 +200,23 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
+def _approvals(root: Path | None = None) -> Any:
+    """The approval store, with TTL and uses from the humans' settings for `root` (a project file
+    there can only lower them)."""
     from common.approvals import ApprovalStore
-    from common.audit import AuditLog
-    from common.config import state_dir
+    from common.config import load_settings
+    from servers import SERVERS
 
-    state = state_dir()
-    store = ApprovalStore(state / "approvals")
+    where = root if root is not None and root.is_dir() else Path.cwd()
+    settings = load_settings(where, sections=SERVERS)
+    return ApprovalStore(settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from common.audit import AuditLog
+
+    pending = _approvals().get(args.id)
+    store = _approvals(Path(pending.root) if pending.root else None)
     approval = store.decide(args.id, grant=not args.decline, by=_who())
     log = AuditLog(_audit_dir(args), "cli")
     log.write(
@@ -216,25 +227,29 @@ def cmd_approve(args: argparse.Namespace) -> int:
             "via": "onrecord approve",
             "by": approval.decided_by,
             "call": approval.call,
+            "root": approval.root,
             "arguments": approval.arguments,
         },
     )
     log.close()
     verb = "granted" if approval.status == "granted" else "declined"
-    print(f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)}")
+    print(
+        f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)} "
+        f"in {approval.root or '(unknown root)'}"
+    )
     if verb == "granted":
-        print("The agent may now retry the same call with the same arguments (once).")
+        minutes = max(1, round((approval.expires - time.time()) / 60))
+        uses = "once" if approval.uses_left == 1 else f"{approval.uses_left} times"
+        print(
+            f"The agent may now retry the same call with the same arguments ({uses}, within {minutes} min)."
+        )
     return 0
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    import time
-
     from clients.review import table
-    from common.approvals import ApprovalStore
-    from common.config import state_dir
 
-    store = ApprovalStore(state_dir() / "approvals")
+    store = _approvals()
     items = store.all() if args.all else store.pending()
     if args.json:
         print(json.dumps([a.as_record() for a in items], indent=2))
@@ -244,12 +259,13 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         return 0
     print(
         table(
-            ["id", "status", "call", "arguments", "expires in", "reason"],
+            ["id", "status", "call", "root", "arguments", "expires in", "reason"],
             [
                 [
                     a.id,
                     a.status,
                     a.call,
+                    a.root,
                     json.dumps(a.arguments, sort_keys=True)[:60],
                     f"{max(0, int(a.expires - time.time()))}s",
                     a.reason[:60],

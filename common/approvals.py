@@ -1,7 +1,8 @@
 """Out-of-band approvals for `ask` decisions when the client cannot ask the human itself.
 
-A pending approval is bound to the exact call (server.tool plus a digest of the canonical
-arguments). The human grants it with `onrecord approve ID`; the agent's retry with the same
+A pending approval is bound to exactly one call in one place: the server's root, server.tool, a
+digest of the validated arguments (canonical JSON) and the digest of the policy in force; a grant is
+consumed only by a call that matches all four. TTL and uses come from the humans' settings. The human grants it with `onrecord approve ID`; the agent's retry with the same
 arguments consumes it. Approvals are single use by default and expire. One JSON file per
 approval under the state directory; every change holds an exclusive lock on the folder.
 """
@@ -41,13 +42,17 @@ class Approval:
     status: Status = "pending"
     uses_left: int = 1
     decided_by: str | None = None
+    root: str = ""
+    policy: str = ""
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def arguments_digest(call: str, arguments: dict[str, Any]) -> str:
-    return hashlib.sha256((call + "\n" + canonical(arguments)).encode("utf-8")).hexdigest()
+def arguments_digest(call: str, arguments: dict[str, Any], root: str = "", policy: str = "") -> str:
+    """What binds a grant to one call in one place."""
+    bound = "\n".join([root, call, policy, canonical(arguments)])
+    return hashlib.sha256(bound.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ApprovalStore:
@@ -81,7 +86,7 @@ class ApprovalStore:
         try:
             approval = Approval(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
-            return None
+            return None  # unreadable, or written by another version: it grants nothing
         if approval.status in ("pending", "granted") and approval.expires < time.time():
             approval.status = "expired"
         return approval
@@ -92,9 +97,18 @@ class ApprovalStore:
         found = [self._load(p) for p in sorted(self.directory.glob("*.json"))]
         return sorted((a for a in found if a is not None), key=lambda a: a.created)
 
-    def request(self, call: str, arguments: dict[str, Any], preview: dict[str, Any], reason: str) -> Approval:
+    def request(
+        self,
+        call: str,
+        arguments: dict[str, Any],
+        preview: dict[str, Any],
+        reason: str,
+        *,
+        root: str = "",
+        policy: str = "",
+    ) -> Approval:
         """A pending approval for this exact call, reusing one that is still pending."""
-        digest = arguments_digest(call, arguments)
+        digest = arguments_digest(call, arguments, root, policy)
         with self._locked():
             for existing in self._all():
                 if existing.digest == digest and existing.status == "pending":
@@ -109,6 +123,8 @@ class ApprovalStore:
                 created=now,
                 expires=now + self.ttl_s,
                 uses_left=self.uses,
+                root=root,
+                policy=policy,
             )
             self._save(approval)
             return approval
@@ -127,13 +143,17 @@ class ApprovalStore:
             approval.status = "granted" if grant else "declined"
             approval.decided_by = by
             if grant:
+                # The approving human's settings bound the grant, whatever the server asked for.
                 approval.expires = time.time() + self.ttl_s
+                approval.uses_left = min(approval.uses_left, self.uses)
             self._save(approval)
             return approval
 
-    def consume(self, call: str, arguments: dict[str, Any]) -> Approval | None:
-        """Use up one grant for exactly this call, if there is one."""
-        digest = arguments_digest(call, arguments)
+    def consume(
+        self, call: str, arguments: dict[str, Any], *, root: str = "", policy: str = ""
+    ) -> Approval | None:
+        """Use up one grant for exactly this call in this place, if there is one."""
+        digest = arguments_digest(call, arguments, root, policy)
         with self._locked():
             for approval in self._all():
                 if approval.digest == digest and approval.status == "granted" and approval.uses_left > 0:
@@ -143,6 +163,14 @@ class ApprovalStore:
                     self._save(approval)
                     return approval
         return None
+
+    def get(self, approval_id: str) -> Approval:
+        """One approval by ID."""
+        path = self._path(approval_id)
+        approval = self._load(path) if path.exists() else None
+        if approval is None:
+            raise ApprovalError(f"no approval {approval_id!r}; `onrecord approvals` lists the pending ones")
+        return approval
 
     def pending(self) -> list[Approval]:
         return [a for a in self._all() if a.status == "pending"]

@@ -179,6 +179,7 @@ class AccountableServer(MCPServer):
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
+        self._policy_digest = settings.policy_digest()
 
     async def run_stdio_async(self) -> None:
         """Serve over stdio, answering malformed messages instead of dropping them (common.wire)."""
@@ -445,7 +446,9 @@ class AccountableServer(MCPServer):
         call_id: str,
     ) -> Refused | InputRequiredResult | None:
         """None when the call may run (a grant was consumed or the human said yes); else why not."""
-        granted = self.approvals.consume(qualified, arguments)
+        granted = self.approvals.consume(
+            qualified, arguments, root=str(self.config.root), policy=self._policy_digest
+        )
         if granted is not None:
             self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
             return None
@@ -486,7 +489,14 @@ class AccountableServer(MCPServer):
                 Outcome("declined"),
                 f"The human declined the call to {qualified} ({action}). Do not retry it unchanged.",
             )
-        pending = self.approvals.request(qualified, arguments, shown_args, decision.reason)
+        pending = self.approvals.request(
+            qualified,
+            arguments,
+            shown_args,
+            decision.reason,
+            root=str(self.config.root),
+            policy=self._policy_digest,
+        )
         self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
         return Refused(
             Outcome("pending_approval", approval_id=pending.id),
@@ -585,18 +595,12 @@ def _pending_message(qualified: str, decision: Decision, pending: Approval) -> s
 
 def _session_fields(settings: Settings) -> dict[str, Any]:
     """Root, HEAD, git user and policy digest for the session_start record."""
-    policy = {
-        "mode": settings.mode,
-        "default": settings.default,
-        "annotations": settings.annotation_defaults,
-        "rules": [[r.action, r.text, r.file] for r in settings.rules],
-    }
     return {
         "version": __version__,
         "root": str(settings.root),
         "head": Git(settings.root).head_sync() if (settings.root / ".git").exists() else None,
         "git_user": _git_user(settings.root),
-        "policy_digest": "sha256:" + hashlib.sha256(canonical(policy).encode("utf-8")).hexdigest(),
+        "policy_digest": settings.policy_digest(),
         "policy_mode": settings.mode,
         "policy_files": [str(f) for f in settings.files],
         "project_refused": settings.refused,

@@ -60,3 +60,51 @@ def test_multi_use_grants_count_down(tmp_path: Path) -> None:
     assert store.consume("t.x", {}) is not None
     assert store.consume("t.x", {}) is not None
     assert store.consume("t.x", {}) is None
+
+
+def test_a_grant_binds_the_root_and_the_policy(tmp_path: Path) -> None:
+    store = ApprovalStore(tmp_path / "a")
+    pending = store.request("repo.read_file", {"path": "x"}, {}, "r", root="/srv/a", policy="sha256:1")
+    store.decide(pending.id, grant=True, by="ada")
+    assert store.consume("repo.read_file", {"path": "x"}, root="/srv/b", policy="sha256:1") is None
+    assert store.consume("repo.read_file", {"path": "x"}, root="/srv/a", policy="sha256:2") is None
+    assert store.consume("repo.read_file", {"path": "x"}, root="/srv/a", policy="sha256:1") is not None
+
+
+def test_the_approving_humans_settings_bound_ttl_and_uses(tmp_path: Path) -> None:
+    asked_by_server = ApprovalStore(tmp_path / "a", ttl_s=900, uses=5)
+    pending = asked_by_server.request("t.x", {}, {}, "r")
+    granted = ApprovalStore(tmp_path / "a", ttl_s=60, uses=1).decide(pending.id, grant=True, by="ada")
+    assert granted.uses_left == 1 and 55 <= granted.expires - time.time() <= 60
+
+
+@pytest.mark.anyio
+async def test_a_grant_for_project_a_is_not_consumed_by_the_same_call_in_project_b(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mcp import Client
+
+    from clients.cli import main
+    from servers.repo.server import build_server
+    from tests.helpers import make_repo, settings_for
+
+    policy = '[policy]\nask = ["repo.read_file(path=deploy/**)"]\n'
+    user = tmp_path / "config" / "onrecord" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(policy + "[approvals]\nttl_s = 60\n", encoding="utf-8")
+    a = make_repo(tmp_path / "a", {"deploy/prod.toml": "A-SECRET\n"})
+    b = make_repo(tmp_path / "b", {"deploy/prod.toml": "B-SECRET\n"})
+    server_a, server_b = build_server(settings_for(a)), build_server(settings_for(b))
+    async with Client(server_a, mode="legacy") as ca, Client(server_b, mode="legacy") as cb:
+        asked = await ca.call_tool("read_file", {"path": "deploy/prod.toml"})
+        approval_id = asked.content[0].text.split("pending approval ")[1].split()[0]  # type: ignore[union-attr]
+        assert main(["approvals"]) == 0
+        listed = capsys.readouterr().out
+        assert approval_id in listed and str(a) in listed  # the table names the root
+        assert main(["approve", approval_id]) == 0
+        said = capsys.readouterr().out
+        assert f"in {a}" in said and "within 1 min" in said  # the user's ttl_s = 60
+        from_b = await cb.call_tool("read_file", {"path": "deploy/prod.toml"})
+        assert from_b.is_error and "B-SECRET" not in from_b.content[0].text  # type: ignore[union-attr]
+        from_a = await ca.call_tool("read_file", {"path": "deploy/prod.toml"})
+        assert not from_a.is_error and "A-SECRET" in from_a.content[0].text  # type: ignore[union-attr]
