@@ -17,6 +17,9 @@ demo: $(BIN)/onrecord
 lint: $(BIN)/onrecord
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pyright
 
+# -X warn_default_encoding makes Python emit EncodingWarning, which pyproject turns into an error:
+# every text file we open names its encoding.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/python -X warn_default_encoding -m pytest -q

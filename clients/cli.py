@@ -72,7 +72,7 @@ async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
 
     from clients.stdio import server_params
 
-    async def ask_human(_ctx: Any, params: Any) -> ElicitResult:
+    async def ask_human(context: Any, params: Any) -> ElicitResult:
         sys.stderr.write(f"\n{params.message}\nApprove? [y/N] ")
         sys.stderr.flush()
         answer = sys.stdin.readline().strip().lower()

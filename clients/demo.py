@@ -209,7 +209,7 @@ async def run_demo(keep: bool = False) -> int:
     print(f"Sample project: {project} (git repo, 3 commits)")
     print(f"Policy:         {policy}\n{textwrap.indent(DEMO_POLICY, '    ')}")
 
-    async def human(_ctx: Any, params: Any) -> ElicitResult:
+    async def human(context: Any, params: Any) -> ElicitResult:
         print(f"    [host asks the human] {params.message}")
         print("    [human] approves")
         return ElicitResult(action="accept", content={"approve": True})

@@ -56,7 +56,7 @@ def encode_cursor(kind: str, **state: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def cursor_position(cursor: str | None, kind: str, field: str = "o", **expected: Any) -> int:
+def cursor_position(cursor: str | None, kind: str, expected: dict[str, Any], field: str = "o") -> int:
     """The position a cursor issued by `encode_cursor(kind, ...)` holds in `field`, for a call with
     the same `expected` keys; 0 without a cursor. A cursor a client made up is a clear error."""
     if not cursor:

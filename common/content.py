@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import anyio
 from pydantic import BaseModel
 
+from common.budget import Envelope
 from common.errors import OnrecordError
 
 MAX_NAMED = 50
@@ -213,10 +214,9 @@ def wrap(fn: Callable[..., Any], *, is_async: bool) -> Callable[..., Any]:
 
 
 def _tell_envelope(result: Any, gate: Gate) -> None:
-    fields = type(result).model_fields if isinstance(result, BaseModel) else {}
-    if "excluded_by_policy" in fields:
-        result.excluded_by_policy = len(gate.excluded) + gate.hidden
-    if "excluded_files" in fields:
-        result.excluded_files = gate.excluded[:MAX_NAMED]
-    if "note" in fields and (note := gate.note()):
+    if not isinstance(result, Envelope):
+        return
+    result.excluded_by_policy = len(gate.excluded) + gate.hidden
+    result.excluded_files = gate.excluded[:MAX_NAMED]
+    if note := gate.note():
         result.note = f"{result.note}; {note}" if result.note else note

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from common.errors import OnrecordError
 
@@ -175,7 +175,7 @@ def run_sync(
     """The blocking twin of `run`, for code that is not on an event loop."""
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(list(argv), **_spawn_options(cwd, env))
+        proc = cast("subprocess.Popen[bytes]", subprocess.Popen(list(argv), **_spawn_options(cwd, env)))
     except OSError as exc:
         raise ProcessError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
     timed_out = False

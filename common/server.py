@@ -17,6 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -607,7 +608,7 @@ def _session_fields(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _git_user(root: os.PathLike[str]) -> str | None:
+def _git_user(root: Path) -> str | None:
     try:
         result = procs.run_sync(
             ["git", "-c", "core.fsmonitor=false", "config", "--get", "user.email"], cwd=root, timeout_s=5

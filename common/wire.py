@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
-from mcp.shared._context_streams import create_context_streams
+from anyio.abc import TaskGroup
+from mcp.shared._context_streams import ContextReceiveStream, ContextSendStream, create_context_streams
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
@@ -24,10 +24,10 @@ MAX_ID_CHARS = 200
 
 
 async def screen(
-    read_stream: ObjectReceiveStream[SessionMessage | Exception],
-    write_stream: ObjectSendStream[SessionMessage],
+    read_stream: ContextReceiveStream[SessionMessage | Exception],
+    write_stream: ContextSendStream[SessionMessage],
     tg: TaskGroup,
-) -> ObjectReceiveStream[SessionMessage | Exception]:
+) -> ContextReceiveStream[SessionMessage | Exception]:
     """A read stream like `read_stream` whose malformed items are answered on `write_stream`."""
     forward, screened = create_context_streams[SessionMessage | Exception](0)
 

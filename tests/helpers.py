@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from mcp.types import CallToolResult, TextContent
+
 from common.config import Settings, load_settings
 from common.server import AccountableServer
 from servers import SERVERS
@@ -64,6 +66,13 @@ def settings_for(
     for key, value in overrides.items():
         setattr(settings, key, value)
     return settings
+
+
+def first_text(result: CallToolResult) -> str:
+    """The text of a result's first block (tool results here are always text)."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
 
 
 def records(server: AccountableServer) -> list[dict[str, Any]]:

@@ -74,9 +74,8 @@ async def list_files(
         raise WorkspaceError(f"path {path!r} is a file, not a directory; use read_file to read it")
     limit = clamp(limit, 1, MAX_LIST, 200)
     depth = clamp(max_depth, 1, 64, 64) if max_depth is not None else None
-    offset = cursor_position(
-        cursor, "list_files", path=resolved.relative, pattern=pattern, depth=depth, ignored=include_ignored
-    )
+    key = {"path": resolved.relative, "pattern": pattern, "depth": depth, "ignored": include_ignored}
+    offset = cursor_position(cursor, "list_files", key)
     names = await project_files(ctx, resolved.relative, include_ignored=include_ignored)
     entries = await offload.run(_entries, ctx, names, pattern, depth, resolved.relative)
     entries.sort(key=lambda e: e.path)

@@ -177,7 +177,7 @@ async def git_log(
     _ = ctx.git.git_dir  # refuse a repository outside the root before anything else
     limit = clamp(limit, 1, MAX_LOG, 20)
     key = {"path": path, "rev": rev, "author": author, "since": since, "until": until, "grep": grep}
-    skip = cursor_position(cursor, "git_log", **key)
+    skip = cursor_position(cursor, "git_log", key)
     args = ["log", _LOG_FORMAT, "--numstat", "--no-color", "--no-ext-diff", "--no-textconv"]
     args += ["--regexp-ignore-case", "--fixed-strings"]
     if author is not None:
@@ -239,17 +239,17 @@ _OLD_PATH = re.compile(r"^(?:rename|copy) from (.*)$", re.MULTILINE)
 def _split_patch(text: str) -> list[tuple[str, str, list[str]]]:
     """A patch as (path, file header, [hunks])."""
     files: list[tuple[str, str, list[str]]] = []
-    current: tuple[str, list[str], list[str]] | None = None
+    current: tuple[str, list[str], list[list[str]]] | None = None
     for line in text.split("\n"):
         m = _DIFF_HEADER.match(line)
         if m:
             if current:
                 files.append((current[0], "\n".join(current[1]), ["\n".join(h) for h in current[2]]))
             current = (m.group(2), [line], [])
-            hunks: list[list[str]] = current[2]  # type: ignore[assignment]
             continue
         if current is None:
             continue
+        hunks = current[2]
         if line.startswith("@@"):
             hunks.append([line])
         elif hunks:
@@ -332,7 +332,7 @@ async def git_diff(
     then the files left out and how to get them. With no arguments: unstaged changes."""
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 3)
     key = {"base": base, "target": target, "staged": staged, "path": path, "u": context_lines}
-    start = cursor_position(cursor, "git_diff", "h", **key)
+    start = cursor_position(cursor, "git_diff", key, "h")
     revs: list[str] = []
     if target is not None and base is None:
         base = "HEAD"

@@ -108,7 +108,7 @@ async def search(
     limit = clamp(limit, 1, MAX_MATCHES, 100)
     context_lines = clamp(context_lines, 0, MAX_CONTEXT, 0)
     key = {"q": query, "re": regex, "cs": case_sensitive, "g": path_glob, "c": context_lines}
-    offset = cursor_position(cursor, "search", **key)
+    offset = cursor_position(cursor, "search", key)
     outputs, cut = await grep_raw(ctx, query, regex=regex, case_sensitive=case_sensitive)
     page, total = await offload.run(_count_and_page, outputs, path_glob, offset, limit)
     files: list[FileMatches] = []

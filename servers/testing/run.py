@@ -6,7 +6,7 @@ import json
 import re
 import secrets
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -206,7 +206,7 @@ def failures(project: Project, events: list[dict[str, Any]]) -> list[Failure]:
     out: list[Failure] = []
     for e in events:
         if e["e"] == "collect_error":
-            message = (e.get("message") or "").strip().splitlines()
+            message = str(e.get("message") or "").strip().splitlines()
             out.append(
                 Failure(
                     node_id=e["nodeid"] or "(collection)",
@@ -227,7 +227,7 @@ def failures(project: Project, events: list[dict[str, Any]]) -> list[Failure]:
                     phase=e["when"],
                     message=(crash.get("message") or "").strip().splitlines()[0][:500]
                     if crash.get("message")
-                    else _first_error_line((e.get("longrepr") or "").splitlines()),
+                    else _first_error_line(str(e.get("longrepr") or "").splitlines()),
                     location=location,
                     traceback=_trim(e.get("longrepr") or ""),
                 )
@@ -267,11 +267,12 @@ def groups(found: list[Failure]) -> list[FailureGroup]:
 
 
 def slowest(events: list[dict[str, Any]], n: int = 10) -> list[Slow]:
-    durations: Counter[str] = Counter()
+    durations: dict[str, float] = defaultdict(float)
     for e in events:
         if e["e"] == "report":
             durations[e["nodeid"]] += float(e.get("duration") or 0.0)
-    return [Slow(node_id=k, duration_s=round(v, 3)) for k, v in durations.most_common(n)]
+    ranked = sorted(durations.items(), key=lambda kv: -kv[1])[:n]
+    return [Slow(node_id=k, duration_s=round(v, 3)) for k, v in ranked]
 
 
 def running_at_end(events: list[dict[str, Any]]) -> str | None:

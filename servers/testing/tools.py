@@ -72,7 +72,7 @@ async def discover_tests(
     Collection imports the project's test modules."""
     limit = clamp(limit, 1, 5000, 500)
     key = {"path": path, "k": keyword, "m": marker}
-    offset = cursor_position(cursor, "discover_tests", **key)
+    offset = cursor_position(cursor, "discover_tests", key)
     args = ["-p", "onrecord_pytest", "-q", "--color=no", "--collect-only"]
     if (k := expression(keyword, "keyword")) is not None:
         args += ["-k", k]
@@ -107,7 +107,8 @@ async def discover_tests(
         next_cursor=encode_cursor("discover_tests", o=nxt, **key) if more else None,
         note=join_notes(
             more and f"{len(node_ids) - nxt} more node ids; pass next_cursor",
-            errors and f"{len(errors)} collection error(s): those files' tests are missing from the list",
+            bool(errors)
+            and f"{len(errors)} collection error(s): those files' tests are missing from the list",
         ),
     )
 

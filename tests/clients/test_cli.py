@@ -13,7 +13,7 @@ from clients.cli import main
 from clients.stdio import server_params
 from common.approvals import ApprovalStore
 from common.audit import verify_dir
-from tests.helpers import make_repo
+from tests.helpers import first_text, make_repo
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +58,7 @@ def test_call_prints_the_structured_result(project: Path) -> None:
         ],
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=60,
         env=os.environ.copy(),
     )
@@ -179,7 +180,7 @@ async def test_serve_all_over_streamable_http_for_a_team(project: Path) -> None:
                     await anyio.sleep(0.1)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             result = await client.call_tool("read_file", {"path": ".env"})
-            assert result.is_error and "built-in default denies" in result.content[0].text
+            assert result.is_error and "built-in default denies" in first_text(result)
             ok = await client.call_tool("git_log", {"limit": 1})
             assert ok.is_error is False and ok.structured_content["commits"][0]["subject"] == "initial"
     finally:

@@ -86,7 +86,7 @@ async def test_a_grant_for_project_a_is_not_consumed_by_the_same_call_in_project
 
     from clients.cli import main
     from servers.repo.server import build_server
-    from tests.helpers import make_repo, settings_for
+    from tests.helpers import first_text, make_repo, settings_for
 
     policy = '[policy]\nask = ["repo.read_file(path=deploy/**)"]\n'
     user = tmp_path / "config" / "onrecord" / "config.toml"
@@ -97,7 +97,7 @@ async def test_a_grant_for_project_a_is_not_consumed_by_the_same_call_in_project
     server_a, server_b = build_server(settings_for(a)), build_server(settings_for(b))
     async with Client(server_a, mode="legacy") as ca, Client(server_b, mode="legacy") as cb:
         asked = await ca.call_tool("read_file", {"path": "deploy/prod.toml"})
-        approval_id = asked.content[0].text.split("pending approval ")[1].split()[0]  # type: ignore[union-attr]
+        approval_id = first_text(asked).split("pending approval ")[1].split()[0]  # type: ignore[union-attr]
         assert main(["approvals"]) == 0
         listed = capsys.readouterr().out
         assert approval_id in listed and str(a) in listed  # the table names the root
@@ -105,6 +105,6 @@ async def test_a_grant_for_project_a_is_not_consumed_by_the_same_call_in_project
         said = capsys.readouterr().out
         assert f"in {a}" in said and "within 1 min" in said  # the user's ttl_s = 60
         from_b = await cb.call_tool("read_file", {"path": "deploy/prod.toml"})
-        assert from_b.is_error and "B-SECRET" not in from_b.content[0].text  # type: ignore[union-attr]
+        assert from_b.is_error and "B-SECRET" not in first_text(from_b)  # type: ignore[union-attr]
         from_a = await ca.call_tool("read_file", {"path": "deploy/prod.toml"})
-        assert not from_a.is_error and "A-SECRET" in from_a.content[0].text  # type: ignore[union-attr]
+        assert not from_a.is_error and "A-SECRET" in first_text(from_a)  # type: ignore[union-attr]

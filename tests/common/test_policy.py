@@ -11,9 +11,24 @@ from common.policy import Policy, parse_rule, path_matches
 from tests.helpers import settings_for
 
 PATH_ARG = {"path": PATH}
-READ_ONLY = {"read_only": True, "destructive": False, "idempotent": True, "open_world": False}
-DESTRUCTIVE = {"read_only": False, "destructive": True, "idempotent": False, "open_world": False}
-OPEN_WORLD = {"read_only": True, "destructive": False, "idempotent": True, "open_world": True}
+READ_ONLY: dict[str, bool | None] = {
+    "read_only": True,
+    "destructive": False,
+    "idempotent": True,
+    "open_world": False,
+}
+DESTRUCTIVE: dict[str, bool | None] = {
+    "read_only": False,
+    "destructive": True,
+    "idempotent": False,
+    "open_world": False,
+}
+OPEN_WORLD: dict[str, bool | None] = {
+    "read_only": True,
+    "destructive": False,
+    "idempotent": True,
+    "open_world": True,
+}
 
 
 def policy(tmp_path: Path, text: str) -> Policy:

@@ -54,6 +54,7 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 async def test_cancellation_kills_the_whole_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "pid"
+    grandchild = 0
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             lambda: procs.run([sys.executable, "-c", FORKER, str(marker)], cwd=tmp_path, timeout_s=60)

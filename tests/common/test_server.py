@@ -16,7 +16,7 @@ from common.approvals import ApprovalStore
 from common.audit import verify_file
 from common.errors import OnrecordError
 from common.server import AccountableServer
-from tests.helpers import of_type, records, settings_for
+from tests.helpers import first_text, of_type, records, settings_for
 
 pytestmark = pytest.mark.anyio
 ERAS = ["legacy", "auto"]
@@ -115,7 +115,7 @@ async def test_allowed_call_runs_and_writes_call_then_result(tmp_path: Path, mod
     assert call["client"] == "mcp/0.1.0"
     assert res["status"] == "ok" and res["call_id"] == call["call_id"]
     assert res["size"] > 0 and res["digest"].startswith("sha256:") and "hihi" in res["preview"]
-    assert verify_file(server.audit.path).ok
+    assert server.audit.path is not None and verify_file(server.audit.path).ok
 
 
 @pytest.mark.parametrize("mode", ERAS)
@@ -125,7 +125,7 @@ async def test_denied_call_does_not_run_and_names_the_rule(tmp_path: Path, mode:
         denied = await client.call_tool("echo", {"text": "secret plans"})
         allowed = await client.call_tool("echo", {"text": "public"})
     assert denied.is_error is True
-    assert "kit.echo(text=secret*)" in denied.content[0].text and "policy" in denied.content[0].text
+    assert "kit.echo(text=secret*)" in first_text(denied) and "policy" in first_text(denied)
     assert allowed.is_error is False
     assert RAN == ["echo"]  # only the allowed call ran
     (call, res), _ = pair(server)
@@ -154,7 +154,7 @@ async def test_ask_declined_by_the_human_does_not_run(tmp_path: Path, mode: str)
     server = make_server(tmp_path)
     async with Client(server, mode=mode, elicitation_callback=approve_with(False)) as client:
         result = await client.call_tool("reset_branch", {"name": "main"})
-    assert result.is_error is True and "declined" in result.content[0].text
+    assert result.is_error is True and "declined" in first_text(result)
     assert RAN == []
     assert of_type(server, "approval")[-1]["action"] == "declined"
     assert of_type(server, "result")[-1]["status"] == "declined"
@@ -168,7 +168,7 @@ async def test_ask_without_elicitation_fails_closed_then_out_of_band_approval_al
     async with Client(server, mode=mode) as client:
         first = await client.call_tool("reset_branch", {"name": "main"})
         assert first.is_error is True
-        text = first.content[0].text
+        text = first_text(first)
         assert "onrecord approve" in text and "retry the same call" in text
         approval_id = of_type(server, "approval")[-1]["approval_id"]
         assert approval_id in text
@@ -210,7 +210,7 @@ async def test_validation_error_is_recorded_with_both_records(tmp_path: Path, mo
     server = make_server(tmp_path)
     async with Client(server, mode=mode) as client:
         result = await client.call_tool("echo", {"text": 123})
-    assert result.is_error is True and "validation error" in result.content[0].text
+    assert result.is_error is True and "validation error" in first_text(result)
     ((call, res),) = pair(server)
     assert call["arguments"] == {"text": 123}
     assert res["status"] == "invalid_arguments" and "text" in res["error"]
@@ -221,7 +221,7 @@ async def test_crash_is_hidden_from_the_model_but_recorded(tmp_path: Path, mode:
     server = make_server(tmp_path)
     async with Client(server, mode=mode) as client:
         result = await client.call_tool("crash", {"n": 7})
-    assert result.is_error is True and result.content[0].text == "Error executing tool crash"
+    assert result.is_error is True and first_text(result) == "Error executing tool crash"
     res = of_type(server, "result")[-1]
     assert res["status"] == "crashed" and "internal detail 7" in res["error"]
 
@@ -233,7 +233,7 @@ async def test_onrecord_errors_reach_the_model_verbatim(tmp_path: Path, mode: st
         result = await client.call_tool("refuse", {"path": "../x"})
     assert result.is_error is True
     assert (
-        result.content[0].text
+        first_text(result)
         == "Error executing tool refuse: path '../x' is not allowed here; pass a path inside the root"
     )
     assert of_type(server, "result")[-1]["status"] == "tool_error"
@@ -244,7 +244,7 @@ async def test_unknown_tool_is_recorded(tmp_path: Path, mode: str) -> None:
     server = make_server(tmp_path)
     async with Client(server, mode=mode) as client:
         result = await client.call_tool("drop_database", {"really": True})
-    assert result.is_error is True and "Unknown tool" in result.content[0].text
+    assert result.is_error is True and "Unknown tool" in first_text(result)
     ((call, res),) = pair(server)
     assert call["tool"] == "kit.drop_database" and res["status"] == "unknown_tool"
 
@@ -254,7 +254,7 @@ async def test_timeout_stops_the_tool_and_is_recorded(tmp_path: Path) -> None:
     async with Client(server, mode="legacy") as client:
         with anyio.fail_after(5):
             result = await client.call_tool("slow", {"seconds": 30})
-    assert result.is_error is True and "call limit" in result.content[0].text
+    assert result.is_error is True and "call limit" in first_text(result)
     res = of_type(server, "result")[-1]
     assert res["status"] == "timeout" and res["duration_ms"] < 3000
 
@@ -299,6 +299,7 @@ async def test_every_record_chains_and_each_call_is_written_before_the_tool_runs
         for _ in range(3):
             await client.call_tool("probe", {})
     assert seen_before_run == [1, 2, 3]
+    assert server.audit.path is not None
     report = verify_file(server.audit.path)
     assert report.ok and len(report.records) == 7
 
@@ -311,9 +312,7 @@ async def test_an_unwritable_audit_log_fails_closed_with_a_clear_error(tmp_path:
     async with Client(server, mode="legacy") as client:
         result = await client.call_tool("echo", {"text": "x"})
     assert result.is_error is True
-    assert (
-        "cannot be written" in result.content[0].text and "no call runs unrecorded" in result.content[0].text
-    )
+    assert "cannot be written" in first_text(result) and "no call runs unrecorded" in first_text(result)
     assert RAN == []
 
 

@@ -9,7 +9,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from servers.repo.server import build_server
-from tests.helpers import commit, make_repo, settings_for
+from tests.helpers import commit, first_text, make_repo, settings_for
 
 Call = Callable[..., Awaitable[CallToolResult]]
 
@@ -83,11 +83,11 @@ async def call(repo: Path, tmp_path: Path) -> AsyncIterator[Call]:
 
 
 def ok(result: CallToolResult) -> dict[str, Any]:
-    assert result.is_error is False, result.content[0].text if result.content else result
+    assert result.is_error is False, first_text(result) if result.content else result
     assert result.structured_content is not None
     return result.structured_content
 
 
 def err(result: CallToolResult) -> str:
     assert result.is_error is True, result.structured_content
-    return result.content[0].text
+    return first_text(result)

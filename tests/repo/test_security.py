@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 
 from servers.repo.server import build_server
-from tests.helpers import commit, git, make_repo, of_type, settings_for, write
+from tests.helpers import commit, first_text, git, make_repo, of_type, settings_for, write
 from tests.repo.conftest import Call, err, ok
 
 pytestmark = pytest.mark.anyio
@@ -269,7 +269,7 @@ async def test_a_booby_trapped_repository_runs_none_of_its_programs(tmp_path: Pa
     async with Client(server, mode="legacy") as client:
         for tool, args in calls:
             result = await client.call_tool(tool, args)
-            assert not result.is_error, (tool, result.content[0].text)
+            assert not result.is_error, (tool, first_text(result))
     assert not marker.exists(), marker.read_text(encoding="utf-8")
     # The diff shows the raw change, not a textconv'd or filtered one.
     async with Client(server, mode="legacy") as client:
@@ -296,7 +296,7 @@ async def test_a_git_file_pointing_outside_the_root_is_refused(tmp_path: Path) -
         for tool in ("git_status", "git_log", "overview"):
             result = await client.call_tool(tool, {})
             if result.is_error:
-                assert "outside the workspace root" in result.content[0].text
+                assert "outside the workspace root" in first_text(result)
             else:
                 assert (
                     result.structured_content.get("head") is None
@@ -333,7 +333,7 @@ async def test_secrets_files_are_refused_by_the_default_policy_and_the_record_sa
     async with Client(server, mode="legacy") as client:
         for path in (".env", "certs/server.pem"):
             result = await client.call_tool("read_file", {"path": path})
-            assert result.is_error and "built-in default denies" in result.content[0].text
+            assert result.is_error and "built-in default denies" in first_text(result)
         assert (await client.call_tool("read_file", {"path": ".env.example"})).is_error is False
         listing = (await client.call_tool("list_files", {"include_ignored": True})).structured_content
         assert {e["path"] for e in listing["entries"]} == {"README.md", ".env.example", "deploy.md"}
@@ -383,7 +383,6 @@ async def test_overview_shows_remotes_with_credentials_redacted(call: Call, repo
         "s3cr3tPa55" not in data["remotes"]["origin"]
         and "git.example.com/app.git" in data["remotes"]["origin"]
     )
-    audit = "".join(
-        p.read_text(encoding="utf-8") for p in Path(call.server.config.audit_path).rglob("*.jsonl")
-    )  # type: ignore[attr-defined]
+    server = call.server  # type: ignore[attr-defined]
+    audit = "".join(p.read_text(encoding="utf-8") for p in Path(server.config.audit_path).rglob("*.jsonl"))
     assert "s3cr3tPa55" not in audit

@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 
 from servers.repo.server import build_server
-from tests.helpers import make_repo, settings_for
+from tests.helpers import first_text, make_repo, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +38,7 @@ async def test_a_slow_find_symbol_is_stopped_by_the_call_limit_while_other_calls
             started = time.monotonic()
             result = await client.call_tool("find_symbol", {"name": "target", "include_references": True})
             slow["seconds"] = time.monotonic() - started
-            slow["text"] = result.content[0].text  # type: ignore[union-attr]
+            slow["text"] = first_text(result)  # type: ignore[union-attr]
 
         async def read_while_it_runs() -> None:
             await anyio.sleep(0.3)

@@ -109,7 +109,7 @@ def make_client(tmp_path: Path) -> Callable[..., Any]:
                 call.server = server  # type: ignore[attr-defined]
                 return call
 
-            async def __aexit__(self, *exc: object) -> None:
+            async def __aexit__(self, *exc: Any) -> None:
                 await self.client.__aexit__(*exc)
 
         return Session()
