@@ -83,10 +83,6 @@ class AuditLog:
         self._dirty = False
         self._lock = threading.Lock()
 
-    @property
-    def session_id(self) -> str | None:
-        return self.path.stem if self.path else None
-
     def _open(self) -> None:
         now = datetime.now(UTC)
         day = self.directory / now.strftime("%Y-%m-%d")
