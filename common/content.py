@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,6 +110,8 @@ class Gate:
 
     def filter(self, result: Any) -> Any:
         """The result with every FileText the policy withholds taken out."""
+        if not isinstance(result, BaseModel) or not carries_file_text(type(result)):
+            return result
         if isinstance(result, FileText) and not self._item_ok(result):
             replacement = result.withheld()
             if replacement is None:
@@ -172,6 +175,25 @@ class Gate:
         return "; ".join(parts) + (
             "; a human can allow them by changing the policy (`onrecord policy explain` shows the rule)"
         )
+
+
+@functools.cache
+def carries_file_text(model: type[BaseModel]) -> bool:
+    """Whether instances of `model` can hold a FileText anywhere (decided once per class)."""
+    if issubclass(model, FileText):
+        return True
+    seen: set[type] = {model}
+    todo: list[Any] = [f.annotation for f in model.model_fields.values()]
+    while todo:
+        hint = todo.pop()
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            if issubclass(hint, FileText):
+                return True
+            if hint not in seen:
+                seen.add(hint)
+                todo += [f.annotation for f in hint.model_fields.values()]
+        todo += list(typing.get_args(hint))
+    return False
 
 
 _CURRENT: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("onrecord_gate", default=None)

@@ -183,6 +183,11 @@ _DECODED = {"%3d": "=", "%3a": ":", "%22": '"', "%27": "'", '\\"': '"', "\\'": "
 def _view(text: str) -> str:
     if "\\" not in text and "%" not in text and "\x1b" not in text:
         return text
+    # The common two-character escapes at C speed; the regex below handles what is left.
+    for escape in ("\\n", "\\t", "\\r"):
+        text = text.replace(escape, "  ")
+    if "\\" not in text and "%" not in text and "\x1b" not in text:
+        return text
 
     def plain(m: re.Match[str]) -> str:
         token = m.group(0)

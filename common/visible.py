@@ -23,3 +23,8 @@ def _escape(m: re.Match[str]) -> str:
 def visible(text: str, *, keep_lines: bool = False) -> str:
     """`text` with every control character shown as an escape (tabs and newlines kept if asked)."""
     return (_KEEP_LINES if keep_lines else _ALL).sub(_escape, text)
+
+
+def visible_lines(text: str) -> str:
+    """`visible(text, keep_lines=True)`, for hot loops over a file's lines."""
+    return _KEEP_LINES.sub(_escape, text)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from common.budget import CHARS_PER_TOKEN, DEFAULT_MAX_TOKENS
 from common.git import Git, GitError
-from common.visible import visible as shown
+from common.visible import visible_lines
 from common.workspace import Workspace, WorkspaceError
 
 BINARY_SNIFF = 8192
@@ -57,9 +57,8 @@ class RepoContext:
         return normal
 
 
-def visible(text: str) -> str:
-    """Make control characters visible (tabs and newlines are a file's own)."""
-    return shown(text, keep_lines=True)
+# Make control characters visible (tabs and newlines are a file's own).
+visible = visible_lines
 
 
 def decode(data: bytes) -> tuple[str, str]:

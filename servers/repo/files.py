@@ -188,13 +188,14 @@ def window(
     used = 0
     cut_lines = 0
     n = start
+    budget = ctx.max_chars
     while n <= last:
         line = visible(lines[n - 1])
         if len(line) > MAX_LINE_CHARS:
             line = line[:MAX_LINE_CHARS] + f"… [{len(line) - MAX_LINE_CHARS} more chars]"
             cut_lines += 1
         piece = f"{n}\t{line}"
-        if used + len(piece) + 1 > ctx.max_chars and out:
+        if used + len(piece) + 1 > budget and out:
             break
         out.append(piece)
         used += len(piece) + 1
