@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import procs
@@ -62,14 +63,14 @@ class GitError(OnrecordError):
     """A revision, path or repository was refused, or git failed."""
 
 
-def safe_env(root: Path, git_dir: Path) -> dict[str, str]:
+def safe_env(work_tree: Path, git_dir: Path) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(git_dir),  # never the user's: no ~/.gitconfig, no credential stores
         "LC_ALL": "C",
         "GIT_DIR": str(git_dir),
-        "GIT_WORK_TREE": str(root),
-        "GIT_CEILING_DIRECTORIES": str(root.parent),
+        "GIT_WORK_TREE": str(work_tree),
+        "GIT_CEILING_DIRECTORIES": str(work_tree.parent),
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": "/dev/null",
         "GIT_ATTR_NOSYSTEM": "1",
@@ -88,26 +89,114 @@ def safe_env(root: Path, git_dir: Path) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where a root's repository lives: its git directory, the top of its work tree, and the root's
+    place inside that work tree ("" when the root is the top)."""
+
+    git_dir: Path
+    work_tree: Path
+    prefix: str = ""
+
+
 def find_git_dir(root: Path) -> Path:
-    """The repository directory for root; refuse a .git that leads outside the root."""
-    dot_git = root / ".git"
-    if not os.path.lexists(dot_git):
-        raise GitError(f"{str(root)!r} is not a git repository (no .git); git tools need one")
-    target = Path(os.path.realpath(dot_git))
-    if dot_git.is_file() and not dot_git.is_symlink():
-        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
-        if not text.startswith("gitdir:"):
-            raise GitError(f"{str(dot_git)!r} is a file but not a 'gitdir:' pointer")
-        pointed = Path(text.removeprefix("gitdir:").strip())
-        target = Path(os.path.realpath(root / pointed))
-    if not (target == root or target.is_relative_to(root)):
-        raise GitError(
-            f"{str(dot_git)!r} points to {str(target)!r}, outside the workspace root; "
-            "such repositories are refused because their config and hooks are not the project's"
-        )
-    if not target.is_dir():
+    return find_layout(root).git_dir
+
+
+def find_layout(root: Path) -> Layout:
+    """The repository for `root`: its own `.git`, or the one of a repository it lies inside.
+
+    A `.git` file is followed only when git's own back-link confirms it: a linked worktree's admin
+    directory names this `.git` in its `gitdir` file; a submodule's names this folder as
+    `core.worktree`. A `commondir` or `objects/info/alternates` that leads outside is refused, as is
+    any other `.git` file pointing elsewhere, with a message naming the path."""
+    top = root
+    while not os.path.lexists(top / ".git"):
+        if top.parent == top:
+            raise GitError(f"{str(root)!r} is not a git repository (no .git); git tools need one")
+        top = top.parent
+    dot_git = top / ".git"
+    if os.path.islink(dot_git):
+        target = Path(os.path.realpath(dot_git))
+        if not _inside(target, top):
+            raise GitError(
+                f"{str(dot_git)!r} is a link to {str(target)!r}, outside the repository; "
+                "such repositories are refused because their config and hooks are not the project's"
+            )
+        git_dir = target
+    elif dot_git.is_file():
+        git_dir = _followed(dot_git, top)
+    else:
+        git_dir = dot_git
+    if not git_dir.is_dir():
         raise GitError(f"{str(dot_git)!r} does not lead to a git directory")
-    return target
+    _check_redirections(git_dir, top)
+    prefix = "" if top == root else root.relative_to(top).as_posix()
+    return Layout(git_dir, top, prefix)
+
+
+def _followed(dot_git: Path, top: Path) -> Path:
+    text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        raise GitError(f"{str(dot_git)!r} is a file but not a 'gitdir:' pointer")
+    admin = Path(os.path.realpath(top / text.removeprefix("gitdir:").strip()))
+    if _inside(admin, top):
+        return admin
+    # A linked worktree: its admin directory's `gitdir` names this .git file.
+    back = admin / "gitdir"
+    if back.is_file():
+        named = back.read_text(encoding="utf-8", errors="replace").strip()
+        if os.path.realpath(admin / named) == os.path.realpath(dot_git):
+            return admin
+    # A submodule: its admin directory's config names this folder as the work tree.
+    config = admin / "config"
+    if config.is_file():
+        found = re.search(
+            r"^\s*worktree\s*=\s*(.+?)\s*$",
+            config.read_text(encoding="utf-8", errors="replace"),
+            re.MULTILINE,
+        )
+        if found and os.path.realpath(admin / found.group(1)) == str(top):
+            return admin
+    raise GitError(
+        f"{str(dot_git)!r} points to {str(admin)!r}, outside the workspace root, and git's own "
+        "back-link does not confirm it (a linked worktree's or submodule's admin directory names its "
+        "work tree); such repositories are refused because their config and hooks are not the project's"
+    )
+
+
+def _check_redirections(git_dir: Path, top: Path) -> None:
+    """Refuse a commondir or alternates that borrow another repository's objects and refs."""
+    common = git_dir
+    commondir = git_dir / "commondir"
+    if commondir.is_file():
+        common = Path(
+            os.path.realpath(git_dir / commondir.read_text(encoding="utf-8", errors="replace").strip())
+        )
+        is_worktree_admin = (git_dir / "gitdir").is_file() and git_dir.parent.name == "worktrees"
+        if not (_inside(common, top) or (is_worktree_admin and git_dir.parent.parent == common)):
+            raise GitError(
+                f"{str(commondir)!r} names {str(common)!r}, another repository; refused: git would show that "
+                "repository's history as this one's"
+            )
+    for objects in {git_dir / "objects", common / "objects"}:
+        alternates = objects / "info" / "alternates"
+        if not alternates.is_file():
+            continue
+        for line in alternates.read_text(encoding="utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            target = Path(os.path.realpath(objects / line))
+            if not (_inside(target, top) or _inside(target, common)):
+                raise GitError(
+                    f"{str(alternates)!r} borrows objects from {str(target)!r}, outside the repository; "
+                    "refused: its history would be shown as this one's"
+                )
+
+
+def _inside(path: Path, top: Path) -> bool:
+    return path == top or path.is_relative_to(top)
 
 
 def check_ref_text(value: str, what: str = "revision") -> str:
@@ -135,17 +224,26 @@ class Git:
     def __init__(self, root: Path | str, timeout_s: float = GIT_TIMEOUT_S) -> None:
         self.root = Path(os.path.realpath(root))
         self.timeout_s = timeout_s
-        self._git_dir: Path | None = None
+        self._layout: Layout | None = None
         self._overrides: tuple[float, list[str]] | None = None
 
     @property
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = find_layout(self.root)
+        return self._layout
+
+    @property
     def git_dir(self) -> Path:
-        if self._git_dir is None:
-            self._git_dir = find_git_dir(self.root)
-        return self._git_dir
+        return self.layout.git_dir
+
+    @property
+    def prefix(self) -> str:
+        """Where the root sits in the repository's work tree ("" at the top)."""
+        return self.layout.prefix
 
     def env(self) -> dict[str, str]:
-        return safe_env(self.root, self.git_dir)
+        return safe_env(self.layout.work_tree, self.git_dir)
 
     def _config_overrides(self) -> list[str]:
         config = self.git_dir / "config"
@@ -172,7 +270,7 @@ class Git:
         return overrides
 
     def argv(self, args: Sequence[str]) -> list[str]:
-        return ["git", *self._config_overrides(), *args]
+        return ["git", *self._config_overrides(), *_confined(list(args), self.prefix)]
 
     async def run(
         self,
@@ -233,6 +331,27 @@ class Git:
             return None
         sha = result.text().strip()
         return sha if result.returncode == 0 and sha else None
+
+
+_RELATIVE = frozenset({"diff", "log", "show", "diff-tree"})
+_OBJECT_PATH = re.compile(r"^([0-9a-f]{40,64}):(?!\./)(.+)$")
+
+
+def _confined(args: list[str], prefix: str) -> list[str]:
+    """git arguments for a root inside a repository: diffs, logs and status see only the root's
+    subtree, with paths relative to it (git runs with the root as its working directory)."""
+    if not prefix or not args:
+        return args
+    command = args[0]
+    if command in _RELATIVE:
+        args = [command, "--relative", *args[1:]]
+        if command == "log" and "--" not in args:
+            args += ["--", "."]
+    elif command == "status" and "--" not in args:
+        args += ["--", "."]
+    elif command == "cat-file":
+        args = [_OBJECT_PATH.sub(r"\1:./\2", a) for a in args]
+    return args
 
 
 def _prefix(pairs: Sequence[str]) -> list[str]:

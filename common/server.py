@@ -601,7 +601,7 @@ def _session_fields(settings: Settings) -> dict[str, Any]:
     return {
         "version": __version__,
         "root": str(settings.root),
-        "head": Git(settings.root).head_sync() if (settings.root / ".git").exists() else None,
+        "head": Git(settings.root).head_sync(),
         "git_user": _git_user(settings.root),
         "policy_digest": settings.policy_digest(),
         "policy_mode": settings.mode,

@@ -83,6 +83,8 @@ async def git_status(ctx: RepoContext) -> StatusResult:
     untracked: list[str] = []
     conflicted: list[str] = []
     records = out.text().split("\x00")
+    # Status names paths from the top of the work tree; a root inside it sees them from inside.
+    inside = f"{ctx.git.prefix}/" if ctx.git.prefix else ""
     i = 0
     while i < len(records):
         rec = records[i]
@@ -100,7 +102,7 @@ async def git_status(ctx: RepoContext) -> StatusResult:
             ahead, behind = int(a), -int(b)
         elif rec.startswith(("1 ", "2 ")):
             fields = rec.split(" ", 8 if rec[0] == "1" else 9)
-            xy, path = fields[1], fields[-1]
+            xy, path = fields[1], fields[-1].removeprefix(inside)
             if rec[0] == "2":
                 i += 1  # the original path of a rename follows
             if xy[0] != ".":
@@ -108,9 +110,9 @@ async def git_status(ctx: RepoContext) -> StatusResult:
             if xy[1] != ".":
                 unstaged_paths.add(path)
         elif rec.startswith("u "):
-            conflicted.append(rec.split(" ", 10)[-1])
+            conflicted.append(rec.split(" ", 10)[-1].removeprefix(inside))
         elif rec.startswith("? "):
-            untracked.append(rec[2:])
+            untracked.append(rec[2:].removeprefix(inside))
     staged = await _numstat(ctx, ["--cached"]) if staged_paths else []
     unstaged = await _numstat(ctx, []) if unstaged_paths else []
     staged += [FileStat(path=p, status="changed") for p in staged_paths - {s.path for s in staged}]
