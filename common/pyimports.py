@@ -6,6 +6,8 @@ import ast
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
+from common import offload
+
 
 def module_name(path: str) -> str | None:
     """`src/pkg/mod.py` -> `pkg.mod`; `pkg/__init__.py` -> `pkg`."""
@@ -62,6 +64,7 @@ def import_graph(files: Iterable[str], read: Callable[[str], str | None]) -> dic
     modules = module_index(python)
     graph: dict[str, set[str]] = {}
     for f in python:
+        offload.checkpoint()
         source = read(f)
         graph[f] = imported_files(f, source, modules) if source is not None else set()
     return graph

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from common import content
+from common import content, offload
 from common.budget import clamp
 from common.policy import path_matches
 from common.pyimports import imported_files, module_index, module_name
@@ -83,15 +83,7 @@ async def overview(ctx: RepoContext) -> Overview:
     top-level entries, key files (README, manifests, CI, Dockerfiles), test layout, last commits."""
     files = [f for f in await project_files(ctx) if content.allows(f, name=False)]
     has_git = ctx.has_git()
-    languages: Counter[str] = Counter()
-    for name in files:
-        suffix = PurePosixPath(name).suffix.lower()
-        language = LANGUAGES.get(suffix) or EXTRA_LANGUAGES.get(suffix)
-        if language:
-            try:
-                languages[language] += os.lstat(ctx.root / name).st_size
-            except OSError:
-                continue
+    languages = await offload.run(_languages, ctx, files)
     top: dict[str, Entry] = {}
     for name in files:
         head, _, rest = name.partition("/")
@@ -145,6 +137,22 @@ async def overview(ctx: RepoContext) -> Overview:
         truncated=len(entries) > MAX_TOP_LEVEL,
         note=None if has_git else "not a git repository: no branch, status or history",
     )
+
+
+def _languages(ctx: RepoContext, files: list[str]) -> Counter[str]:
+    """Bytes per language: one lstat per file, off the event loop."""
+    languages: Counter[str] = Counter()
+    for i, name in enumerate(files):
+        if i % 2000 == 0:
+            offload.checkpoint()
+        suffix = PurePosixPath(name).suffix.lower()
+        language = LANGUAGES.get(suffix) or EXTRA_LANGUAGES.get(suffix)
+        if language:
+            try:
+                languages[language] += os.lstat(ctx.root / name).st_size
+            except OSError:
+                continue
+    return languages
 
 
 async def _remotes(ctx: RepoContext) -> dict[str, str]:
@@ -247,10 +255,10 @@ async def related_files(
             hits, _ = await grep_lines(
                 ctx, module.rsplit(".", 1)[-1], regex=False, case_sensitive=True, word=True
             )
-            for other in sorted({p for p, _, _ in hits if p.endswith(".py") and p != target}):
-                if target in _python_imports(ctx, other, modules):
-                    scores[other] += 2.0 if "test" in other else 1.5
-                    reasons[other].append("imports it" + (" (a test)" if "test" in other else ""))
+            candidates = sorted({p for p, _, _ in hits if p.endswith(".py") and p != target})
+            for other in await offload.run(_importers, ctx, target, candidates, modules):
+                scores[other] += 2.0 if "test" in other else 1.5
+                reasons[other].append("imports it" + (" (a test)" if "test" in other else ""))
     ranked = sorted(
         (
             Related(path=p, score=round(s, 3), reasons=reasons[p])
@@ -267,6 +275,16 @@ async def related_files(
         truncated=len(ranked) > limit,
         note=f"{len(ranked) - limit} more; raise limit (max 100)" if len(ranked) > limit else None,
     )
+
+
+def _importers(ctx: RepoContext, target: str, candidates: list[str], modules: dict[str, str]) -> list[str]:
+    """The candidates that import `target` (each parsed, off the event loop)."""
+    found = []
+    for other in candidates:
+        offload.checkpoint()
+        if target in _python_imports(ctx, other, modules):
+            found.append(other)
+    return found
 
 
 def _python_imports(ctx: RepoContext, path: str, modules: dict[str, str]) -> set[str]:

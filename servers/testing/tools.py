@@ -148,7 +148,7 @@ async def select_affected(project: Project, base: str) -> tuple[list[str], list[
     files = sorted(
         {n for n in listed.text().split("\0") if n.endswith(".py") and (project.root / n).exists()}
     )
-    graph = import_graph(files, lambda p: _read(project, p))
+    graph = await offload.run(import_graph, files, lambda p: _read(project, p))
     changed_set = set(changed)
     reasons: dict[str, list[str]] = defaultdict(list)
     for f in changed:
