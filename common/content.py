@@ -67,7 +67,10 @@ class ContentWithheld(OnrecordError):
 
 
 class Decides(Protocol):
-    def __call__(self, path: str, *, follow_links: bool) -> tuple[bool, str]: ...
+    """(shown, reason, asks): whether text from `path` may be shown, why, and whether a human could
+    allow it for one call (an ask rule) rather than only by changing the policy (a deny)."""
+
+    def __call__(self, path: str, *, follow_links: bool) -> tuple[bool, str, bool]: ...
 
 
 class FileText(BaseModel):
@@ -92,18 +95,21 @@ class Gate:
     hidden: int = 0  # left out of listings, counted but not named
     _seen: dict[tuple[str, bool], bool] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    asked: set[str] = field(default_factory=set)
 
     def allows(self, path: str, *, follow_links: bool = False, name: bool = True) -> bool:
         key = (path, follow_links)
         ok = self._seen.get(key)
         if ok is None:
-            ok, reason = self.decide(path, follow_links=follow_links)
+            ok, reason, asks = self.decide(path, follow_links=follow_links)
             self._seen[key] = ok
             if not ok:
                 if name:
                     if path not in self.reasons:
                         self.excluded.append(path)
                     self.reasons[path] = reason
+                    if asks:
+                        self.asked.add(path)
                 else:
                     self.hidden += 1
         return ok
@@ -172,9 +178,17 @@ class Gate:
             parts.append(f"{self.hidden} file(s) hidden by policy")
         if not parts:
             return None
-        return "; ".join(parts) + (
-            "; a human can allow them by changing the policy (`onrecord policy explain` shows the rule)"
-        )
+        hint = "a human can allow them by changing the policy (`onrecord policy explain` shows the rule)"
+        if self.asked:
+            example = min(self.asked)
+            hint = (
+                f"{len(self.asked)} of them need a human's approval: call a tool on one file "
+                f"(e.g. path={example!r}) to ask for it; a human can allow the others only by changing the policy "
+                "(`onrecord policy explain` shows the rule)"
+                if len(self.asked) < len(self.excluded)
+                else f"they need a human's approval: call a tool on one file (e.g. path={example!r}) to ask for it"
+            )
+        return "; ".join(parts) + "; " + hint
 
 
 @functools.cache

@@ -295,15 +295,15 @@ class AccountableServer(MCPServer):
     def _gate(self, owner: str, name: str, approved: list[str] | None) -> content.Gate:
         """The content check of one call; `approved` are the paths a human approved it for."""
 
-        def decide(path: str, *, follow_links: bool) -> tuple[bool, str]:
+        def decide(path: str, *, follow_links: bool) -> tuple[bool, str, bool]:
             d = self.policy.content_decision(owner, name, path, follow_links=follow_links)
             if d.effective == "allow":
-                return True, d.reason
+                return True, d.reason, False
             if d.action == "ask" and approved is not None:
                 names = canonical_names(self.config.root, path, follow_links=follow_links)
                 if any(_under(n, a) for n in names for a in approved):
-                    return True, d.reason
-            return False, d.reason
+                    return True, d.reason, True
+            return False, d.reason, d.action == "ask"
 
         return content.Gate(decide)
 

@@ -124,6 +124,7 @@ async def test_diffs_name_what_they_left_out_and_keep_the_rest(
     assert set(data["excluded_files"]) == {".env", "certs/server.pem", "secrets/db.txt", "deploy/prod.toml"}
     assert data["excluded_by_policy"] == 4
     assert "withheld by policy" in data["note"] and "onrecord policy explain" in data["note"]
+    assert "1 of them need a human's approval" in data["note"] and "path='deploy/prod.toml'" in data["note"]
     result = [r for r in _records(server) if r["type"] == "result"][-1]
     assert set(result["excluded_by_policy"]["files"]) == set(data["excluded_files"])
 
