@@ -118,7 +118,7 @@ class Gate:
         """The result with every FileText the policy withholds taken out."""
         if not isinstance(result, BaseModel) or not carries_file_text(type(result)):
             return result
-        if isinstance(result, FileText) and not self._item_ok(result):
+        if isinstance(result, FileText) and not self.item_ok(result):
             replacement = result.withheld()
             if replacement is None:
                 path = next(iter(result.content_paths()), "?")
@@ -131,7 +131,7 @@ class Gate:
             self._walk(result)
         return result
 
-    def _item_ok(self, item: FileText) -> bool:
+    def item_ok(self, item: FileText) -> bool:
         return all([self.allows(p, follow_links=True) for p in item.content_paths()])
 
     def _walk(self, model: BaseModel) -> None:
@@ -146,7 +146,7 @@ class Gate:
                     if isinstance(item, BaseModel):
                         self._walk(item)
             elif isinstance(value, FileText):
-                if self._item_ok(value):
+                if self.item_ok(value):
                     self._walk(value)
                 else:
                     setattr(model, name, value.withheld())
@@ -157,7 +157,7 @@ class Gate:
         out: list[Any] = []
         changed = False
         for item in items:
-            if isinstance(item, FileText) and not self._item_ok(item):
+            if isinstance(item, FileText) and not self.item_ok(item):
                 changed = True
                 replacement = item.withheld()
                 if replacement is not None:
@@ -218,6 +218,24 @@ def allows(path: str, *, follow_links: bool = False, name: bool = True) -> bool:
     `name=False` for listings: a file left out is counted, not named."""
     gate = _CURRENT.get()
     return gate is None or gate.allows(path, follow_links=follow_links, name=name)
+
+
+FileTextT = typing.TypeVar("FileTextT", bound=FileText)
+
+
+def screened(items: list[FileTextT]) -> list[FileTextT]:
+    """`items` with each one the current call may not show replaced by what `withheld` leaves (or
+    dropped): for a tool that derives more from them (counts, groups) before the exit check."""
+    gate = _CURRENT.get()
+    if gate is None:
+        return items
+    out: list[FileTextT] = []
+    for item in items:
+        if gate.item_ok(item):
+            out.append(item)
+        elif (replacement := item.withheld()) is not None:
+            out.append(typing.cast(FileTextT, replacement))
+    return out
 
 
 def enter(gate: Gate) -> contextvars.Token[Gate | None]:

@@ -291,7 +291,8 @@ def interpret(project: Project, raw: Raw, duration_s: float) -> RunResult:
     the detail cut to the budget."""
     items = raw.events.items
     counts = count(items)
-    found = failures(project, items)
+    # Screened before grouping: a group's cause must not quote what its failure may not show.
+    found = content.screened(failures(project, items))
     finish = next((e for e in reversed(items) if e["e"] == "finish"), None)
     exit_code = raw.proc.returncode if not raw.proc.timed_out else None
     collect_errors = any(e["e"] == "collect_error" for e in items)

@@ -204,3 +204,33 @@ async def test_targets_that_read_as_options_or_argument_files_are_refused(
         result = await c.call_tool(tool, arguments)
     assert result.is_error and "not an option or an @file" in text_of(result), text_of(result)
     assert not outside.exists()
+
+
+async def test_collection_errors_and_affected_runs_that_quote_a_denied_file_are_withheld(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers import git
+
+    root = project(
+        tmp_path / "proj",
+        {
+            "secrets_pkg.py": f"raise RuntimeError('{CANARY} at import')\n",
+            "test_imports_secret.py": "import secrets_pkg\n\n\ndef test_x():\n    assert 1\n",
+            "test_ok.py": "def test_ok():\n    assert 1\n",
+        },
+    )
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    (root / "secrets_pkg.py").write_text(f"raise RuntimeError('{CANARY} changed')\n", encoding="utf-8")
+    discovered, affected = await call_all(
+        root, tmp_path, [("discover_tests", {}), ("run_affected_tests", {"base": "HEAD"})]
+    )
+    for result in (discovered, affected):
+        assert not result.is_error, text_of(result)
+        shown = text_of(result)
+        where = shown.find(CANARY)
+        assert where < 0, shown[max(0, where - 300) : where + 100]
+    errors = discovered.structured_content["collection_errors"]  # type: ignore[index]
+    assert [e["nodeid"] for e in errors] == ["test_imports_secret.py"]  # still reported, text withheld
+    assert "withheld by policy" in errors[0]["message"]
