@@ -44,11 +44,22 @@ def config_files(workspace: Workspace, names: list[str]) -> list[Path]:
     return [workspace.root / n for n in sorted(found) if (workspace.root / n).is_file()]
 
 
+def reads_ignored(files: list[Path]) -> bool:
+    """Whether a configuration tells ruff to lint files .gitignore excludes."""
+    return any((s := _ruff_settings(f)) is not None and s.get("respect-gitignore") is False for f in files)
+
+
+# Folders ruff skips whatever the configuration says (its default `exclude`).
+_RUFF_SKIPS = frozenset(
+    {".git", ".venv", "venv", ".tox", ".nox", "node_modules", "__pypackages__", ".mypy_cache", ".ruff_cache"}
+)
+
+
 def walk(workspace: Workspace) -> list[str]:
-    """Configuration file names under the root, for a project that is not a git repository."""
+    """Configuration file names under the root, including folders git ignores."""
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(workspace.root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
+        dirnames[:] = [d for d in dirnames if d not in _RUFF_SKIPS]
         base = Path(dirpath)
         found += [(base / f).relative_to(workspace.root).as_posix() for f in filenames if f in CONFIG_NAMES]
     return found

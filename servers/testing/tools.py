@@ -266,9 +266,19 @@ async def _ruff(project: Project, args: list[str]) -> procs.ProcResult:
     try:
         listed = await project.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
         names = [n for n in listed.text().split("\0") if n]
+        configs = ruffconfig.config_files(project.workspace, names)
+        if ruffconfig.reads_ignored(configs):
+            # ruff will also read the configuration files in ignored folders: check those too.
+            configs = await offload.run(
+                ruffconfig.config_files,
+                project.workspace,
+                await offload.run(ruffconfig.walk, project.workspace),
+            )
     except GitError:
-        names = await offload.run(ruffconfig.walk, project.workspace)
-    ruffconfig.check(project.workspace, ruffconfig.config_files(project.workspace, names))
+        configs = ruffconfig.config_files(
+            project.workspace, await offload.run(ruffconfig.walk, project.workspace)
+        )
+    ruffconfig.check(project.workspace, configs)
     command, _ = ruff_command(project)
     result = await procs.run([*command, *args], cwd=project.root, env=dict(os.environ), timeout_s=300)
     if result.timed_out:

@@ -234,3 +234,24 @@ async def test_collection_errors_and_affected_runs_that_quote_a_denied_file_are_
     errors = discovered.structured_content["collection_errors"]  # type: ignore[index]
     assert [e["nodeid"] for e in errors] == ["test_imports_secret.py"]  # still reported, text withheld
     assert "withheld by policy" in errors[0]["message"]
+
+
+async def test_a_ruff_config_hidden_in_an_ignored_folder_is_checked_when_ruff_would_read_it(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers import git
+
+    root = project(
+        tmp_path / "proj",
+        {
+            ".gitignore": "generated/\n",
+            "ruff.toml": "respect-gitignore = false\n",
+            "generated/ruff.toml": 'extend = "/etc/passwd"\n',
+            "generated/m.py": "x = 1\n",
+            "mod.py": "y = 2\n",
+        },
+    )
+    git(root, "init", "-q", "-b", "main")
+    (lint,) = await call_all(root, tmp_path, [("lint", {})])
+    assert lint.is_error and "generated/ruff.toml' sets extend to a path outside" in text_of(lint)
+    assert "root:" not in text_of(lint)  # nothing of /etc/passwd
