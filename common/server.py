@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import itertools
 import json
 import logging
@@ -214,6 +215,10 @@ class AccountableServer(MCPServer):
         self._kinds[tool_name] = found = kinds.of_function(fn)
         registered = self._tool_manager.get_tool(tool_name)
         if registered is not None:
+            # What clients read: a description without the docstring's indentation, and a schema
+            # that says unknown arguments are refused (the call path refuses them).
+            registered.description = inspect.cleandoc(registered.description or "")
+            registered.parameters["additionalProperties"] = False
             properties = registered.parameters.get("properties", {})
             self._params[tool_name] = _Params(
                 names=frozenset(properties),
@@ -269,6 +274,10 @@ class AccountableServer(MCPServer):
             # A list sent as a JSON string is parsed by the SDK before the tool sees it.
             return self.validated(name, arguments)
         return {**params.defaults, **arguments} if params.defaults else arguments
+
+    def _params_schema(self, name: str) -> dict[str, Any]:
+        tool = self._tool_manager.get_tool(name)
+        return tool.parameters.get("properties", {}) if tool is not None else {}
 
     def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> str | None:
         """A message naming arguments the tool does not take (they would be dropped silently)."""
@@ -400,7 +409,9 @@ class AccountableServer(MCPServer):
             if isinstance(exc, UnexpectedToolError):
                 outcome.fail("crashed", f"{exc} | cause: {cause!r}")
             elif isinstance(cause, ValidationError):
-                outcome.fail("invalid_arguments", str(exc))
+                message = f"Error executing tool {name}: {_invalid(cause, self._params_schema(name))}"
+                outcome.fail("invalid_arguments", message)
+                raise ToolError(message) from cause
             elif name not in self._owners:
                 outcome.fail("unknown_tool", str(exc))
             else:
@@ -515,6 +526,25 @@ class AccountableServer(MCPServer):
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _invalid(exc: ValidationError, properties: dict[str, Any]) -> str:
+    """One line per invalid argument: what was given, what is expected, and the argument's own
+    description (which carries an example), instead of pydantic's report and documentation links."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else "arguments"
+        where = ".".join(loc) or "arguments"
+        given = "missing" if err["type"] == "missing" else f"got {_short(err.get('input'))}"
+        described = (properties.get(field) or {}).get("description")
+        lines.append(f"argument {where!r}: {err['msg']} ({given})" + (f"; {described}" if described else ""))
+    return "invalid arguments: " + " | ".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _screened(gate: content.Gate | None, text: str) -> str:

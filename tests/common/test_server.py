@@ -210,7 +210,11 @@ async def test_validation_error_is_recorded_with_both_records(tmp_path: Path, mo
     server = make_server(tmp_path)
     async with Client(server, mode=mode) as client:
         result = await client.call_tool("echo", {"text": 123})
-    assert result.is_error is True and "validation error" in first_text(result)
+    text = first_text(result)
+    # One line per argument: what was given, what is expected, the argument's own description.
+    assert result.is_error is True
+    assert "argument 'text': Input should be a valid string (got 123); Text to echo" in text
+    assert "pydantic.dev" not in text and "[type=" not in text
     ((call, res),) = pair(server)
     assert call["arguments"] == {"text": 123}
     assert res["status"] == "invalid_arguments" and "text" in res["error"]
@@ -274,7 +278,7 @@ async def test_cancelled_call_still_gets_a_result_record(tmp_path: Path, mode: s
     assert [c["tool"] for c in of_type(server, "call")] == ["kit.slow", "kit.echo"]
 
 
-async def test_input_schemas_are_what_the_tools_would_have_without_the_layer(tmp_path: Path) -> None:
+async def test_input_schemas_are_the_tools_own_and_refuse_unknown_arguments(tmp_path: Path) -> None:
     plain = MCPServer("plain")
     add_tools(plain)
     server = make_server(tmp_path)
@@ -282,8 +286,11 @@ async def test_input_schemas_are_what_the_tools_would_have_without_the_layer(tmp
     theirs = {t.name: t for t in await plain.list_tools()}
     assert set(ours) == set(theirs)
     for name, tool in theirs.items():
-        assert ours[name].input_schema == tool.input_schema
+        assert ours[name].input_schema == {**tool.input_schema, "additionalProperties": False}
         assert ours[name].output_schema == tool.output_schema
+        assert ours[name].description is not None and not any(
+            line.startswith((" ", "\t")) for line in ours[name].description.splitlines()
+        )
 
 
 async def test_every_record_chains_and_each_call_is_written_before_the_tool_runs(tmp_path: Path) -> None:
