@@ -288,9 +288,9 @@ async def test_input_schemas_are_the_tools_own_and_refuse_unknown_arguments(tmp_
     for name, tool in theirs.items():
         assert ours[name].input_schema == {**tool.input_schema, "additionalProperties": False}
         assert ours[name].output_schema == tool.output_schema
-        assert ours[name].description is not None and not any(
-            line.startswith((" ", "\t")) for line in ours[name].description.splitlines()
-        )
+        description = ours[name].description
+        assert description is not None
+        assert not any(line.startswith((" ", "\t")) for line in description.splitlines())
 
 
 async def test_every_record_chains_and_each_call_is_written_before_the_tool_runs(tmp_path: Path) -> None:
