@@ -61,9 +61,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_call(args: argparse.Namespace) -> int:
     import anyio
+    from mcp import MCPError
 
     arguments = _parse_json(args.json, "the call's arguments")
-    return anyio.run(_call, args, arguments)
+    _settings(args)  # a bad root or settings file is one clear line here, not a failed connection
+    try:
+        return anyio.run(_call, args, arguments)
+    except BrokenPipeError:
+        raise  # our reader left; main() ends quietly
+    except (MCPError, OSError, BaseExceptionGroup) as exc:
+        raise OnrecordError(
+            f"the {args.server} server stopped before answering ({_first_cause(exc)}); "
+            "its own message, if any, is printed above"
+        ) from exc
+
+
+def _first_cause(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
 
 
 async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
@@ -394,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (`| head`) went away: nothing more to say, and nothing to say it to.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return 0
     finally:
         sys.stdout, sys.stderr = out, err
 

@@ -201,3 +201,32 @@ def test_serve_with_a_bad_policy_file_says_which_file_and_key(
     assert str(bad) in message and "'policy.mode'" in message and "'enforce' or 'shadow'" in message
     assert main(["serve", "nosuch", "--root", str(project)]) == 2
     assert "unknown server 'nosuch'; choose one of: repo, testing, all" in capsys.readouterr().err
+
+
+def test_call_with_a_bad_root_or_settings_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad_policy = tmp_path / "policy.toml"
+    bad_policy.write_text('[policy]\nmode = "loose"\n', encoding="utf-8")
+    for extra in (
+        ["--root", str(tmp_path / "missing")],
+        ["--root", str(tmp_path), "--policy", str(bad_policy)],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "clients.cli", "call", "repo", "overview", *extra],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            check=False,
+        )
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr and "ExceptionGroup" not in out.stderr
+        assert out.stderr.startswith("onrecord: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_output_piped_into_a_reader_that_leaves_early_is_quiet(tmp_path: Path) -> None:
+    # Far more output than a pipe holds, so the writer meets the closed pipe.
+    project = make_repo(
+        tmp_path / "many", {f"pkg/module_with_a_long_name_{i:04d}.py": "" for i in range(1200)}
+    )
+    shell = f"{sys.executable} -m clients.cli call repo list_files '{{\"limit\": 1000}}' --root {project} | head -c 10"
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, encoding="utf-8", check=False)
+    assert out.stdout == '{\n  "trunc' and out.stderr == ""
