@@ -21,6 +21,7 @@ from servers.repo.models import (
     Commit,
     DiffResult,
     FileStat,
+    FileStatus,
     Hunk,
     LogResult,
     ShowResult,
@@ -38,38 +39,61 @@ _RS, _US = "\x1e", "\x1f"
 _LOG_FORMAT = f"--format={_RS}%H{_US}%an{_US}%ae{_US}%aI{_US}%s"
 
 
+_STATUS: dict[str, FileStatus] = {
+    "A": "added",
+    "M": "modified",
+    "D": "deleted",
+    "R": "renamed",
+    "C": "copied",
+    "T": "type_changed",
+    "U": "unmerged",
+}
+
+
+def _stat(status: str, path: str, old: str | None, counts: tuple[str, str] | None) -> FileStat:
+    added, deleted = counts if counts is not None else ("-", "-")
+    return FileStat(
+        path=path,
+        old_path=old,
+        status=_STATUS.get(status[:1], "modified"),
+        added=None if added == "-" else int(added),
+        deleted=None if deleted == "-" else int(deleted),
+    )
+
+
 def _parse_numstat_z(text: str) -> list[FileStat]:
-    """`--numstat -z` output: 'a\\td\\tpath\\0' or, for renames, 'a\\td\\t\\0old\\0new\\0'."""
-    stats: list[FileStat] = []
+    """`--raw --numstat -z` output: raw records (':modes shas STATUS\0path\0', or with old and new
+    paths for renames and copies), then numstat records in the same order ('a\td\tpath\0', or
+    'a\td\t\0old\0new\0')."""
+    raw: list[tuple[str, str, str | None]] = []
+    counts: list[tuple[str, str]] = []
     parts = text.split("\x00")
     i = 0
     while i < len(parts):
-        item = parts[i]
+        item = parts[i].strip("\n")
         i += 1
-        if not item.strip():
+        if not item:
             continue
-        fields = item.strip("\n").split("\t")
+        if item.startswith(":"):
+            status = item.split(" ")[-1]
+            if status[:1] in "RC" and i + 1 < len(parts):
+                raw.append((status, parts[i + 1], parts[i]))
+                i += 2
+            elif i < len(parts):
+                raw.append((status, parts[i], None))
+                i += 1
+            continue
+        fields = item.split("\t")
         if len(fields) < 3:
             continue
-        added, deleted, path = fields[0], fields[1], fields[2]
-        status = None
-        if path == "" and i + 1 < len(parts):
-            old, path = parts[i], parts[i + 1]
-            i += 2
-            status = f"renamed from {old}"
-        stats.append(
-            FileStat(
-                path=path,
-                added=None if added == "-" else int(added),
-                deleted=None if deleted == "-" else int(deleted),
-                status=status,
-            )
-        )
-    return stats
+        counts.append((fields[0], fields[1]))
+        if fields[2] == "":
+            i += 2  # a rename's old and new paths, already known from its raw record
+    return [_stat(s, p, o, counts[n] if n < len(counts) else None) for n, (s, p, o) in enumerate(raw)]
 
 
 async def _numstat(ctx: RepoContext, args: list[str]) -> list[FileStat]:
-    out = await ctx.git.run(["diff", "--numstat", "-z", *DIFF_FLAGS, *args])
+    out = await ctx.git.run(["diff", "--raw", "--numstat", "-z", *DIFF_FLAGS, *args])
     return _parse_numstat_z(out.text())
 
 
@@ -115,8 +139,8 @@ async def git_status(ctx: RepoContext) -> StatusResult:
             untracked.append(rec[2:].removeprefix(inside))
     staged = await _numstat(ctx, ["--cached"]) if staged_paths else []
     unstaged = await _numstat(ctx, []) if unstaged_paths else []
-    staged += [FileStat(path=p, status="changed") for p in staged_paths - {s.path for s in staged}]
-    unstaged += [FileStat(path=p, status="changed") for p in unstaged_paths - {s.path for s in unstaged}]
+    staged += [FileStat(path=p, status="modified") for p in staged_paths - {s.path for s in staged}]
+    unstaged += [FileStat(path=p, status="modified") for p in unstaged_paths - {s.path for s in unstaged}]
     total = len(staged) + len(unstaged) + len(untracked) + len(conflicted)
     cut = any(len(x) > MAX_STATUS_ENTRIES for x in (staged, unstaged, untracked))
     return StatusResult(
@@ -149,17 +173,25 @@ def _parse_log(text: str) -> list[Commit]:
         commit = Commit(
             sha=fields[0], author=fields[1], email=fields[2], date=fields[3], subject=visible(fields[4])
         )
+        raw: list[tuple[str, str, str | None]] = []
+        counts: list[tuple[str, str]] = []
         for line in rest.splitlines():
-            parts = line.split("\t", 2)
-            if len(parts) != 3:
+            if line.startswith(":"):
+                fields = line.split("\t")
+                status = fields[0].split(" ")[-1]
+                if status[:1] in "RC" and len(fields) >= 3:
+                    raw.append((status, fields[2], fields[1]))
+                elif len(fields) >= 2:
+                    raw.append((status, fields[1], None))
                 continue
+            parts = line.split("\t", 2)
+            if len(parts) == 3:
+                counts.append((parts[0], parts[1]))
+        for n, (status, path, old) in enumerate(raw):
             if len(commit.files) >= MAX_FILES_PER_COMMIT:
                 commit.files_omitted += 1
                 continue
-            a, d, path = parts
-            commit.files.append(
-                FileStat(path=path, added=None if a == "-" else int(a), deleted=None if d == "-" else int(d))
-            )
+            commit.files.append(_stat(status, path, old, counts[n] if n < len(counts) else None))
         commits.append(commit)
     return commits
 
@@ -180,7 +212,7 @@ async def git_log(
     limit = clamp(limit, 1, MAX_LOG, 20)
     key = {"path": path, "rev": rev, "author": author, "since": since, "until": until, "grep": grep}
     skip = cursor_position(cursor, "git_log", key)
-    args = ["log", _LOG_FORMAT, "--numstat", "--no-color", "--no-ext-diff", "--no-textconv"]
+    args = ["log", _LOG_FORMAT, "--raw", "--numstat", "--no-color", "--no-ext-diff", "--no-textconv"]
     args += ["--regexp-ignore-case", "--fixed-strings"]
     if author is not None:
         args.append(f"--author={_literal(author, 'author')}")
@@ -398,7 +430,9 @@ async def git_show(
     else:
         all_stats = _parse_numstat_z(
             (
-                await ctx.git.run(["diff-tree", "-r", "--root", "--numstat", "-z", "--no-commit-id", sha])
+                await ctx.git.run(
+                    ["diff-tree", "-r", "--root", "--raw", "--numstat", "-z", "--no-commit-id", sha]
+                )
             ).text()
         )
         patch = await ctx.git.run(["diff-tree", "-r", "-p", "--root", "--no-commit-id", *DIFF_FLAGS, sha])

@@ -62,11 +62,15 @@ class Commit(BaseModel):
     files_omitted: int = 0
 
 
+FileStatus = Literal["added", "modified", "deleted", "renamed", "copied", "type_changed", "unmerged"]
+
+
 class FileStat(BaseModel):
     path: str
-    added: int | None = Field(default=None, description="None for binary files")
-    deleted: int | None = None
-    status: str | None = None
+    status: FileStatus = Field(description="What happened to the file, as git states it")
+    old_path: str | None = Field(default=None, description="The path before a rename or copy")
+    added: int | None = Field(default=None, description="Lines added; None for binary files")
+    deleted: int | None = Field(default=None, description="Lines deleted; None for binary files")
 
 
 class LogResult(Envelope):

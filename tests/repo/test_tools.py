@@ -198,7 +198,9 @@ async def test_git_log_filters_and_paginates(call: Call, repo: Path) -> None:
         commit(repo, {f"log/{i}.txt": f"{i}\n"}, f"log entry {i}")
     first = ok(await call("git_log", limit=3))
     assert [c["subject"] for c in first["commits"]] == ["log entry 4", "log entry 3", "log entry 2"]
-    assert first["commits"][0]["files"] == [{"path": "log/4.txt", "added": 1, "deleted": 0, "status": None}]
+    assert first["commits"][0]["files"] == [
+        {"path": "log/4.txt", "status": "added", "old_path": None, "added": 1, "deleted": 0}
+    ]
     rest = ok(await call("git_log", limit=3, cursor=first["next_cursor"]))
     assert [c["subject"] for c in rest["commits"]] == ["log entry 1", "log entry 0", "touch core and test"]
     by_path = ok(await call("git_log", path="pkg/util.py"))
@@ -252,7 +254,7 @@ async def test_git_status_and_diff_report_renames_and_non_utf8_paths_and_message
     git(repo, "mv", "pkg/util.py", "pkg/helpers.py")
     data = ok(await call("git_status"))
     assert [s["path"] for s in data["staged"]] == ["pkg/helpers.py"]
-    assert data["staged"][0]["status"] in (None, "renamed from pkg/util.py")
+    assert data["staged"][0]["status"] == "renamed" and data["staged"][0]["old_path"] == "pkg/util.py"
     import os
     import subprocess
 
@@ -261,11 +263,57 @@ async def test_git_status_and_diff_report_renames_and_non_utf8_paths_and_message
     env = {**os.environ, **GIT_IDENTITY, "GIT_CONFIG_GLOBAL": "/dev/null"}
     subprocess.run([b"git", b"commit", b"-q", b"-m", b"caf\xe9: rename"], cwd=repo, env=env, check=True)
     commit(repo, {"data.bin": b"\x00\x01\xff" * 10, "notes.txt": "na\xefve\n".encode("latin-1")}, "add bytes")
+    renamed = ok(await call("git_show", rev="HEAD~1"))
+    assert [(f["status"], f["old_path"], f["path"]) for f in renamed["files"]] == [
+        ("renamed", "pkg/util.py", "pkg/helpers.py")
+    ]
+    logged = ok(await call("git_log", limit=1, rev="HEAD~1"))
+    assert [(f["status"], f["old_path"]) for f in logged["commits"][0]["files"]] == [
+        ("renamed", "pkg/util.py")
+    ]
     shown = ok(await call("git_show", rev="HEAD"))
-    assert {f["path"] for f in shown["files"]} == {"data.bin", "notes.txt"}
+    assert {(f["path"], f["status"]) for f in shown["files"]} == {
+        ("data.bin", "added"),
+        ("notes.txt", "added"),
+    }
     binary = next(f for f in shown["files"] if f["path"] == "data.bin")
     assert binary["added"] is None and binary["deleted"] is None
     assert "\ufffd" in "".join(h["text"] for h in shown["hunks"] if h["path"] == "notes.txt")
     log = ok(await call("git_log", limit=2))
     # A non-UTF-8 message never fails a call: git re-encodes it or the byte is replaced.
     assert log["commits"][1]["subject"] in ("caf\xe9: rename", "caf\ufffd: rename")
+
+
+async def test_every_git_tool_states_what_happened_to_each_file(call: Call, repo: Path) -> None:
+    import os
+
+    git(repo, "rm", "-q", "pkg/util.py")
+    (repo / "web" / "app.ts").write_text("changed\n", encoding="utf-8")
+    os.chmod(repo / "tests" / "test_core.py", 0o755)
+    (repo / "README.md").unlink()
+    (repo / "README.md").symlink_to("pyproject.toml")
+    status = ok(await call("git_status"))
+    assert [(s["path"], s["status"]) for s in status["staged"]] == [("pkg/util.py", "deleted")]
+    unstaged = {s["path"]: s["status"] for s in status["unstaged"]}
+    assert unstaged == {
+        "README.md": "type_changed",
+        "tests/test_core.py": "modified",
+        "web/app.ts": "modified",
+    }
+    staged_diff = ok(await call("git_diff", staged=True))
+    assert [(f["path"], f["status"], f["deleted"]) for f in staged_diff["files"]] == [
+        ("pkg/util.py", "deleted", 5)
+    ]
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "facts")
+    shown = ok(await call("git_show", rev="HEAD"))
+    assert {f["path"]: f["status"] for f in shown["files"]} == {
+        "README.md": "type_changed",
+        "pkg/util.py": "deleted",
+        "tests/test_core.py": "modified",
+        "web/app.ts": "modified",
+    }
+    logged = ok(await call("git_log", limit=1))
+    assert {f["path"]: f["status"] for f in logged["commits"][0]["files"]} == {
+        f["path"]: f["status"] for f in shown["files"]
+    }
