@@ -289,7 +289,7 @@ async def test_every_git_tool_states_what_happened_to_each_file(call: Call, repo
 
     git(repo, "rm", "-q", "pkg/util.py")
     (repo / "web" / "app.ts").write_text("changed\n", encoding="utf-8")
-    os.chmod(repo / "tests" / "test_core.py", 0o755)
+    os.chmod(repo / "tests" / "test_core.py", 0o744)  # a mode change: the executable bit
     (repo / "README.md").unlink()
     (repo / "README.md").symlink_to("pyproject.toml")
     status = ok(await call("git_status"))
