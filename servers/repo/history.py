@@ -99,8 +99,10 @@ async def _numstat(ctx: RepoContext, args: list[str]) -> list[FileStat]:
 
 async def git_status(ctx: RepoContext) -> StatusResult:
     """Staged, unstaged and untracked files with added/deleted line counts, plus branch and upstream."""
-    out = await ctx.git.run(["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"])
+    # Untracked folders are collapsed as `git status` shows them (`.venv/`), with their file counts.
+    out = await ctx.git.run(["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=normal"])
     branch = head = upstream = None
+    detached = False
     ahead = behind = None
     staged_paths: set[str] = set()
     unstaged_paths: set[str] = set()
@@ -118,7 +120,8 @@ async def git_status(ctx: RepoContext) -> StatusResult:
             head = None if oid == "(initial)" else oid
         elif rec.startswith("# branch.head "):
             name = rec.split(" ", 2)[2]
-            branch = None if name == "(detached)" else name
+            detached = name == "(detached)"
+            branch = None if detached else name
         elif rec.startswith("# branch.upstream "):
             upstream = rec.split(" ", 2)[2]
         elif rec.startswith("# branch.ab "):
@@ -141,11 +144,21 @@ async def git_status(ctx: RepoContext) -> StatusResult:
     unstaged = await _numstat(ctx, []) if unstaged_paths else []
     staged += [FileStat(path=p, status="modified") for p in staged_paths - {s.path for s in staged}]
     unstaged += [FileStat(path=p, status="modified") for p in unstaged_paths - {s.path for s in unstaged}]
+    folders = await _untracked_counts(ctx, [u for u in untracked if u.endswith("/")])
+    counts = {
+        "staged": len(staged),
+        "unstaged": len(unstaged),
+        "untracked_files": len(untracked) - len(folders) + sum(folders.values()),
+        "conflicted": len(conflicted),
+    }
     total = len(staged) + len(unstaged) + len(untracked) + len(conflicted)
     cut = any(len(x) > MAX_STATUS_ENTRIES for x in (staged, unstaged, untracked))
     return StatusResult(
         branch=branch,
+        detached=detached,
         head=head,
+        counts=counts,
+        untracked_folders=folders,
         upstream=upstream,
         ahead=ahead,
         behind=behind,
@@ -159,6 +172,20 @@ async def git_status(ctx: RepoContext) -> StatusResult:
         if cut
         else None,
     )
+
+
+async def _untracked_counts(ctx: RepoContext, folders: list[str]) -> dict[str, int]:
+    """How many untracked, not ignored files each collapsed folder holds."""
+    if not folders:
+        return {}
+    listed = await ctx.git.run(["ls-files", "-z", "--others", "--exclude-standard", "--", *folders])
+    counts = dict.fromkeys(folders, 0)
+    for name in listed.text().split("\x00"):
+        for folder in folders:
+            if name.startswith(folder):
+                counts[folder] += 1
+                break
+    return counts
 
 
 def _parse_log(text: str) -> list[Commit]:

@@ -78,8 +78,16 @@ class LogResult(Envelope):
 
 
 class StatusResult(Envelope):
-    branch: str | None
+    branch: str | None = Field(description="The branch checked out; None when detached or unborn")
+    detached: bool = Field(default=False, description="True when HEAD is detached (no branch)")
     head: str | None
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="Exact counts, whatever the lists below leave out"
+    )
+    untracked_folders: dict[str, int] = Field(
+        default_factory=dict,
+        description="Untracked folders shown collapsed ('.venv/'), with their file counts",
+    )
     upstream: str | None = None
     ahead: int | None = None
     behind: int | None = None
@@ -186,6 +194,7 @@ class RelatedResult(Envelope):
 class Overview(Envelope):
     root: str
     branch: str | None
+    detached: bool = False
     head: str | None
     dirty: dict[str, int]
     languages: dict[str, int] = Field(description="Bytes of tracked files by language, largest first")

@@ -106,18 +106,22 @@ async def overview(ctx: RepoContext) -> Overview:
         "framework": _framework(ctx, files),
     }
     branch = head = None
+    detached = False
+    tracked = len(files)
     dirty = {"staged": 0, "unstaged": 0, "untracked": 0}
     commits = []
     remotes: dict[str, str] = {}
     if has_git:
         remotes = await _remotes(ctx)
         status = await git_status(ctx)
-        branch, head = status.branch, status.head
+        branch, head, detached = status.branch, status.head, status.detached
         dirty = {
-            "staged": len(status.staged),
-            "unstaged": len(status.unstaged),
-            "untracked": len(status.untracked),
+            "staged": status.counts["staged"],
+            "unstaged": status.counts["unstaged"],
+            "untracked": status.counts["untracked_files"],
         }
+        listed = await ctx.git.run(["ls-files", "-z", "--cached"])
+        tracked = sum(1 for n in listed.text().split("\x00") if n)
         if head:
             out = await ctx.git.run(["log", _LOG_FORMAT, "-n5", "--no-color"])
             commits = _parse_log(out.text())
@@ -125,6 +129,7 @@ async def overview(ctx: RepoContext) -> Overview:
     return Overview(
         root=str(ctx.root),
         branch=branch,
+        detached=detached,
         head=head,
         dirty=dirty,
         languages=dict(languages.most_common()),
@@ -132,7 +137,7 @@ async def overview(ctx: RepoContext) -> Overview:
         key_files={k: v for k, v in key_files.items() if v},
         tests=test_info,
         last_commits=commits,
-        files_tracked=len(files),
+        files_tracked=tracked,
         remotes=remotes,
         truncated=len(entries) > MAX_TOP_LEVEL,
         note=None if has_git else "not a git repository: no branch, status or history",

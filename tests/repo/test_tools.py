@@ -317,3 +317,25 @@ async def test_every_git_tool_states_what_happened_to_each_file(call: Call, repo
     assert {f["path"]: f["status"] for f in logged["commits"][0]["files"]} == {
         f["path"]: f["status"] for f in shown["files"]
     }
+
+
+async def test_untracked_folders_collapse_detached_heads_are_named_and_counts_are_exact(
+    call: Call, repo: Path
+) -> None:
+    venv = repo / ".venv" / "lib"
+    venv.mkdir(parents=True)
+    for i in range(2000):
+        (venv / f"m{i}.py").write_text("", encoding="utf-8")
+    (repo / "loose.txt").write_text("x\n", encoding="utf-8")
+    status = ok(await call("git_status"))
+    assert status["untracked"] == [".venv/", "loose.txt"]
+    assert status["untracked_folders"] == {".venv/": 2000}
+    assert status["counts"]["untracked_files"] == 2001 and status["truncated"] is False
+    overview = ok(await call("overview"))
+    tracked = len([n for n in git(repo, "ls-files", "-z").split("\0") if n])
+    assert overview["files_tracked"] == tracked and overview["dirty"]["untracked"] == 2001
+    assert overview["branch"] == "main" and overview["detached"] is False
+    git(repo, "checkout", "-q", "--detach", "HEAD~1")
+    detached = ok(await call("git_status"))
+    assert detached["branch"] is None and detached["detached"] is True
+    assert ok(await call("overview"))["detached"] is True
