@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from common import content, kinds, offload
-from common.budget import clamp, take_within
+from common.budget import clamp, join_notes, take_within
 from common.errors import OnrecordError
 from servers.repo.context import RepoContext, decode, is_binary
 from servers.repo.files import refuse_git_internals
@@ -94,6 +94,10 @@ _PATTERNS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     ],
     "shell": [("function", re.compile(r"^(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\)\s*\{?"))],
 }
+_PATTERNS["python"] = [
+    ("class", re.compile(r"^class\s+([A-Za-z_]\w*)")),
+    ("function", re.compile(r"^(?:async\s+)?def\s+([A-Za-z_]\w*)")),
+]
 _PATTERNS["typescript"] = [
     *_PATTERNS["javascript"],
     ("type", re.compile(r"^(?:export\s+)?(?:declare\s+)?(?:interface|type|enum)\s+([A-Za-z_$][\w$]*)")),
@@ -250,6 +254,17 @@ async def outline(ctx: RepoContext, path: FilePath) -> OutlineResult:
         )
     source, relative = read
     symbols, language, exact = symbols_of(source, relative)
+    broken = None
+    if language == "python":
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError) as exc:
+            # No parser result: fall back to top-level patterns, and say the outline is not exact.
+            line = getattr(exc, "lineno", None)
+            broken = f"the file does not parse as Python ({getattr(exc, 'msg', exc)}" + (
+                f" at line {line})" if line else ")"
+            )
+            symbols, exact = pattern_symbols(source, "python", relative), False
     for s in symbols:
         s.path = None  # the path is given once, above
     total = len(symbols)
@@ -269,10 +284,10 @@ async def outline(ctx: RepoContext, path: FilePath) -> OutlineResult:
         total=total,
         returned=len(kept),
         truncated=len(kept) < total,
-        note=(
-            f"{total - len(kept)} symbols left out to stay in budget; use read_file with line ranges"
-            if len(kept) < total
-            else None
+        note=join_notes(
+            broken and f"{broken}; symbols found by pattern, top level only",
+            len(kept) < total
+            and f"{total - len(kept)} symbols left out to stay in budget; use read_file with line ranges",
         )
         if language
         else "no outline for this file type",

@@ -339,3 +339,10 @@ async def test_untracked_folders_collapse_detached_heads_are_named_and_counts_ar
     detached = ok(await call("git_status"))
     assert detached["branch"] is None and detached["detached"] is True
     assert ok(await call("overview"))["detached"] is True
+
+
+async def test_outline_of_a_file_that_does_not_parse_says_so_and_is_not_exact(call: Call, repo: Path) -> None:
+    (repo / "broken.py").write_text("def good():\n    return 1\n\nclass Half(:\n    pass\n", encoding="utf-8")
+    data = ok(await call("outline", path="broken.py"))
+    assert data["exact"] is False and "does not parse as Python" in data["note"] and "line 4" in data["note"]
+    assert [s["name"] for s in data["symbols"]] == ["good", "Half"]  # found by pattern
