@@ -500,7 +500,8 @@ class AccountableServer(MCPServer):
                 return None
             return Refused(
                 Outcome("declined"),
-                f"The human declined the call to {qualified} ({action}). Do not retry it unchanged.",
+                f"The human declined the call to {qualified} "
+                f"({'answered no' if action == 'accept' else action}). Do not retry it unchanged.",
             )
         pending = self.approvals.request(
             qualified,

@@ -523,8 +523,15 @@ async def git_blame(
             if total and start <= total:
                 return await git_blame(ctx, path, start, total, rev)
             raise GitError(f"start_line {start} is past the end of {relative!r} ({total} lines)")
+        if "no such path" in err:
+            where = f"at {rev!r}" if rev is not None else "in HEAD"
+            raise GitError(
+                f"path {relative!r} has no history {where} (it is untracked, ignored or new): blame "
+                "needs a committed file; use read_file to read it"
+            )
+        # git's own text stays here: it names internals the agent cannot act on.
         raise GitError(
-            f"git blame failed for {relative!r}: {err.splitlines()[-1] if err else out.returncode}"
+            f"git blame could not run for {relative!r} (exit {out.returncode}); check the path and rev"
         )
     commits: dict[str, BlameCommit] = {}
     ranges: list[BlameRange] = []

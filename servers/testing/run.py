@@ -19,7 +19,7 @@ from common import content, procs, progress
 from common.budget import clamp, join_notes, take_within
 from servers.testing.models import Counts, Failure, FailureGroup, RunResult, Slow
 from servers.testing.params import Keyword, LastFailed, Marker, MaxFailures, Targets, Timeout, Workers
-from servers.testing.project import Project, pytest_args
+from servers.testing.project import Project, TestingError, pytest_args
 from servers.testing.store import record_run
 
 TRACEBACK_LINES = 30
@@ -129,7 +129,14 @@ async def run_pytest(
     if failed:
         raise failed[0]
     await report(events.read_new())  # whatever arrived after the last poll
-    return Raw(run_id, events, result[0], started, described)
+    proc = result[0]
+    if proc.returncode == 4 and not proc.timed_out:
+        # pytest's usage error (a bad -k or -m expression, an unknown option in the project's
+        # config): its results would be meaningless, so say what pytest said instead.
+        said = (proc.text("stderr") + "\n" + proc.text()).splitlines()
+        line = next((s for s in said if s.startswith("ERROR:")), said[-1] if said else "usage error")
+        raise TestingError(f"pytest refused the run: {content.screen(line.removeprefix('ERROR: ').strip())}")
+    return Raw(run_id, events, proc, started, described)
 
 
 def _finishes_test(event: dict[str, Any]) -> bool:

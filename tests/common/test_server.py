@@ -155,6 +155,7 @@ async def test_ask_declined_by_the_human_does_not_run(tmp_path: Path, mode: str)
     async with Client(server, mode=mode, elicitation_callback=approve_with(False)) as client:
         result = await client.call_tool("reset_branch", {"name": "main"})
     assert result.is_error is True and "declined" in first_text(result)
+    assert "(answered no)" in first_text(result) and "(accept)" not in first_text(result)
     assert RAN == []
     assert of_type(server, "approval")[-1]["action"] == "declined"
     assert of_type(server, "result")[-1]["status"] == "declined"

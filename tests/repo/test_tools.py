@@ -346,3 +346,9 @@ async def test_outline_of_a_file_that_does_not_parse_says_so_and_is_not_exact(ca
     data = ok(await call("outline", path="broken.py"))
     assert data["exact"] is False and "does not parse as Python" in data["note"] and "line 4" in data["note"]
     assert [s["name"] for s in data["symbols"]] == ["good", "Half"]  # found by pattern
+
+
+async def test_blame_of_an_untracked_file_is_a_clear_error_not_gits_text(call: Call, repo: Path) -> None:
+    (repo / "scratch.py").write_text("x = 1\n", encoding="utf-8")
+    text = err(await call("git_blame", path="scratch.py"))
+    assert "has no history in HEAD" in text and "use read_file" in text and "fatal" not in text

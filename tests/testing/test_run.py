@@ -367,3 +367,12 @@ async def test_cancelling_a_run_kills_pytest_and_its_children(
     assert any('"status":"cancelled"' in r for r in records)
     leftover = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, encoding="utf-8").stdout
     assert "test_slow.py" not in leftover
+
+
+@pytest.mark.parametrize("tool", ["discover_tests", "run_tests"])
+async def test_a_malformed_keyword_expression_is_an_error_not_every_test(
+    make_client: Callable[..., Any], tool: str
+) -> None:
+    async with make_client({"test_a.py": "def test_a():\n    assert 1\n"}) as call:
+        text = err(await call(tool, keyword="a and ("))
+    assert "pytest refused the run" in text and "Wrong expression passed to '-k'" in text
