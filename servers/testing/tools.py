@@ -420,12 +420,12 @@ async def format_check(project: Project, paths: Paths = None) -> FormatResult:
 async def check_flaky(
     project: Project,
     node_id: NodeId,
-    runs: Annotated[int, Field(description="How many times to run it (2 to 20)")] = 5,
+    runs: Annotated[int, Field(ge=2, le=20, description="How many times to run it (2 to 20)")] = 5,
 ) -> FlakyResult:
     """Run one test several times: the outcome of each run and a verdict (stable_pass, stable_fail, flaky)."""
-    runs_wanted = runs
     target = project.target(node_id)
-    count = clamp(runs_wanted, 2, 20, 5)
+    await _require_collected(project, target)
+    count = runs
     results: list[FlakyRun] = []
     for i in range(count):
         started = time.monotonic()
@@ -454,6 +454,28 @@ async def check_flaky(
         returned=len(results),
         total=len(results),
     )
+
+
+async def _require_collected(project: Project, target: str) -> None:
+    """Refuse a node id pytest does not collect, before running anything several times."""
+    missing = TestingError(
+        f"node id {target!r} names no test pytest collects; discover_tests lists the node ids "
+        "(e.g. 'tests/test_api.py::test_login')"
+    )
+    try:
+        raw = await run_pytest(
+            project,
+            ["-p", "onrecord_pytest", "-q", "--color=no", "--collect-only", "--", target],
+            timeout_s=300,
+        )
+    except TestingError as exc:
+        raise (missing if "not found" in str(exc) else exc) from exc
+    collected = [n for e in raw.events.items if e["e"] == "collected" for n in e.get("nodeids") or []]
+    if not any(n == target or n.startswith((target + "[", target + "::")) for n in collected):
+        raise TestingError(
+            f"node id {target!r} names no test pytest collects; discover_tests lists the node ids "
+            "(e.g. 'tests/test_api.py::test_login')"
+        )
 
 
 def _outcome_of(project: Project, run: RunResult, target: str) -> str:

@@ -376,3 +376,16 @@ async def test_a_malformed_keyword_expression_is_an_error_not_every_test(
     async with make_client({"test_a.py": "def test_a():\n    assert 1\n"}) as call:
         text = err(await call(tool, keyword="a and ("))
     assert "pytest refused the run" in text and "Wrong expression passed to '-k'" in text
+
+
+async def test_check_flaky_refuses_a_node_id_that_names_no_test_and_out_of_range_runs(
+    make_client: Callable[..., Any],
+) -> None:
+    async with make_client({"test_a.py": "def test_a():\n    assert 1\n"}) as call:
+        text = err(await call("check_flaky", node_id="test_a.py::test_missing"))
+        assert "names no test pytest collects" in text and "discover_tests" in text
+        text = err(await call("check_flaky", node_id="test_a.py::test_a", runs=1000))
+        assert "argument 'runs'" in text and "less than or equal to 20" in text
+        tools = {t.name: t for t in await call.server.list_tools()}  # type: ignore[attr-defined]
+        assert tools["check_flaky"].input_schema["properties"]["runs"]["maximum"] == 20
+        assert not (await call("check_flaky", node_id="test_a.py::test_a", runs=2)).is_error
