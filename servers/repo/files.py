@@ -22,6 +22,15 @@ MAX_LINE_CHARS = 2000
 MAX_LIST = 1000
 
 
+def check_range(start_line: int, end_line: int | None) -> None:
+    """Refuse a line range that ends before it starts (it would silently give one line)."""
+    if end_line is not None and end_line < start_line:
+        raise WorkspaceError(
+            f"end_line {end_line} is before start_line {start_line}; pass end_line >= start_line, or leave "
+            "end_line out to read as much as fits"
+        )
+
+
 def refuse_git_internals(relative: str) -> None:
     if relative == ".git" or relative.startswith(".git/") or "/.git/" in f"/{relative}":
         raise WorkspaceError(
@@ -136,13 +145,16 @@ def _entry(ctx: RepoContext, name: str) -> Entry:
 async def read_file(
     ctx: RepoContext,
     path: FilePath,
-    start_line: Annotated[int, Field(description="First line to return (1-based)")] = 1,
-    end_line: Annotated[int | None, Field(description="Last line to return; default: as many as fit")] = None,
+    start_line: Annotated[int, Field(ge=1, description="First line to return (1-based)")] = 1,
+    end_line: Annotated[
+        int | None, Field(ge=1, description="Last line to return; default: as many as fit")
+    ] = None,
     ref: Rev = None,
 ) -> FileContent:
     """Read a text file's lines, numbered. Long files are windowed: when truncated, pass
     next_start_line as start_line. Binary files give metadata only. `ref` reads the file at a
     revision instead of the working tree."""
+    check_range(start_line, end_line)
     if ref is not None:
         relative = ctx.repo_path(path)
         refuse_git_internals(relative)

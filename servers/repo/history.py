@@ -13,7 +13,7 @@ from common import content, kinds
 from common.budget import clamp, cursor_position, encode_cursor, join_notes, take_within
 from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
-from servers.repo.files import read_file, refuse_git_internals
+from servers.repo.files import check_range, read_file, refuse_git_internals
 from servers.repo.models import (
     BlameCommit,
     BlameRange,
@@ -492,12 +492,13 @@ async def git_show(
 async def git_blame(
     ctx: RepoContext,
     path: FilePath,
-    start_line: Annotated[int, Field(description="First line (1-based)")] = 1,
-    end_line: Annotated[int | None, Field(description="Last line")] = None,
+    start_line: Annotated[int, Field(ge=1, description="First line (1-based)")] = 1,
+    end_line: Annotated[int | None, Field(ge=1, description="Last line")] = None,
     rev: Rev = None,
 ) -> BlameResult:
     """Who last changed each line: ranges of lines with a commit id; each commit's author, date and
     summary are given once in `commits`."""
+    check_range(start_line, end_line)
     relative = ctx.repo_path(path)
     refuse_git_internals(relative)
     if rev is None:

@@ -352,3 +352,10 @@ async def test_blame_of_an_untracked_file_is_a_clear_error_not_gits_text(call: C
     (repo / "scratch.py").write_text("x = 1\n", encoding="utf-8")
     text = err(await call("git_blame", path="scratch.py"))
     assert "has no history in HEAD" in text and "use read_file" in text and "fatal" not in text
+
+
+async def test_a_line_range_that_ends_before_it_starts_is_an_error(call: Call) -> None:
+    for tool in ("read_file", "git_blame"):
+        text = err(await call(tool, path="pkg/core.py", start_line=10, end_line=5))
+        assert "end_line 5 is before start_line 10" in text
+        assert "argument 'start_line'" in err(await call(tool, path="pkg/core.py", start_line=0))
