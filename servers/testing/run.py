@@ -27,6 +27,8 @@ TRACEBACK_CHARS = 2500
 GROUP_MEMBERS = 5
 MAX_GROUPS = 100
 POLL_S = 0.2
+# Progress at least this often while a test runs: hosts drop a call after minutes of silence.
+HEARTBEAT_S = 10.0
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 
 
@@ -107,21 +109,29 @@ async def run_pytest(
         finally:
             tg.cancel_scope.cancel()
 
-    counted = {"total": None, "done": 0}
+    counted: dict[str, Any] = {"total": None, "done": 0, "running": None, "said": time.monotonic()}
 
     async def report(fresh: list[dict[str, Any]]) -> None:
         for event in fresh:
             if event["e"] == "collected" and event.get("count"):
                 counted["total"] = max(counted["total"] or 0, int(event["count"]))
+            elif event["e"] == "start":
+                counted["running"] = event.get("nodeid")
             elif event["e"] == "report" and _finishes_test(event):
                 counted["done"] += 1
                 label = outcomes([event]).get(event["nodeid"], event["outcome"])
                 await progress.report(counted["done"], counted["total"], f"{event['nodeid']}: {label}")
+                counted["said"] = time.monotonic()
 
     async def watch() -> None:
         while True:
             await anyio.sleep(POLL_S)
             await report(events.read_new())
+            if time.monotonic() - counted["said"] >= HEARTBEAT_S:
+                # A slow test sends nothing for a while: say what runs, so hosts do not give up.
+                running = counted["running"] or "collecting tests"
+                await progress.report(counted["done"], counted["total"], f"still running: {running}")
+                counted["said"] = time.monotonic()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)

@@ -389,3 +389,20 @@ async def test_check_flaky_refuses_a_node_id_that_names_no_test_and_out_of_range
         tools = {t.name: t for t in await call.server.list_tools()}  # type: ignore[attr-defined]
         assert tools["check_flaky"].input_schema["properties"]["runs"]["maximum"] == 20
         assert not (await call("check_flaky", node_id="test_a.py::test_a", runs=2)).is_error
+
+
+async def test_a_slow_test_still_sends_progress_saying_what_runs(
+    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers.testing import run
+
+    monkeypatch.setattr(run, "HEARTBEAT_S", 0.5)
+    seen: list[str | None] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    files = {"test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(2)\n"}
+    async with make_client(files) as call:
+        assert ok(await call("run_tests", progress=progress))["status"] == "passed"
+    assert "still running: test_slow.py::test_slow" in seen
