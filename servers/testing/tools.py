@@ -124,8 +124,10 @@ async def changed_files(project: Project, base: str) -> list[str]:
     sha = await project.git.verify_rev(base, what="base")
     diff = await project.git.run(["diff", "--name-only", "-z", "--no-renames", "--end-of-options", sha])
     others = await project.git.run(["ls-files", "-z", "--others", "--exclude-standard"])
-    names = {n for n in diff.text().split("\0") if n} | {n for n in others.text().split("\0") if n}
-    return sorted(names)
+    # Untracked files count only as new Python source (a module or test just written); build
+    # output and caches (`.pyc`, data files) are not changes.
+    new_sources = {n for n in others.text().split("\0") if n.endswith(".py")}
+    return sorted({n for n in diff.text().split("\0") if n} | new_sources)
 
 
 def _is_test(path: str) -> bool:
@@ -168,6 +170,20 @@ async def select_affected(project: Project, base: str) -> tuple[list[str], list[
     return changed, selected
 
 
+_DYNAMIC = re.compile(r"\b(?:importlib|__import__|pytest_plugins|import_module)\b")
+
+
+def dynamic_imports(project: Project, files: list[str]) -> list[str]:
+    """Test files and conftests whose imports static analysis cannot follow."""
+    found = []
+    for name in files:
+        if name.endswith(".py") and (_is_test(name) or name.endswith("conftest.py")):
+            source = _read(project, name)
+            if source is not None and _DYNAMIC.search(source):
+                found.append(name)
+    return found
+
+
 def _import_path(graph: dict[str, set[str]], start: str, targets: set[str]) -> list[str] | None:
     """The shortest import chain from start to a changed file, breadth first."""
     queue: deque[list[str]] = deque([[start]])
@@ -200,6 +216,13 @@ async def run_affected_tests(
     changed modules (transitively). Says why each test file was selected, then the run_tests result."""
     changed, selected = await select_affected(project, base)
     shown = take_within(selected, project.max_chars // 4)
+    listed = await project.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    dynamic = await offload.run(dynamic_imports, project, [n for n in listed.text().split("\0") if n])
+    caveat = bool(dynamic) and (
+        f"the selection may be incomplete: {len(dynamic)} test file(s) or conftest(s) import dynamically "
+        f"(importlib, __import__, pytest_plugins), e.g. {dynamic[0]!r}, which static analysis cannot follow; "
+        "run_tests runs everything"
+    )
     if not selected:
         return AffectedResult(
             base=base,
@@ -208,9 +231,12 @@ async def run_affected_tests(
             run=None,
             total=0,
             returned=0,
-            note="no test is affected by the changes"
-            + ("" if changed else f" (nothing changed since {base})")
-            + "; nothing was run",
+            note=join_notes(
+                "no test is affected by the changes"
+                + ("" if changed else f" (nothing changed since {base})")
+                + "; nothing was run",
+                caveat,
+            ),
         )
     run = await run_tests(
         project,
@@ -231,7 +257,8 @@ async def run_affected_tests(
         returned=len(shown),
         truncated=len(shown) < len(selected) or len(changed) > 200,
         note=join_notes(
-            len(shown) < len(selected) and f"{len(selected) - len(shown)} more selected test files ran"
+            len(shown) < len(selected) and f"{len(selected) - len(shown)} more selected test files ran",
+            caveat,
         ),
     )
 

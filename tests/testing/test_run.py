@@ -406,3 +406,28 @@ async def test_a_slow_test_still_sends_progress_saying_what_runs(
     async with make_client(files) as call:
         assert ok(await call("run_tests", progress=progress))["status"] == "passed"
     assert "still running: test_slow.py::test_slow" in seen
+
+
+async def test_affected_selection_ignores_untracked_non_source_and_flags_dynamic_imports(
+    make_client: Callable[..., Any],
+) -> None:
+    from tests.helpers import git
+
+    files = {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+        "test_dynamic.py": "import importlib\n\n\ndef test_dyn():\n    assert importlib.import_module('calc')\n",
+    }
+    session = make_client(files)
+    git(session.root, "init", "-q", "-b", "main")
+    git(session.root, "add", "-A")
+    git(session.root, "commit", "-q", "-m", "initial")
+    async with session as call:
+        (session.root / "cache.pyc").write_bytes(b"\x00")
+        (session.root / "notes.txt").write_text("x\n", encoding="utf-8")
+        quiet = ok(await call("run_affected_tests"))
+        assert quiet["changed"] == [] and quiet["run"] is None
+        assert "may be incomplete" in quiet["note"] and "test_dynamic.py" in quiet["note"]
+        (session.root / "calc.py").write_text("def add(a, b):\n    return b + a\n", encoding="utf-8")
+        data = ok(await call("run_affected_tests"))
+        assert data["changed"] == ["calc.py"] and [s["path"] for s in data["selected"]] == ["test_calc.py"]
