@@ -266,6 +266,8 @@ class Git:
         drivers = {n.rsplit(".", 1)[0] for n in names if n.lower().startswith("filter.")}
         dynamic += sorted(f"{d}.required=false" for d in drivers)
         overrides = [*_prefix(_FIXED_OVERRIDES), *_prefix(dynamic)]
+        if (excludes := user_excludes_file()) is not None:
+            overrides += ["-c", f"core.excludesFile={excludes}"]
         self._overrides = (stamp, overrides)
         return overrides
 
@@ -352,6 +354,29 @@ def _confined(args: list[str], prefix: str) -> list[str]:
     elif command == "cat-file":
         args = [_OBJECT_PATH.sub(r"\1:./\2", a) for a in args]
     return args
+
+
+def user_excludes_file() -> Path | None:
+    """The user's global ignore file, found as git finds it, without running git on the user's
+    config: `core.excludesFile` read from ~/.gitconfig alone (no includes), else
+    $XDG_CONFIG_HOME/git/ignore or ~/.config/git/ignore. Only a regular file counts."""
+    home = Path.home()
+    configured: str | None = None
+    gitconfig = home / ".gitconfig"
+    if gitconfig.is_file():
+        result = procs.run_sync(
+            ["git", "config", "--file", str(gitconfig), "--get", "core.excludesFile"],
+            cwd=home,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1"},
+            timeout_s=5,
+        )
+        configured = result.text().strip() or None
+    if configured:
+        candidate = Path(os.path.expanduser(configured))
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
+        candidate = Path(base) / "git" / "ignore"
+    return candidate if candidate.is_file() else None
 
 
 def _prefix(pairs: Sequence[str]) -> list[str]:

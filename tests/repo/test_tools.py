@@ -359,3 +359,26 @@ async def test_a_line_range_that_ends_before_it_starts_is_an_error(call: Call) -
         text = err(await call(tool, path="pkg/core.py", start_line=10, end_line=5))
         assert "end_line 5 is before start_line 10" in text
         assert "argument 'start_line'" in err(await call(tool, path="pkg/core.py", start_line=0))
+
+
+async def test_the_users_global_excludes_file_is_honoured(
+    call: Call, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".config" / "git").mkdir(parents=True)
+    (home / ".config" / "git" / "ignore").write_text("*.swp\n.idea/\n", encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    (repo / "notes.swp").write_text("x\n", encoding="utf-8")
+    (repo / ".idea").mkdir()
+    (repo / ".idea" / "workspace.xml").write_text("<x/>\n", encoding="utf-8")
+    (repo / "real.py").write_text("x = 1\n", encoding="utf-8")
+    from servers.repo.server import build_server
+    from tests.helpers import settings_for
+
+    server = build_server(settings_for(repo, tmp=tmp_path))
+    from mcp import Client
+
+    async with Client(server, mode="legacy") as client:
+        status = (await client.call_tool("git_status", {})).structured_content
+    assert status is not None and status["untracked"] == ["real.py"]
