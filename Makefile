@@ -14,10 +14,11 @@ $(BIN)/onrecord: pyproject.toml
 demo: $(BIN)/onrecord
 	$(BIN)/onrecord demo
 
+# PYRIGHT_PYTHON_IGNORE_WARNINGS=1: the pyright wrapper would otherwise ask PyPI for a newer version on every run.
 lint: $(BIN)/onrecord
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pyright
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 
 # -X warn_default_encoding makes Python emit EncodingWarning, which pyproject turns into an error:
 # every text file we open names its encoding.

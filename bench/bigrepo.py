@@ -74,6 +74,6 @@ def big_repo() -> Path:
 if __name__ == "__main__":
     repo = big_repo()
     files = subprocess.run(
-        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True
+        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, encoding="utf-8", check=True
     ).stdout.count("\n")
     print(f"{repo}: {files} tracked files")

@@ -72,7 +72,7 @@ async def main(runs: int) -> None:
     settings = load_settings(root, managed_file=tmp / "none", user_file=tmp / "none", state=tmp / "state")
     server = build_server(settings)
     files = subprocess.run(
-        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, encoding="utf-8", check=True
     ).stdout.count("\n")
     print(f"repository: {root} ({files} files)")
     ratios, ratios_u = [], []

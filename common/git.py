@@ -99,10 +99,6 @@ class Layout:
     prefix: str = ""
 
 
-def find_git_dir(root: Path) -> Path:
-    return find_layout(root).git_dir
-
-
 def find_layout(root: Path) -> Layout:
     """The repository for `root`: its own `.git`, or the one of a repository it lies inside.
 
