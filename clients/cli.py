@@ -321,7 +321,9 @@ def parser() -> argparse.ArgumentParser:
 
     def add_root(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--root", default=".", help="the project directory the server may touch (default: .)")
-        sp.add_argument("--policy", help="an extra policy file (between managed and project scope)")
+        sp.add_argument(
+            "--policy", help="an extra policy file (between the managed file and the user's config)"
+        )
 
     sp = sub.add_parser("serve", help="run a server for a host (stdio) or a team (http)")
     sp.add_argument("server", help="repo, or 'all' for every server's tools in one process")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import ConfigError, load_settings
+from common.config import DEFAULT_DENIES, ConfigError, load_settings
 
 
 def test_scopes_merge_highest_first_and_record_where_each_setting_came_from(tmp_path: Path) -> None:
@@ -157,6 +157,18 @@ def test_a_project_file_may_tighten(tmp_path: Path) -> None:
     assert ("ask", "repo.git_log") in [(r.action, r.text) for r in s.rules]
     assert s.default == "ask" and s.annotation_defaults["read_only"] == "ask"
     assert (s.approval_ttl_s, s.call_timeout_s, s.max_result_tokens) == (60, 30, 5000)
+
+
+def test_a_project_file_may_bring_back_the_default_denies_the_humans_dropped(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    user = tmp_path / "user.toml"
+    user.write_text("[policy]\ndefault_denies = false\n", encoding="utf-8")
+    assert [r for r in load_settings(root, user_file=user).rules if r.scope == "builtin"] == []
+    (root / ".onrecord.toml").write_text("[policy]\ndefault_denies = true\n", encoding="utf-8")
+    s = load_settings(root, user_file=user)
+    assert [r.text for r in s.rules if r.scope == "builtin"] == list(DEFAULT_DENIES)
+    assert s.refused == []
 
 
 def test_what_a_project_file_tried_is_in_the_session_record_and_policy_explain(
