@@ -204,15 +204,17 @@ def cmd_policy(args: argparse.Namespace) -> int:
             f"{qualified}: {decision.action.upper()}"
             + ("" if decision.enforced else " (shadow mode: recorded, not enforced)")
         )
-        print(f"  rule:   {decision.rule}")
-        print(f"  from:   {decision.source}")
-        print(f"  reason: {decision.reason}")
+        # main() escapes control characters but keeps newlines; a path, rule or refusal from a project
+        # (hostile input) must not forge lines of its own, so each field is escaped whole.
+        print(f"  rule:   {visible(str(decision.rule))}")
+        print(f"  from:   {visible(str(decision.source))}")
+        print(f"  reason: {visible(decision.reason)}")
         if tool not in known:
             print(f"  note:   {server_name} has no tool {tool!r}; known: {', '.join(sorted(known))}")
         if server.config.refused:
             print("The project file tried these, and was not allowed (a project file may only tighten):")
             for line in server.config.refused:
-                print(f"  - {line}")
+                print(f"  - {visible(line)}")
     return 0
 
 
