@@ -227,6 +227,16 @@ def test_serve_with_a_bad_policy_file_says_which_file_and_key(
     assert "unknown server 'nosuch'; choose one of: repo, testing, all" in capsys.readouterr().err
 
 
+def test_a_typo_in_a_server_table_stops_that_server_naming_the_file_the_key_and_the_keys_allowed(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / ".onrecord.toml").write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
+    assert main(["policy", "explain", "testing.lint", "--root", str(project)]) == 2
+    message = capsys.readouterr().err
+    assert str(project / ".onrecord.toml") in message and "unknown key 'testing.pyton'" in message
+    assert "[testing] takes: command, python" in message
+
+
 def test_call_with_a_bad_root_or_settings_file_is_one_clear_line(tmp_path: Path) -> None:
     bad_policy = tmp_path / "policy.toml"
     bad_policy.write_text('[policy]\nmode = "loose"\n', encoding="utf-8")
