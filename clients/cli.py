@@ -204,15 +204,17 @@ def cmd_policy(args: argparse.Namespace) -> int:
             f"{qualified}: {decision.action.upper()}"
             + ("" if decision.enforced else " (shadow mode: recorded, not enforced)")
         )
-        print(f"  rule:   {decision.rule}")
-        print(f"  from:   {decision.source}")
-        print(f"  reason: {decision.reason}")
+        # main() escapes control characters but keeps newlines; a path, rule or refusal from a project
+        # (hostile input) must not forge lines of its own, so each field is escaped whole.
+        print(f"  rule:   {visible(str(decision.rule))}")
+        print(f"  from:   {visible(str(decision.source))}")
+        print(f"  reason: {visible(decision.reason)}")
         if tool not in known:
             print(f"  note:   {server_name} has no tool {tool!r}; known: {', '.join(sorted(known))}")
         if server.config.refused:
             print("The project file tried these, and was not allowed (a project file may only tighten):")
             for line in server.config.refused:
-                print(f"  - {line}")
+                print(f"  - {visible(line)}")
     return 0
 
 
@@ -321,7 +323,9 @@ def parser() -> argparse.ArgumentParser:
 
     def add_root(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--root", default=".", help="the project directory the server may touch (default: .)")
-        sp.add_argument("--policy", help="an extra policy file (between managed and project scope)")
+        sp.add_argument(
+            "--policy", help="an extra policy file (between the managed file and the user's config)"
+        )
 
     sp = sub.add_parser("serve", help="run a server for a host (stdio) or a team (http)")
     sp.add_argument("server", help="repo, or 'all' for every server's tools in one process")

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from common.settings_file import SettingsFile
 
 Action = Literal["allow", "deny", "ask"]
-Scope = Literal["managed", "cli", "project", "user", "builtin"]
-SCOPES: tuple[Scope, ...] = ("managed", "cli", "project", "user", "builtin")
+Scope = Literal["managed", "cli", "user", "project", "builtin"]
+# Most trusted first: the humans' files, then the repository's, then what onrecord ships.
+SCOPES: tuple[Scope, ...] = ("managed", "cli", "user", "project", "builtin")
 # Denied unless a settings file says `default_denies = false`: secrets an agent never needs to read.
 DEFAULT_DENIES = (
     "*.*(path=**/.env*, path!=**/.env.example, path!=**/.env.sample, path!=**/.env.template)",
@@ -237,7 +238,8 @@ def load_settings(
     use_defaults = next(
         (f.policy.default_denies for _, _, f in humans if f.policy.default_denies is not None), True
     )
-    if use_defaults:
+    # Bringing the default denies back is tightening, so the project may do that much.
+    if use_defaults or (project is not None and project[1].policy.default_denies):
         settings.rules += [
             RuleSource("deny", text, "built-in default denies", "builtin") for text in DEFAULT_DENIES
         ]

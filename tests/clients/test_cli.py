@@ -86,6 +86,30 @@ def test_policy_explain_names_the_rule_and_file(project: Path, capsys: pytest.Ca
     assert "unknown server 'nosuch'" in capsys.readouterr().err
 
 
+def test_policy_explain_lists_what_the_project_file_was_refused_with_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A clone's folder name is as hostile as its files: a newline in it must not forge a line.
+    root = make_repo(tmp_path / "clone\n  - forged", {"README.md": "# demo\n"})
+    (root / ".onrecord.toml").write_text(
+        '[policy]\nmode = "shadow"\nallow = ["repo.*(path=\\u001b[2J\\u202e)"]\n'
+        'deny = ["repo.read_file(path=README.md, path!=\\u001b]0;owned\\u0007)"]\n'
+        "[approvals]\nuses = 1000\n",
+        encoding="utf-8",
+    )
+    assert main(["policy", "explain", "repo.read_file", '{"path": "README.md"}', "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "DENY" in out and "(shadow mode" not in out
+    assert "The project file tried these, and was not allowed" in out
+    refused = [line for line in out.splitlines() if line.startswith("  - ")]
+    assert len(refused) == 3 and all("clone\\x0a  - forged/.onrecord.toml: " in line for line in refused)
+    assert any("policy.mode = 'shadow' ignored" in line for line in refused)
+    assert any("policy.allow = 'repo.*(path=" in line for line in refused)
+    assert any("approvals.uses = 1000 ignored" in line for line in refused)
+    assert not any(c in out for c in "\x1b\x07\u202e"), out
+    assert "\\x1b]0;owned\\x07" in out  # the project's deny rule, shown escaped
+
+
 def test_approve_grants_a_pending_approval_and_records_it(capsys: pytest.CaptureFixture[str]) -> None:
     store = ApprovalStore(state() / "approvals")
     pending = store.request("repo.read_file", {"path": "deploy/x"}, {"path": "deploy/x"}, "ask rule")
@@ -201,6 +225,16 @@ def test_serve_with_a_bad_policy_file_says_which_file_and_key(
     assert str(bad) in message and "'policy.mode'" in message and "'enforce' or 'shadow'" in message
     assert main(["serve", "nosuch", "--root", str(project)]) == 2
     assert "unknown server 'nosuch'; choose one of: repo, testing, all" in capsys.readouterr().err
+
+
+def test_a_typo_in_a_server_table_stops_that_server_naming_the_file_the_key_and_the_keys_allowed(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / ".onrecord.toml").write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
+    assert main(["policy", "explain", "testing.lint", "--root", str(project)]) == 2
+    message = capsys.readouterr().err
+    assert str(project / ".onrecord.toml") in message and "unknown key 'testing.pyton'" in message
+    assert "[testing] takes: command, python" in message
 
 
 def test_call_with_a_bad_root_or_settings_file_is_one_clear_line(tmp_path: Path) -> None:

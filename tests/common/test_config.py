@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import ConfigError, load_settings
+from common.config import DEFAULT_DENIES, ConfigError, load_settings
 
 
 def test_scopes_merge_highest_first_and_record_where_each_setting_came_from(tmp_path: Path) -> None:
@@ -86,6 +86,7 @@ def test_state_dir_follows_the_environment(tmp_path: Path) -> None:
 
 HUMAN = """
 [policy]
+default = "ask"
 allow = ["repo.*"]
 [policy.annotations]
 destructive = "ask"
@@ -103,16 +104,16 @@ call_timeout_s = 120
         ('[policy]\nmode = "shadow"\n', "policy.mode"),
         ("[policy]\ndefault_denies = false\n", "policy.default_denies"),
         ('[policy]\nallow = ["testing.*"]\n', "policy.allow"),
-        (
-            '[policy]\ndefault = "allow"\n[policy.annotations]\ndestructive = "allow"\n',
-            "policy.annotations.destructive",
-        ),
+        ('[policy]\ndefault = "allow"\n', "policy.default"),
+        ('[policy.annotations]\ndestructive = "allow"\n', "policy.annotations.destructive"),
         ("[policy]\nlock = true\n", "policy.lock"),
         ("[approvals]\nuses = 1000\n", "approvals.uses"),
         ("[approvals]\nttl_s = 604800\n", "approvals.ttl_s"),
         ('[audit]\ndir = "/tmp/elsewhere"\n', "audit.dir"),
         ('[audit]\nfsync = "off"\n', "audit.fsync"),
+        ("[audit]\nbatch_ms = 60000\n", "audit.batch_ms"),
         ("[limits]\ncall_timeout_s = 86400\n", "limits.call_timeout_s"),
+        ("[limits]\nmax_result_tokens = 100000\n", "limits.max_result_tokens"),
     ],
 )
 def test_a_project_file_cannot_loosen_the_humans_settings(
@@ -133,11 +134,27 @@ def test_a_project_file_cannot_loosen_the_humans_settings(
         "approval_ttl_s",
         "audit_path",
         "fsync",
+        "batch_ms",
         "call_timeout_s",
+        "max_result_tokens",
     ):
         assert getattr(s, name) == getattr(baseline, name), name
     assert [r.text for r in s.rules] == [r.text for r in baseline.rules]
     assert any(r.startswith(f"{root / '.onrecord.toml'}: {refused_key} = ") for r in s.refused), s.refused
+
+
+def test_a_pyproject_table_is_a_project_file_too_and_is_refused_the_same_way(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        '[tool.onrecord.policy]\nmode = "shadow"\nallow = ["repo.*"]\n', encoding="utf-8"
+    )
+    s = load_settings(root)
+    assert s.mode == "enforce" and [r for r in s.rules if r.action == "allow"] == []
+    assert s.refused == [
+        f"{root / 'pyproject.toml'}: policy.allow = 'repo.*' ignored: only the humans' settings may allow",
+        f"{root / 'pyproject.toml'}: policy.mode = 'shadow' ignored: a project file may only tighten the policy",
+    ]
 
 
 def test_a_project_file_may_tighten(tmp_path: Path) -> None:
@@ -146,7 +163,7 @@ def test_a_project_file_may_tighten(tmp_path: Path) -> None:
     user = tmp_path / "user.toml"
     user.write_text(HUMAN, encoding="utf-8")
     (root / ".onrecord.toml").write_text(
-        '[policy]\ndeny = ["repo.*(path=secrets/**)"]\nask = ["repo.git_log"]\ndefault = "ask"\n'
+        '[policy]\ndeny = ["repo.*(path=secrets/**)"]\nask = ["repo.git_log"]\ndefault = "deny"\n'
         '[policy.annotations]\nread_only = "ask"\n[approvals]\nuses = 1\nttl_s = 60\n'
         "[limits]\ncall_timeout_s = 30\nmax_result_tokens = 5000\n",
         encoding="utf-8",
@@ -155,8 +172,20 @@ def test_a_project_file_may_tighten(tmp_path: Path) -> None:
     assert s.refused == []
     assert ("deny", "repo.*(path=secrets/**)") in [(r.action, r.text) for r in s.rules]
     assert ("ask", "repo.git_log") in [(r.action, r.text) for r in s.rules]
-    assert s.default == "ask" and s.annotation_defaults["read_only"] == "ask"
+    assert s.default == "deny" and s.annotation_defaults["read_only"] == "ask"
     assert (s.approval_ttl_s, s.call_timeout_s, s.max_result_tokens) == (60, 30, 5000)
+
+
+def test_a_project_file_may_bring_back_the_default_denies_the_humans_dropped(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    user = tmp_path / "user.toml"
+    user.write_text("[policy]\ndefault_denies = false\n", encoding="utf-8")
+    assert [r for r in load_settings(root, user_file=user).rules if r.scope == "builtin"] == []
+    (root / ".onrecord.toml").write_text("[policy]\ndefault_denies = true\n", encoding="utf-8")
+    s = load_settings(root, user_file=user)
+    assert [r.text for r in s.rules if r.scope == "builtin"] == list(DEFAULT_DENIES)
+    assert s.refused == []
 
 
 def test_what_a_project_file_tried_is_in_the_session_record_and_policy_explain(
@@ -188,6 +217,10 @@ def test_an_unknown_key_in_a_server_table_names_the_file_and_the_key(tmp_path: P
         server_section(s, "testing", TestingSettings)
     assert str(root / ".onrecord.toml") in str(info.value) and "'testing.pyton'" in str(info.value)
     assert "python" in str(info.value)  # says what is allowed
+    (root / ".onrecord.toml").write_text("[testing]\ncommand = 'uv run'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        server_section(load_settings(root, sections=("testing",)), "testing", TestingSettings)
+    assert "'testing.command'" in str(info.value) and "'uv run'" in str(info.value)
     (root / ".onrecord.toml").write_text("[tesitng]\npython = 'x'\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown key 'tesitng'"):
         load_settings(root, sections=("testing",))
