@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from common.audit import canonical
 from common.errors import OnrecordError
+
+if TYPE_CHECKING:
+    from common.config import Settings
 
 Status = Literal["pending", "granted", "declined", "used", "expired"]
 
@@ -53,6 +56,18 @@ def arguments_digest(call: str, arguments: dict[str, Any], root: str = "", polic
     """What binds a grant to one call in one place."""
     bound = "\n".join([root, call, policy, canonical(arguments)])
     return hashlib.sha256(bound.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def policy_digest(settings: Settings) -> str:
+    """The digest of the policy in force (mode, defaults, every rule with its file): the session
+    record names it, and a grant made under one policy is void under another."""
+    policy = {
+        "mode": settings.mode,
+        "default": settings.default,
+        "annotations": settings.annotation_defaults,
+        "rules": [[r.action, r.text, r.file] for r in settings.rules],
+    }
+    return "sha256:" + hashlib.sha256(canonical(policy).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ApprovalStore:

@@ -40,7 +40,7 @@ from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 
 from common import __version__, content, kinds, procs, progress
-from common.approvals import Approval, ApprovalStore
+from common.approvals import Approval, ApprovalStore, policy_digest
 from common.audit import AuditLog, canonical
 from common.config import ConfigError, Settings
 from common.errors import OnrecordError
@@ -182,7 +182,7 @@ class AccountableServer(MCPServer):
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
-        self._policy_digest = settings.policy_digest()
+        self._policy_digest = policy_digest(settings)
 
     async def run_stdio_async(self) -> None:
         """Serve over stdio, answering malformed messages instead of dropping them (common.wire)."""
@@ -634,7 +634,7 @@ def _session_fields(settings: Settings) -> dict[str, Any]:
         "root": str(settings.root),
         "head": Git(settings.root).head_sync(),
         "git_user": _git_user(settings.root),
-        "policy_digest": settings.policy_digest(),
+        "policy_digest": policy_digest(settings),
         "policy_mode": settings.mode,
         "policy_files": [str(f) for f in settings.files],
         "project_refused": settings.refused,

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from common.approvals import ApprovalError, ApprovalStore
+from common.approvals import ApprovalError, ApprovalStore, policy_digest
+from common.config import load_settings
 
 
 def test_an_approval_is_bound_to_the_exact_call_and_used_once(tmp_path: Path) -> None:
@@ -108,3 +109,18 @@ async def test_a_grant_for_project_a_is_not_consumed_by_the_same_call_in_project
         assert from_b.is_error and "B-SECRET" not in first_text(from_b)  # type: ignore[union-attr]
         from_a = await ca.call_tool("read_file", {"path": "deploy/prod.toml"})
         assert not from_a.is_error and "A-SECRET" in first_text(from_a)  # type: ignore[union-attr]
+
+
+def test_the_policy_digest_changes_with_the_rules_and_not_with_limits(tmp_path: Path) -> None:
+    root, policy = tmp_path / "project", tmp_path / "policy.toml"
+    root.mkdir()
+
+    def digest(text: str) -> str:
+        policy.write_text(text, encoding="utf-8")
+        return policy_digest(load_settings(root, policy_file=policy))
+
+    ask = '[policy]\nask = ["repo.read_file(path=deploy/**)"]\n'
+    first = digest(ask)
+    assert first.startswith("sha256:") and digest(ask) == first
+    assert digest(ask + "[limits]\ncall_timeout_s = 5\n") == first
+    assert digest(ask.replace('"]', '", "repo.search"]')) != first
