@@ -165,9 +165,7 @@ class AccountableServer(MCPServer):
         redact_logs()  # after MCPServer's own logging set-up: stderr gets no secret either
         self.config = settings
         self.policy = Policy(settings)
-        self.approvals = ApprovalStore(
-            settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses
-        )
+        self.approvals = ApprovalStore.for_settings(settings)
         self.audit = audit or AuditLog(
             settings.audit_path,
             name,
@@ -460,7 +458,7 @@ class AccountableServer(MCPServer):
     ) -> Refused | InputRequiredResult | None:
         """None when the call may run (a grant was consumed or the human said yes); else why not."""
         granted = self.approvals.consume(
-            qualified, arguments, root=str(self.config.root), policy=self._policy_digest
+            qualified, arguments, root=str(self.config.root), server=self.name, policy=self._policy_digest
         )
         if granted is not None:
             self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
@@ -509,6 +507,7 @@ class AccountableServer(MCPServer):
             shown_args,
             decision.reason,
             root=str(self.config.root),
+            server=self.name,
             policy=self._policy_digest,
         )
         self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
