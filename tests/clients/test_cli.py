@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,11 +109,31 @@ def test_approve_grants_a_pending_approval_and_records_it(
     assert store.consume("repo.read_file", {"path": "deploy/x"}, **where) is not None
     approvals = [r for rep in verify_dir(state() / "audit") for r in rep.records if r["type"] == "approval"]
     assert approvals and approvals[0]["approval_id"] == pending.id and approvals[0]["action"] == "granted"
-    assert approvals[0]["root"] == str(project)
+    assert approvals[0]["root"] == str(project) and approvals[0]["server"] == "repo"
     assert main(["approve", pending.id]) == 2
     assert "not pending" in capsys.readouterr().err
     assert main(["approvals", "--all"]) == 0
     assert str(project) in (listed := capsys.readouterr().out) and "used" in listed
+
+
+def test_approve_takes_the_ttl_from_the_humans_settings_counted_from_the_grant(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = Path(os.environ["XDG_CONFIG_HOME"]) / "onrecord" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("[approvals]\nttl_s = 60\n", encoding="utf-8")
+    store, pending = pending_in(project, ttl_s=900)
+    assert main(["approve", pending.id]) == 0
+    assert "within 1 min" in capsys.readouterr().out
+    assert 55 <= store.get(pending.id).expires - time.time() <= 60
+
+
+def test_approve_with_a_policy_file_takes_its_ttl(project: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "team.toml"
+    policy.write_text("[approvals]\nttl_s = 120\n", encoding="utf-8")
+    store, pending = pending_in(project)
+    assert main(["approve", pending.id, "--policy", str(policy)]) == 0
+    assert 115 <= store.get(pending.id).expires - time.time() <= 120
 
 
 async def test_audit_commands_show_and_verify_and_fail_on_tampering(
