@@ -218,24 +218,25 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approvals(root: Path | None = None) -> Any:
-    """The approval store, with TTL and uses from the humans' settings for `root` (a project file
-    there can only lower them)."""
+def _approvals(policy: str | None, root: str = "") -> Any:
+    """The approval store, with TTL and uses from the humans' settings; for an approval's `root`,
+    that project's file counts too (it can only lower them)."""
     from common.approvals import ApprovalStore
     from common.config import load_settings
     from servers import SERVERS
 
-    where = root if root is not None and root.is_dir() else Path.cwd()
-    settings = load_settings(where, sections=SERVERS)
-    return ApprovalStore(settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses)
+    project = Path(root) if root and Path(root).is_dir() else None
+    settings = load_settings(
+        project or Path.cwd(), policy_file=policy, use_project=project is not None, sections=SERVERS
+    )
+    return ApprovalStore.for_settings(settings)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     from common.audit import AuditLog
 
-    pending = _approvals().get(args.id)
-    store = _approvals(Path(pending.root) if pending.root else None)
-    approval = store.decide(args.id, grant=not args.decline, by=_who())
+    pending = _approvals(args.policy).get(args.id)
+    approval = _approvals(args.policy, pending.root).decide(args.id, grant=not args.decline, by=_who())
     log = AuditLog(_audit_dir(args), "cli")
     log.write(
         "approval",
@@ -245,6 +246,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
             "via": "onrecord approve",
             "by": approval.decided_by,
             "call": approval.call,
+            "server": approval.server,
             "root": approval.root,
             "arguments": approval.arguments,
         },
@@ -267,7 +269,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from clients.review import table
 
-    store = _approvals()
+    store = _approvals(None)
     items = store.all() if args.all else store.pending()
     if args.json:
         print(json.dumps([a.as_record() for a in items], indent=2))
@@ -283,9 +285,9 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                     a.id,
                     a.status,
                     a.call,
-                    a.root,
+                    a.root or "(none: older onrecord)",
                     json.dumps(a.arguments, sort_keys=True)[:60],
-                    f"{max(0, int(a.expires - time.time()))}s",
+                    f"{max(0, int(a.expires - time.time()))}s" if a.status in ("pending", "granted") else "-",
                     a.reason[:60],
                 ]
                 for a in items
@@ -367,6 +369,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("id")
     sp.add_argument("--decline", action="store_true")
     sp.add_argument("--dir", help="the audit directory for the approval record")
+    sp.add_argument("--policy", help="the extra policy file the servers run with (its [approvals] counts)")
     sp.set_defaults(func=cmd_approve)
 
     sp = sub.add_parser("approvals", help="list pending approvals")

@@ -1,10 +1,12 @@
 """Out-of-band approvals for `ask` decisions when the client cannot ask the human itself.
 
-A pending approval is bound to exactly one call in one place: the server's root, server.tool, a
-digest of the validated arguments (canonical JSON) and the digest of the policy in force; a grant is
-consumed only by a call that matches all four. TTL and uses come from the humans' settings. The human grants it with `onrecord approve ID`; the agent's retry with the same
-arguments consumes it. Approvals are single use by default and expire. One JSON file per
-approval under the state directory; every change holds an exclusive lock on the folder.
+A pending approval is bound to exactly one call in one place: the server's root, the server that
+asked, the tool as `server.tool`, a digest of the validated arguments (canonical JSON) and the digest
+of the policy in force. A grant is consumed only by a call that matches all five. The human grants it
+with `onrecord approve ID`; the agent's retry with the same arguments consumes it. TTL and uses come
+from the humans' settings: the asking server's for a pending approval, the approving human's for a
+grant, whose expiry counts from the moment it is granted. Approvals are single use by default. One
+JSON file per approval under the state directory; every change holds an exclusive lock on the folder.
 """
 
 from __future__ import annotations
@@ -18,16 +20,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from common.audit import canonical
 from common.errors import OnrecordError
+
+if TYPE_CHECKING:
+    from common.config import Settings
 
 Status = Literal["pending", "granted", "declined", "used", "expired"]
 
 
 class ApprovalError(OnrecordError):
     """An approval ID is unknown, expired or already decided."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Exactly one call in one place: what a grant is for."""
+
+    root: str
+    server: str
+    call: str
+    digest: str
+    policy: str
 
 
 @dataclass
@@ -43,23 +59,49 @@ class Approval:
     uses_left: int = 1
     decided_by: str | None = None
     root: str = ""
+    server: str = ""
     policy: str = ""
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
 
+    def binding(self) -> Binding | None:
+        """What this approval is for; None for a file written before approvals were bound to a
+        place, which matches no call."""
+        if not (self.root and self.server and self.policy):
+            return None
+        return Binding(self.root, self.server, self.call, self.digest, self.policy)
 
-def arguments_digest(call: str, arguments: dict[str, Any], root: str = "", policy: str = "") -> str:
-    """What binds a grant to one call in one place."""
-    bound = "\n".join([root, call, policy, canonical(arguments)])
-    return hashlib.sha256(bound.encode("utf-8", "surrogatepass")).hexdigest()
+
+def arguments_digest(arguments: dict[str, Any]) -> str:
+    """The digest of a call's validated arguments, as canonical JSON."""
+    return hashlib.sha256(canonical(arguments).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def policy_digest(settings: Settings) -> str:
+    """The digest of the policy in force (mode, defaults, every rule with its file): the session
+    record names it, and a grant made under one policy is void under another."""
+    policy = {
+        "mode": settings.mode,
+        "default": settings.default,
+        "annotations": settings.annotation_defaults,
+        "rules": [[r.action, r.text, r.file] for r in settings.rules],
+    }
+    return "sha256:" + hashlib.sha256(canonical(policy).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ApprovalStore:
-    def __init__(self, directory: Path, *, ttl_s: int = 900, uses: int = 1) -> None:
+    """The approvals in one directory; `ttl_s` and `uses` bound what it requests and grants, so they
+    always come from the humans' settings (`for_settings`)."""
+
+    def __init__(self, directory: Path, *, ttl_s: int, uses: int) -> None:
         self.directory = Path(directory)
         self.ttl_s = ttl_s
         self.uses = uses
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ApprovalStore:
+        return cls(settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -85,10 +127,10 @@ class ApprovalStore:
     def _load(self, path: Path) -> Approval | None:
         try:
             approval = Approval(**json.loads(path.read_text(encoding="utf-8")))
+            if approval.status in ("pending", "granted") and approval.expires < time.time():
+                approval.status = "expired"
         except (OSError, ValueError, TypeError):
             return None  # unreadable, or written by another version: it grants nothing
-        if approval.status in ("pending", "granted") and approval.expires < time.time():
-            approval.status = "expired"
         return approval
 
     def _all(self) -> list[Approval]:
@@ -104,26 +146,32 @@ class ApprovalStore:
         preview: dict[str, Any],
         reason: str,
         *,
-        root: str = "",
-        policy: str = "",
+        root: str,
+        server: str,
+        policy: str,
     ) -> Approval:
-        """A pending approval for this exact call, reusing one that is still pending."""
-        digest = arguments_digest(call, arguments, root, policy)
+        """A pending approval for exactly this call in this place, reusing one that is still pending.
+
+        `call` is `server.tool`; `server` is the server that asks (`all` under `onrecord serve all`);
+        `root` is its absolute root; `policy` is `policy_digest` of its settings.
+        """
+        wanted = Binding(root, server, call, arguments_digest(arguments), policy)
         with self._locked():
             for existing in self._all():
-                if existing.digest == digest and existing.status == "pending":
+                if existing.status == "pending" and existing.binding() == wanted:
                     return existing
             now = time.time()
             approval = Approval(
                 id=os.urandom(4).hex(),
                 call=call,
-                digest=digest,
+                digest=wanted.digest,
                 arguments=preview,
                 reason=reason,
                 created=now,
                 expires=now + self.ttl_s,
                 uses_left=self.uses,
                 root=root,
+                server=server,
                 policy=policy,
             )
             self._save(approval)
@@ -140,6 +188,12 @@ class ApprovalStore:
                 raise ApprovalError(
                     f"approval {approval_id!r} is {approval.status}, not pending; nothing changed"
                 )
+            if grant and approval.binding() is None:
+                raise ApprovalError(
+                    f"approval {approval_id!r} was written by an older onrecord and names no root or "
+                    "policy, so no call could use it; nothing changed. Ask the agent to retry the call "
+                    "for a new approval ID"
+                )
             approval.status = "granted" if grant else "declined"
             approval.decided_by = by
             if grant:
@@ -150,13 +204,13 @@ class ApprovalStore:
             return approval
 
     def consume(
-        self, call: str, arguments: dict[str, Any], *, root: str = "", policy: str = ""
+        self, call: str, arguments: dict[str, Any], *, root: str, server: str, policy: str
     ) -> Approval | None:
-        """Use up one grant for exactly this call in this place, if there is one."""
-        digest = arguments_digest(call, arguments, root, policy)
+        """Use up one grant for exactly this call in this place (see `request`), if there is one."""
+        wanted = Binding(root, server, call, arguments_digest(arguments), policy)
         with self._locked():
             for approval in self._all():
-                if approval.digest == digest and approval.status == "granted" and approval.uses_left > 0:
+                if approval.status == "granted" and approval.uses_left > 0 and approval.binding() == wanted:
                     approval.uses_left -= 1
                     if approval.uses_left == 0:
                         approval.status = "used"

@@ -100,20 +100,6 @@ class Settings:
     def approvals_path(self) -> Path:
         return self.state_dir / "approvals"
 
-    def policy_digest(self) -> str:
-        """A digest of the policy in force: rules with their files, mode, defaults."""
-        import hashlib
-        import json
-
-        policy = {
-            "mode": self.mode,
-            "default": self.default,
-            "annotations": self.annotation_defaults,
-            "rules": [[r.action, r.text, r.file] for r in self.rules],
-        }
-        text = json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
     def protected_paths(self) -> list[Path]:
         """Paths no tool may read: the audit log, the approvals, and every policy file loaded."""
         protected = [self.audit_path, self.state_dir]

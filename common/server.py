@@ -40,7 +40,7 @@ from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 
 from common import __version__, content, kinds, procs, progress
-from common.approvals import Approval, ApprovalStore
+from common.approvals import Approval, ApprovalStore, policy_digest
 from common.audit import AuditLog, canonical
 from common.config import ConfigError, Settings
 from common.errors import OnrecordError
@@ -165,9 +165,7 @@ class AccountableServer(MCPServer):
         redact_logs()  # after MCPServer's own logging set-up: stderr gets no secret either
         self.config = settings
         self.policy = Policy(settings)
-        self.approvals = ApprovalStore(
-            settings.approvals_path, ttl_s=settings.approval_ttl_s, uses=settings.approval_uses
-        )
+        self.approvals = ApprovalStore.for_settings(settings)
         self.audit = audit or AuditLog(
             settings.audit_path,
             name,
@@ -182,7 +180,7 @@ class AccountableServer(MCPServer):
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
-        self._policy_digest = settings.policy_digest()
+        self._policy_digest = policy_digest(settings)
 
     async def run_stdio_async(self) -> None:
         """Serve over stdio, answering malformed messages instead of dropping them (common.wire)."""
@@ -460,7 +458,7 @@ class AccountableServer(MCPServer):
     ) -> Refused | InputRequiredResult | None:
         """None when the call may run (a grant was consumed or the human said yes); else why not."""
         granted = self.approvals.consume(
-            qualified, arguments, root=str(self.config.root), policy=self._policy_digest
+            qualified, arguments, root=str(self.config.root), server=self.name, policy=self._policy_digest
         )
         if granted is not None:
             self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
@@ -509,6 +507,7 @@ class AccountableServer(MCPServer):
             shown_args,
             decision.reason,
             root=str(self.config.root),
+            server=self.name,
             policy=self._policy_digest,
         )
         self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
@@ -634,7 +633,7 @@ def _session_fields(settings: Settings) -> dict[str, Any]:
         "root": str(settings.root),
         "head": Git(settings.root).head_sync(),
         "git_user": _git_user(settings.root),
-        "policy_digest": settings.policy_digest(),
+        "policy_digest": policy_digest(settings),
         "policy_mode": settings.mode,
         "policy_files": [str(f) for f in settings.files],
         "project_refused": settings.refused,

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mcp import Client
 
 from clients.cli import main
 from clients.stdio import server_params
-from common.approvals import ApprovalStore
+from common.approvals import Approval, ApprovalStore
 from common.audit import verify_dir
 from tests.helpers import first_text, make_repo
 
@@ -110,18 +111,53 @@ def test_policy_explain_lists_what_the_project_file_was_refused_with_control_cha
     assert "\\x1b]0;owned\\x07" in out  # the project's deny rule, shown escaped
 
 
-def test_approve_grants_a_pending_approval_and_records_it(capsys: pytest.CaptureFixture[str]) -> None:
-    store = ApprovalStore(state() / "approvals")
-    pending = store.request("repo.read_file", {"path": "deploy/x"}, {"path": "deploy/x"}, "ask rule")
+def pending_in(project: Path, ttl_s: int = 900) -> tuple[ApprovalStore, Approval]:
+    """A store as a server rooted at `project` builds it, and one pending approval from it."""
+    store = ApprovalStore(state() / "approvals", ttl_s=ttl_s, uses=1)
+    where = {"root": str(project), "server": "repo", "policy": "sha256:p"}
+    return store, store.request(
+        "repo.read_file", {"path": "deploy/x"}, {"path": "deploy/x"}, "ask rule", **where
+    )
+
+
+def test_approve_grants_a_pending_approval_and_records_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, pending = pending_in(project)
     assert main(["approvals"]) == 0
-    assert pending.id in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert pending.id in listed and "repo.read_file" in listed and str(project) in listed
     assert main(["approve", pending.id]) == 0
-    assert "granted" in capsys.readouterr().out
-    assert store.consume("repo.read_file", {"path": "deploy/x"}) is not None
+    assert "granted: repo.read_file" in (said := capsys.readouterr().out) and f"in {project}" in said
+    where = {"root": str(project), "server": "repo", "policy": "sha256:p"}
+    assert store.consume("repo.read_file", {"path": "deploy/x"}, **where) is not None
     approvals = [r for rep in verify_dir(state() / "audit") for r in rep.records if r["type"] == "approval"]
     assert approvals and approvals[0]["approval_id"] == pending.id and approvals[0]["action"] == "granted"
+    assert approvals[0]["root"] == str(project) and approvals[0]["server"] == "repo"
     assert main(["approve", pending.id]) == 2
     assert "not pending" in capsys.readouterr().err
+    assert main(["approvals", "--all"]) == 0
+    assert str(project) in (listed := capsys.readouterr().out) and "used" in listed
+
+
+def test_approve_takes_the_ttl_from_the_humans_settings_counted_from_the_grant(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = Path(os.environ["XDG_CONFIG_HOME"]) / "onrecord" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("[approvals]\nttl_s = 60\n", encoding="utf-8")
+    store, pending = pending_in(project, ttl_s=900)
+    assert main(["approve", pending.id]) == 0
+    assert "within 1 min" in capsys.readouterr().out
+    assert 55 <= store.get(pending.id).expires - time.time() <= 60
+
+
+def test_approve_with_a_policy_file_takes_its_ttl(project: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "team.toml"
+    policy.write_text("[approvals]\nttl_s = 120\n", encoding="utf-8")
+    store, pending = pending_in(project)
+    assert main(["approve", pending.id, "--policy", str(policy)]) == 0
+    assert 115 <= store.get(pending.id).expires - time.time() <= 120
 
 
 async def test_audit_commands_show_and_verify_and_fail_on_tampering(

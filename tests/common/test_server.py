@@ -12,7 +12,6 @@ from mcp.server import MCPServer
 from mcp.types import ElicitResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from common.approvals import ApprovalStore
 from common.audit import verify_file
 from common.errors import OnrecordError
 from common.server import AccountableServer
@@ -175,7 +174,7 @@ async def test_ask_without_elicitation_fails_closed_then_out_of_band_approval_al
         assert approval_id in text
         assert RAN == []
         # A different call is not covered by that approval.
-        ApprovalStore(server.config.approvals_path).decide(approval_id, grant=True, by="tester")
+        server.approvals.decide(approval_id, grant=True, by="tester")
         other = await client.call_tool("reset_branch", {"name": "release"})
         assert other.is_error is True and RAN == []
         retry = await client.call_tool("reset_branch", {"name": "main"})
@@ -186,6 +185,53 @@ async def test_ask_without_elicitation_fails_closed_then_out_of_band_approval_al
     assert statuses == ["pending_approval", "pending_approval", "ok", "pending_approval"]
     consumed = [a for a in of_type(server, "approval") if a["action"] == "consumed"]
     assert len(consumed) == 1 and consumed[0]["approval_id"] == approval_id and consumed[0]["by"] == "tester"
+
+
+def server_at(tmp_path: Path, root_name: str, policy: str | None = None) -> AccountableServer:
+    """A kit server rooted at tmp_path/root_name; every one shares the test's state directory."""
+    root = tmp_path / root_name
+    root.mkdir(exist_ok=True)
+    server = AccountableServer("kit", settings_for(root, policy, tmp=tmp_path))
+    add_tools(server)
+    return server
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_grant_for_one_root_is_not_consumed_by_the_same_call_in_another_root(
+    tmp_path: Path, mode: str
+) -> None:
+    server_a, server_b = server_at(tmp_path, "a"), server_at(tmp_path, "b")
+    RAN.clear()
+    async with Client(server_a, mode=mode) as in_a, Client(server_b, mode=mode) as in_b:
+        await in_a.call_tool("reset_branch", {"name": "main"})
+        approval_id = of_type(server_a, "approval")[-1]["approval_id"]
+        assert server_a.approvals.get(approval_id).root == str(tmp_path / "a")
+        server_a.approvals.decide(approval_id, grant=True, by="tester")
+        from_b = await in_b.call_tool("reset_branch", {"name": "main"})
+        assert from_b.is_error is True and "Needs approval" in first_text(from_b) and RAN == []
+        asked_in_b = of_type(server_b, "approval")[-1]
+        assert asked_in_b["action"] == "requested" and asked_in_b["approval_id"] != approval_id
+        from_a = await in_a.call_tool("reset_branch", {"name": "main"})
+        assert from_a.is_error is False and RAN == ["reset_branch:main"]
+    assert [a["action"] for a in of_type(server_a, "approval")] == ["requested", "consumed"]
+
+
+async def test_a_grant_is_not_consumed_after_the_policy_changed(tmp_path: Path) -> None:
+    before = server_at(tmp_path, "project")
+    after = server_at(tmp_path, "project", '[policy]\ndeny = ["kit.crash"]\n')
+    RAN.clear()
+    async with Client(before, mode="legacy") as old, Client(after, mode="legacy") as new:
+        await old.call_tool("reset_branch", {"name": "main"})
+        approval_id = of_type(before, "approval")[-1]["approval_id"]
+        before.approvals.decide(approval_id, grant=True, by="tester")
+        under_new_policy = await new.call_tool("reset_branch", {"name": "main"})
+        assert under_new_policy.is_error is True and RAN == []
+        assert of_type(after, "approval")[-1]["action"] == "requested"
+        session = of_type(before, "session_start")[0]
+        assert session["policy_digest"] == before.approvals.get(approval_id).policy
+        assert of_type(after, "session_start")[0]["policy_digest"] != session["policy_digest"]
+        under_old_policy = await old.call_tool("reset_branch", {"name": "main"})
+        assert under_old_policy.is_error is False and RAN == ["reset_branch:main"]
 
 
 @pytest.mark.parametrize("mode", ERAS)
