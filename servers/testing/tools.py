@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from collections import defaultdict, deque
@@ -267,16 +266,13 @@ async def run_affected_tests(
 
 
 def ruff_command(project: Project) -> tuple[list[str], str]:
-    """The project's ruff if its environment has one, else the one installed with onrecord."""
-    for candidate in (project.root / ".venv/bin/ruff", project.root / "venv/bin/ruff"):
-        if candidate.exists():
-            return [str(candidate)], str(candidate)
+    """The ruff installed with onrecord, never a binary the repository supplies: `lint` and
+    `format_check` are read-only tools the policy allows by default, so running the repository's own
+    `.venv/bin/ruff` would let a clone run any program of its choosing on a read."""
+    del project  # the project decides what ruff reads (its validated config), not which ruff runs
     beside = Path(sys.executable).with_name("ruff")
     if beside.exists():
         return [str(beside)], str(beside)
-    found = shutil.which("ruff")
-    if found:
-        return [found], found
     return [sys.executable, "-m", "ruff"], f"{sys.executable} -m ruff"
 
 

@@ -307,6 +307,21 @@ async def test_lint_and_format_check_report_ruff_findings(make_client: Callable[
         assert (root / "mod.py").read_text(encoding="utf-8").startswith("import os")
 
 
+async def test_lint_never_runs_a_ruff_binary_the_repository_supplies(make_client: Callable[..., Any]) -> None:
+    # A clone that ships .venv/bin/ruff must not get it run by a read-only tool the policy allows.
+    trap = '#!/bin/sh\ntouch "$(dirname "$0")/../../ran"\necho \'[]\'\n'
+    files = {"mod.py": "import os\n", ".venv/bin/ruff": trap, "venv/bin/ruff": trap}
+    async with make_client(files) as call:
+        root = call.root  # type: ignore[attr-defined]
+        for name in (".venv/bin/ruff", "venv/bin/ruff"):
+            (root / name).chmod(0o755)
+        for tool in ("lint", "format_check"):
+            data = ok(await call(tool))
+            assert str(root) not in data["tool"], data["tool"]
+        assert ok(await call("lint"))["counts_by_rule"] == {"F401": 1}  # the real ruff ran
+        assert not (root / "ran").exists()
+
+
 async def test_lint_fix_applies_fixes_once_approved(make_client: Callable[..., Any]) -> None:
     from mcp import Client
     from mcp.types import ElicitResult
