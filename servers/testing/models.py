@@ -146,7 +146,10 @@ class FlakyResult(Envelope):
     node_id: str
     runs: list[FlakyRun]
     verdict: Literal["stable_pass", "stable_fail", "flaky", "not_run"]
-    history_flaky_rate: float | None = None
+    history_flaky_rate: float | None = Field(
+        default=None,
+        description="test_history's flaky_rate: recorded runs of the same commit on a clean tree",
+    )
 
 
 class HistoryEntry(BaseModel):
@@ -159,6 +162,13 @@ class HistoryEntry(BaseModel):
 
 class HistoryResult(Envelope):
     node_id: str
-    runs: list[HistoryEntry]
-    flaky_rate: float | None = Field(description="Share of outcome changes between consecutive runs")
-    pass_rate: float | None
+    runs: list[HistoryEntry] = Field(description="Runs on a committed, clean tree, newest first")
+    dirty_runs: list[HistoryEntry] = Field(
+        description="Runs on uncommitted changes or outside git, newest first: they count in no rate"
+    )
+    flaky_rate: float | None = Field(
+        description="Share of consecutive runs of the same commit on a clean tree whose pass/fail "
+        "differs; null without two such runs"
+    )
+    flaky_pairs: int = Field(description="How many consecutive same-commit pairs flaky_rate rests on")
+    pass_rate: float | None = Field(description="Share of clean-tree runs that passed (xfail/skip left out)")

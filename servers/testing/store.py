@@ -21,14 +21,30 @@ def history_path(project: Project) -> Path:
     return project.state / "history.jsonl"
 
 
+CACHES = ("__pycache__", ".pytest_cache")
+
+
+def _is_cache(name: str) -> bool:
+    """Bytecode and pytest's cache: what a test run itself leaves behind, not a change to the code."""
+    parts = name.split("/")
+    return name.endswith((".pyc", ".pyo")) or any(part in CACHES for part in parts)
+
+
 async def git_state(project: Project) -> tuple[str | None, bool | None]:
+    """HEAD, and whether the tree differs from it: a tracked change (staged or not) or an untracked,
+    not ignored file other than bytecode and caches (a test or module just written changes outcomes
+    as much as an edit does). (None, None) outside a git repository."""
     try:
         head = await project.git.run(["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
         status = await project.git.run(["status", "--porcelain", "--untracked-files=no"], check=False)
+        others = await project.git.run(["ls-files", "-z", "--others", "--exclude-standard"], check=False)
     except OnrecordError:
         return None, None
     sha = head.text().strip() or None
-    return sha, bool(status.text().strip()) if status.returncode == 0 else None
+    if status.returncode != 0 or others.returncode != 0:
+        return sha, None
+    untracked = [n for n in others.text().split("\0") if n and not _is_cache(n)]
+    return sha, bool(status.text().strip()) or bool(untracked)
 
 
 async def record_run(project: Project, raw: Raw, result: RunResult, outcomes: dict[str, str]) -> None:
@@ -70,10 +86,22 @@ def runs(project: Project) -> list[dict[str, Any]]:
     return out
 
 
-def flaky_rate(sequence: list[str]) -> float | None:
-    """Share of consecutive runs whose pass/fail differs (xfail/skip are left out)."""
-    verdicts = [o == "passed" for o in sequence if o in ("passed", "failed", "error")]
-    if len(verdicts) < 2:
-        return None
-    flips = sum(1 for a, b in itertools.pairwise(verdicts) if a != b)
-    return round(flips / (len(verdicts) - 1), 3)
+def comparable(run: dict[str, Any]) -> bool:
+    """A run whose outcomes belong to a commit: a known HEAD and a tree known to be clean."""
+    return isinstance(run.get("head"), str) and run.get("dirty") is False
+
+
+def flaky_rate(runs: list[dict[str, Any]], node_id: str) -> tuple[float | None, int]:
+    """Share of consecutive runs of the same commit, on a clean tree, whose pass/fail differs, and
+    how many such pairs it rests on. A test that fails on an uncommitted edit or after a commit
+    changed it is not flaky; xfail and skip are left out. (None, 0) without two comparable runs."""
+    by_head: dict[str, list[bool]] = {}
+    for run in runs:
+        outcome = run.get("outcomes", {}).get(node_id)
+        if comparable(run) and outcome in ("passed", "failed", "error"):
+            by_head.setdefault(run["head"], []).append(outcome == "passed")
+    pairs = sum(len(v) - 1 for v in by_head.values() if len(v) > 1)
+    if not pairs:
+        return None, 0
+    flips = sum(1 for v in by_head.values() for a, b in itertools.pairwise(v) if a != b)
+    return round(flips / pairs, 3), pairs

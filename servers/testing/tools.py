@@ -9,7 +9,7 @@ import sys
 import time
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -51,7 +51,7 @@ from servers.testing.params import (
 )
 from servers.testing.project import Project, TestingError, expression
 from servers.testing.run import run_pytest, run_tests
-from servers.testing.store import flaky_rate
+from servers.testing.store import comparable, flaky_rate
 from servers.testing.store import runs as recorded_runs
 
 TEST_FILES = ("test_*.py", "*_test.py")
@@ -468,12 +468,11 @@ async def check_flaky(
         verdict = "stable_fail"
     else:
         verdict = "flaky"
-    history = [r["outcomes"][target] for r in recorded_runs(project) if target in r.get("outcomes", {})]
     return FlakyResult(
         node_id=target,
         runs=results,
         verdict=verdict,  # type: ignore[arg-type]
-        history_flaky_rate=flaky_rate(history),
+        history_flaky_rate=flaky_rate(recorded_runs(project), target)[0],
         returned=len(results),
         total=len(results),
     )
@@ -516,17 +515,17 @@ async def test_history(
     node_id: NodeId,
     limit: Annotated[int, Field(description="Recent runs to return (at most 500)")] = 20,
 ) -> HistoryResult:
-    """Recent recorded outcomes of one test (with HEAD and dirty flag), its pass rate and flaky rate."""
+    """Recent recorded outcomes of one test, with HEAD and dirty flag, and its pass and flaky rates.
+    Rates count only runs of a commit on a clean tree: a failure on an uncommitted edit says
+    nothing about flakiness, so those runs are listed apart in dirty_runs."""
     if not isinstance(node_id, str) or not node_id or node_id.startswith("-"):
         raise TestingError(f"node_id {node_id!r} must be a test node id, e.g. 'tests/test_a.py::test_b'")
     limit = clamp(limit, 1, 500, 20)
-    matching = [r for r in recorded_runs(project) if node_id in r.get("outcomes", {})]
-    sequence = [r["outcomes"][node_id] for r in matching]
-    recent = matching[-limit:][::-1]
-    passes = [o for o in sequence if o in ("passed", "failed", "error")]
-    return HistoryResult(
-        node_id=node_id,
-        runs=[
+    recorded = recorded_runs(project)
+    matching = [r for r in recorded if node_id in r.get("outcomes", {})]
+
+    def entries(runs: list[dict[str, Any]]) -> list[HistoryEntry]:
+        return [
             HistoryEntry(
                 run_id=r["run_id"],
                 started=r["started"],
@@ -534,12 +533,36 @@ async def test_history(
                 head=r.get("head"),
                 dirty=r.get("dirty"),
             )
-            for r in recent
-        ],
-        flaky_rate=flaky_rate(sequence),
-        pass_rate=round(sum(o == "passed" for o in passes) / len(passes), 3) if passes else None,
+            for r in runs[-limit:][::-1]
+        ]
+
+    clean = [r for r in matching if comparable(r)]
+    dirty = [r for r in matching if not comparable(r)]
+    decided = [
+        r["outcomes"][node_id] for r in clean if r["outcomes"][node_id] in ("passed", "failed", "error")
+    ]
+    rate, pairs = flaky_rate(recorded, node_id)
+    runs, dirty_runs = entries(clean), entries(dirty)
+    notes = []
+    if not matching:
+        notes.append("no recorded run includes this node id; run_tests records every run")
+    elif rate is None:
+        notes.append(
+            "no flaky rate: it needs two runs of the same commit on a clean tree "
+            f"({len(clean)} clean run(s), {len(dirty)} on uncommitted changes or outside git); "
+            "check_flaky runs the test now"
+        )
+    if len(clean) > limit or len(dirty) > limit:
+        notes.append(f"the {limit} most recent runs of each kind are listed; raise limit for more")
+    return HistoryResult(
+        node_id=node_id,
+        runs=runs,
+        dirty_runs=dirty_runs,
+        flaky_rate=rate,
+        flaky_pairs=pairs,
+        pass_rate=round(sum(o == "passed" for o in decided) / len(decided), 3) if decided else None,
         total=len(matching),
-        returned=len(recent),
-        truncated=len(matching) > limit,
-        note=None if matching else "no recorded run includes this node id; run_tests records every run",
+        returned=len(runs) + len(dirty_runs),
+        truncated=len(clean) > limit or len(dirty) > limit,
+        note=join_notes(*notes),
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import first_text
+from tests.helpers import first_text, git, make_repo
 from tests.repo.conftest import err, ok
 from tests.testing.conftest import FAILING, Call
 
@@ -225,17 +225,53 @@ async def test_history_and_flakiness_come_from_recorded_runs(
             """
     }
     async with make_client(files) as call:
+        root = call.root  # type: ignore[attr-defined]
+        make_repo(root, {})
+        # Bytecode and pytest's cache are what runs leave behind: the tree stays clean with them.
+        for cache in ("__pycache__/test_flaky.cpython-311.pyc", "pkg/__pycache__/m.pyc", ".pytest_cache/v"):
+            (root / cache).parent.mkdir(parents=True, exist_ok=True)
+            (root / cache).write_bytes(b"\0")
         flaky = ok(await call("check_flaky", node_id="test_flaky.py::test_alternates", runs=4))
-        assert flaky["verdict"] == "flaky"
+        assert flaky["verdict"] == "flaky" and flaky["history_flaky_rate"] == 1.0
         assert [r["outcome"] for r in flaky["runs"]] == ["passed", "failed", "passed", "failed"]
         stable = ok(await call("check_flaky", node_id="test_flaky.py::test_stable", runs=2))
         assert stable["verdict"] == "stable_pass"
         history = ok(await call("test_history", node_id="test_flaky.py::test_alternates"))
         assert [r["outcome"] for r in history["runs"]] == ["failed", "passed", "failed", "passed"]
-        assert history["flaky_rate"] == 1.0 and history["pass_rate"] == 0.5
-        assert history["runs"][0]["head"] is None
+        assert history["flaky_rate"] == 1.0 and history["flaky_pairs"] == 3 and history["pass_rate"] == 0.5
+        head = history["runs"][0]["head"]
+        assert len(head) == 40 and history["runs"][0]["dirty"] is False and history["dirty_runs"] == []
+
+        # The agent's uncommitted edit breaks the stable test: a failure on a dirty tree is not flakiness.
+        (root / "test_flaky.py").write_text(
+            (root / "test_flaky.py").read_text(encoding="utf-8").replace("    pass", "    assert 0"),
+            encoding="utf-8",
+        )
+        assert ok(await call("run_tests", targets=["test_flaky.py::test_stable"]))["status"] == "failed"
+        # So is a new untracked module, even with the tracked files restored.
+        git(root, "checkout", "--", "test_flaky.py")
+        (root / "helper.py").write_text("X = 1\n", encoding="utf-8")
+        await call("run_tests", targets=["test_flaky.py::test_stable"])
+        history = ok(await call("test_history", node_id="test_flaky.py::test_stable"))
+        assert [r["outcome"] for r in history["dirty_runs"]] == ["passed", "failed"]
+        assert all(r["dirty"] is True and r["head"] == head for r in history["dirty_runs"])
+        assert [r["outcome"] for r in history["runs"]] == ["passed"] * 2
+        assert history["flaky_rate"] == 0.0 and history["pass_rate"] == 1.0
+        assert history["total"] == 4 and history["returned"] == 4
+
         unknown = ok(await call("test_history", node_id="test_flaky.py::nope"))
         assert unknown["runs"] == [] and "no recorded run" in unknown["note"]
+
+
+async def test_history_outside_git_gives_no_flaky_rate_and_says_why(make_client: Callable[..., Any]) -> None:
+    async with make_client({"test_x.py": "def test_x():\n    pass\n"}) as call:
+        for _ in range(3):
+            await call("run_tests")
+        history = ok(await call("test_history", node_id="test_x.py::test_x"))
+        assert history["runs"] == [] and len(history["dirty_runs"]) == 3
+        assert history["flaky_rate"] is None and history["flaky_pairs"] == 0 and history["pass_rate"] is None
+        assert "two runs of the same commit on a clean tree" in history["note"]
+        assert "3 on uncommitted changes or outside git" in history["note"]
 
 
 async def test_the_failure_list_is_cut_to_budget_but_status_and_counts_are_not(
