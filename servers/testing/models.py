@@ -15,10 +15,15 @@ RunStatus = Literal["passed", "failed", "error", "timeout", "no_tests", "interru
 
 class CollectError(FileText):
     nodeid: str
-    message: str
+    message: str = Field(description="The exception, e.g. \"ModuleNotFoundError: No module named 'x'\"")
+    location: str | None = Field(default=None, description="path:line in the project where it was raised")
+    traceback: str = Field(default="", description="The project's frames of the traceback")
 
     def content_paths(self) -> Iterable[str]:
-        return [self.nodeid.split("::", 1)[0], *quoted_files(self.message)]
+        files = [self.nodeid.split("::", 1)[0]]
+        if self.location:
+            files.append(self.location.rsplit(":", 1)[0])
+        return files + quoted_files(self.message, self.traceback)
 
     def withheld(self) -> CollectError:
         return CollectError(nodeid=self.nodeid, message=WITHHELD)
@@ -43,7 +48,7 @@ class Counts(BaseModel):
 class Failure(FileText):
     node_id: str
     kind: Literal["failed", "error", "collection_error"]
-    phase: str | None = Field(default=None, description="setup, call or teardown")
+    phase: str | None = Field(default=None, description="collect, setup, call or teardown")
     message: str
     location: str | None = Field(default=None, description="path:line where it was raised")
     traceback: str = Field(default="", description="The last lines of the traceback")

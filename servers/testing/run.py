@@ -140,13 +140,47 @@ async def run_pytest(
         raise failed[0]
     await report(events.read_new())  # whatever arrived after the last poll
     proc = result[0]
-    if proc.returncode == 4 and not proc.timed_out:
+    if proc.returncode == 4 and not proc.timed_out and (broken := _conftest_error(project, proc)):
+        # A conftest that fails to import stops pytest before its session: it is the project's
+        # collection error, not a usage error, so it is reported like one.
+        events.items.append(broken)
+    elif proc.returncode == 4 and not proc.timed_out:
         # pytest's usage error (a bad -k or -m expression, an unknown option in the project's
         # config): its results would be meaningless, so say what pytest said instead.
-        said = (proc.text("stderr") + "\n" + proc.text()).splitlines()
+        said = [s for s in (proc.text("stderr") + "\n" + proc.text()).splitlines() if s.strip()]
         line = next((s for s in said if s.startswith("ERROR:")), said[-1] if said else "usage error")
         raise TestingError(f"pytest refused the run: {content.screen(line.removeprefix('ERROR: ').strip())}")
     return Raw(run_id, events, proc, started, described)
+
+
+_CONFTEST = re.compile(r"ImportError while loading conftest '(?P<path>[^'\n]+)'")
+_FRAME_AT = re.compile(r"^(?P<path>\S[^\n]*?):(?P<line>\d+): in ", re.MULTILINE)
+
+
+def _conftest_error(project: Project, proc: procs.ProcResult) -> dict[str, Any] | None:
+    """pytest's report of a conftest it could not import, as a collection error event: the
+    exception (its `E` line), the deepest frame in the project, the traceback."""
+    text = proc.text("stderr") + "\n" + proc.text()
+    found = _CONFTEST.search(text)
+    if not found:
+        return None
+    conftest = _relative(project, found.group("path"))
+    body = text[found.end() :].lstrip(".").strip()
+    inside = [
+        m for m in _FRAME_AT.finditer(body) if not _relative(project, m.group("path")).startswith(("/", ".."))
+    ]
+    where = inside[-1] if inside else None
+    return {
+        "e": "collect_error",
+        "nodeid": conftest,
+        "message": body,
+        "cause": {
+            "message": _first_error_line(body.splitlines()) or f"{conftest} could not be imported",
+            "path": where.group("path") if where else conftest,
+            "line": int(where.group("line")) if where else None,
+            "traceback": body,
+        },
+    }
 
 
 def _finishes_test(event: dict[str, Any]) -> bool:
@@ -214,24 +248,62 @@ def count(events: list[dict[str, Any]]) -> Counts:
 
 
 def _trim(text: str) -> str:
-    lines = text.rstrip().splitlines()[-TRACEBACK_LINES:]
-    out = "\n".join(lines)
-    return out[-TRACEBACK_CHARS:]
+    """The end of a traceback, cut where a frame starts (never mid-frame at a `^^^^` marker), saying
+    how much was left out."""
+    lines = text.rstrip().splitlines()
+    kept = lines[-TRACEBACK_LINES:]
+    while sum(len(line) + 1 for line in kept) > TRACEBACK_CHARS and len(kept) > 1:
+        kept = kept[1:]
+    # A frame starts at a line that is not indented, not a caret marker and not pytest's `E` line.
+    start = (
+        next((i for i, line in enumerate(kept) if _starts_frame(line)), 0) if len(kept) < len(lines) else 0
+    )
+    kept = kept[start:]
+    left = len(lines) - len(kept)
+    out = "\n".join(kept)[-TRACEBACK_CHARS:]
+    return f"({left} earlier lines left out)\n{out}" if left else out
+
+
+def _starts_frame(line: str) -> bool:
+    return (
+        bool(line)
+        and not line[0].isspace()
+        and not line.startswith(("E ", "^", ">"))
+        and line.strip("^~ ") != ""
+    )
+
+
+def collection_error(project: Project, event: dict[str, Any]) -> Failure:
+    """A test module or conftest pytest could not import: the project's exception, the file and line
+    it came from, and the project's frames of its traceback (pytest's and importlib's left out)."""
+    text = str(event.get("message") or "")
+    cause = event.get("cause") if isinstance(event.get("cause"), dict) else None
+    if not cause:
+        return Failure(
+            node_id=event["nodeid"] or "(collection)",
+            kind="collection_error",
+            message=_first_error_line(text.strip().splitlines()),
+            traceback=_trim(text),
+        )
+    location = None
+    if cause.get("path"):
+        path = _relative(project, str(cause["path"]))
+        location = f"{path}:{cause['line']}" if cause.get("line") else path
+    return Failure(
+        node_id=event["nodeid"] or "(collection)",
+        kind="collection_error",
+        phase="collect",
+        message=str(cause.get("message") or _first_error_line(text.strip().splitlines()))[:500],
+        location=location,
+        traceback=_trim(str(cause.get("traceback") or text)),
+    )
 
 
 def failures(project: Project, events: list[dict[str, Any]]) -> list[Failure]:
     out: list[Failure] = []
     for e in events:
         if e["e"] == "collect_error":
-            message = str(e.get("message") or "").strip().splitlines()
-            out.append(
-                Failure(
-                    node_id=e["nodeid"] or "(collection)",
-                    kind="collection_error",
-                    message=_first_error_line(message),
-                    traceback=_trim(e.get("message") or ""),
-                )
-            )
+            out.append(collection_error(project, e))
         elif e["e"] == "report" and e["outcome"] == "failed":
             crash = e.get("crash") or {}
             location = None

@@ -50,7 +50,7 @@ from servers.testing.params import (
     Workers,
 )
 from servers.testing.project import Project, TestingError, expression
-from servers.testing.run import run_pytest, run_tests
+from servers.testing.run import collection_error, run_pytest, run_tests
 from servers.testing.store import comparable, flaky_rate
 from servers.testing.store import runs as recorded_runs
 
@@ -85,9 +85,8 @@ async def discover_tests(
         if e["e"] == "collected" and e.get("nodeids"):
             node_ids = e["nodeids"]
     errors = [
-        CollectError(nodeid=e["nodeid"] or "(collection)", message=_tail(e.get("message") or "", 1500))
-        for e in items
-        if e["e"] == "collect_error"
+        CollectError(nodeid=f.node_id, message=f.message, location=f.location, traceback=f.traceback)
+        for f in (collection_error(project, e) for e in items if e["e"] == "collect_error")
     ]
     page = take_within(node_ids[offset : offset + limit], project.max_chars // 2, size=lambda n: len(n) + 4)
     nxt = offset + len(page)

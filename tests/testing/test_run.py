@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -135,6 +136,79 @@ async def test_a_collection_error_is_an_error_with_its_message(make_client: Call
         found = ok(await call("discover_tests"))
         assert found["node_ids"] == ["tests/test_ok.py::test_fine"]
         assert "no_such_module" in found["collection_errors"][0]["message"]
+
+
+async def test_collection_errors_name_the_exception_and_the_project_file_and_line(
+    make_client: Callable[..., Any],
+) -> None:
+    files = {
+        "tests/test_imp.py": "import no_such_module\n\ndef test_a():\n    pass\n",
+        "tests/helper.py": 'def boom():\n    return {}["missing"]\n\nVALUE = boom()\n',
+        "tests/test_rt.py": "import helper\n\ndef test_c():\n    pass\n",
+        "tests/test_syn.py": "def test_b():\n    x = (1,\n    assert x\n",
+        "tests/test_skip.py": 'import pytest\npytest.skip("nope")\n\ndef test_d():\n    pass\n',
+        "t2/conftest.py": 'import json\nCONFIG = json.loads("{bad")\n',
+        "t2/test_z.py": "def test_z():\n    pass\n",
+    }
+    async with make_client(files) as call:
+        data = ok(await call("run_tests", targets=["tests"]))
+        by_node = {f["node_id"]: f for f in data["failures"]}
+        assert data["status"] == "error" and data["counts"]["errors"] == 4, data
+        expected = {
+            "tests/test_imp.py": (
+                "ModuleNotFoundError: No module named 'no_such_module'",
+                "tests/test_imp.py:1",
+            ),
+            "tests/test_rt.py": ("KeyError: 'missing'", "tests/helper.py:2"),
+            "tests/test_syn.py": ("SyntaxError: '(' was never closed", "tests/test_syn.py:2"),
+            "tests/test_skip.py": ("Using pytest.skip outside of a test", "tests/test_skip.py:2"),
+        }
+        for node, (message, location) in expected.items():
+            failure = by_node[node]
+            assert failure["kind"] == "collection_error" and failure["phase"] == "collect"
+            assert failure["message"].startswith(message) and failure["location"] == location, failure
+            # The traceback is the project's frames, from a frame's start: no pytest or importlib
+            # internals, never a line that begins mid-frame.
+            trace = failure["traceback"]
+            assert "_pytest" not in trace and "importlib" not in trace and "^" not in trace.splitlines()[0]
+        assert 'return {}["missing"]' in by_node["tests/test_rt.py"]["traceback"]
+        found = ok(await call("discover_tests", path="tests"))
+        assert {e["nodeid"]: e["location"] for e in found["collection_errors"]} == {
+            n: loc for n, (_, loc) in expected.items()
+        }
+        # A conftest that fails to import stops pytest before its session: still the project's error.
+        broken = ok(await call("run_tests", targets=["t2"]))
+        assert broken["status"] == "error" and broken["counts"]["errors"] == 1
+        (failure,) = broken["failures"]
+        assert failure["node_id"] == "t2/conftest.py" and failure["location"] == "t2/conftest.py:2"
+        assert failure["message"].startswith("json.decoder.JSONDecodeError: Expecting property name")
+        assert (
+            ok(await call("discover_tests", path="t2"))["collection_errors"][0]["location"]
+            == "t2/conftest.py:2"
+        )
+
+
+async def test_a_long_traceback_is_cut_where_a_frame_starts_and_says_so(
+    make_client: Callable[..., Any],
+) -> None:
+    files = {
+        "test_deep.py": """\
+            def down(n):
+                if n == 0:
+                    return {}["bottom"] + 1
+                return down(n - 1) + 1
+
+
+            def test_deep():
+                assert down(80) == 0
+            """
+    }
+    async with make_client(files) as call:
+        (failure,) = ok(await call("run_tests"))["failures"]
+        first, second, *_ = failure["traceback"].splitlines()
+        assert re.fullmatch(r"\(\d+ earlier lines left out\)", first), first
+        assert not second[0].isspace() and not second.startswith(("^", "E ")), second
+        assert "E           KeyError: 'bottom'" in failure["traceback"]
 
 
 def hanging_test(marker: Path, name: str) -> str:
