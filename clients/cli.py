@@ -123,9 +123,16 @@ def _audit_dir(args: argparse.Namespace) -> Path:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from clients import review
-    from common.audit import find_session, iter_records, verify_dir, verify_file
+    from common.audit import audit_files, find_session, verify_dir, verify_file
 
     directory = _audit_dir(args)
+    if args.action == "verify" and not audit_files(directory):
+        # Nothing to review is not "all verified": a wrong --dir must not pass as a clean log.
+        state = "does not exist" if not directory.exists() else "holds no audit files"
+        raise OnrecordError(
+            f"the audit directory {str(directory)!r} {state}; pass --dir, or check audit.dir in the settings "
+            "(`onrecord policy explain` names the files read)"
+        )
     if args.action == "sessions":
         rows = review.sessions(directory)
         print(json.dumps(rows, indent=2) if args.json else review.render_sessions(rows))
@@ -151,21 +158,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(review.render_verify([report]))
         return 0 if report.ok else 1
     if args.action == "tail":
-        records = [r for _, r in iter_records(directory)]
-        records.sort(key=lambda r: str(r.get("ts")))
-        if args.only:
-            records = review.only(records, args.only)
-        tail = records[-args.n :]
-        print(json.dumps(tail, indent=2) if args.json else review.render_timeline(tail))
+        rows = review.tail(directory, max(args.n, 0), args.only)
+        if args.json:
+            print(json.dumps([{"session": p.stem, **r} for p, r in rows], indent=2))
+        else:
+            print(review.render_tail(rows))
         return 0
-    reports = verify_dir(directory)
+    reports = verify_dir(directory, keep=False)
     if args.json:
         print(
             json.dumps(
                 [
                     {
                         "file": r.file,
-                        "records": len(r.records),
+                        "records": r.count,
                         "ok": r.ok,
                         "problems": [p.as_record() for p in r.problems],
                     }

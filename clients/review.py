@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.audit import FileReport, audit_files, verify_file
+from common.audit import FileReport, audit_files, last_records, verify_file
 from common.visible import visible
 
 
@@ -24,47 +26,131 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join(out)
 
 
-def session_summary(report: FileReport) -> dict[str, Any]:
-    records = report.records
-    start = records[0] if records and records[0].get("type") == "session_start" else {}
-    calls = [r for r in records if r.get("type") == "call"]
-    results = [r for r in records if r.get("type") == "result"]
+class _Tally:
+    """A session's counts, gathered record by record while its file is verified."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, Any] = {}
+        self.calls = self.denied = self.asked = self.errors = 0
+        self.last: str | None = None
+
+    def __call__(self, r: dict[str, Any]) -> None:
+        kind = r.get("type")
+        if kind == "session_start" and not self.start:
+            self.start = r
+        elif kind == "call":
+            self.calls += 1
+            self.asked += (r.get("decision") or {}).get("action") == "ask"
+        elif kind == "result":
+            status = r.get("status")
+            self.denied += status == "denied"
+            self.errors += status not in ("ok", "denied")
+        self.last = r.get("ts") if isinstance(r.get("ts"), str) else self.last
+
+
+def session_summary(path: Path) -> dict[str, Any]:
+    """One session's row: who, where, counts, and the state of its chain (read as a stream)."""
+    tally = _Tally()
+    report = verify_file(path, keep=False, visit=tally)
+    start = tally.start
     return {
-        "session": Path(report.file).stem,
-        "file": report.file,
+        "session": path.stem,
+        "file": str(path),
         "server": start.get("server"),
         "started": start.get("started"),
         "user": start.get("os_user"),
+        "client": start.get("client"),
         "root": start.get("root"),
-        "calls": len(calls),
-        "denied": sum(1 for r in results if r.get("status") == "denied"),
-        "asked": sum(1 for r in calls if (r.get("decision") or {}).get("action") == "ask"),
-        "errors": sum(1 for r in results if r.get("status") not in ("ok", "denied")),
-        "last": records[-1].get("ts") if records else None,
+        "records": report.count,
+        "calls": tally.calls,
+        "denied": tally.denied,
+        "asked": tally.asked,
+        "errors": tally.errors,
+        "last": tally.last,
         "verified": report.ok,
+        "ended": "open"
+        if report.open
+        else "no"
+        if any(p.kind == "no_end" for p in report.problems)
+        else "yes",
     }
 
 
+CACHE = ".summaries.json"  # beside the day folders; audit_files never reads it as a session
+
+
 def sessions(directory: Path) -> list[dict[str, Any]]:
-    return [session_summary(verify_file(p)) for p in audit_files(directory)]
+    """Every session's summary, oldest first. A file is read again only when it changed: its row is
+    kept in a small cache keyed by inode, size, mtime and ctime (ctime cannot be set back by hand),
+    so an edited file is always re-verified. `audit verify` never uses the cache."""
+    cache_path = directory / CACHE
+    try:
+        cached = json.loads(cache_path.read_text(encoding="utf-8"))
+        if not isinstance(cached, dict):
+            cached = {}
+    except (OSError, ValueError):
+        cached = {}
+    rows, fresh, changed = [], {}, False
+    for path in audit_files(directory):
+        st = path.stat()
+        key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        name = path.relative_to(directory).as_posix()
+        hit = cached.get(name)
+        if isinstance(hit, dict) and hit.get("key") == key and isinstance(hit.get("row"), dict):
+            row = hit["row"]
+            if row.get("ended") == "open":  # its writer may have stopped since
+                row = session_summary(path)
+        else:
+            row, changed = session_summary(path), True
+        fresh[name] = {"key": key, "row": row}
+        rows.append(row)
+    if changed or len(fresh) != len(cached):
+        _save(cache_path, fresh)
+    return rows
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    """Write the cache atomically; a reviewer with read-only access simply goes without it."""
+    try:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+        tmp.replace(path)
+    except OSError:
+        return
 
 
 def render_sessions(rows: list[dict[str, Any]]) -> str:
     if not rows:
-        return "no audit sessions yet"
+        return "no audit sessions yet in this directory"
     return table(
-        ["session", "server", "started", "user", "calls", "denied", "asked", "errors", "chain"],
+        [
+            "session",
+            "server",
+            "started",
+            "user",
+            "root",
+            "calls",
+            "denied",
+            "asked",
+            "errors",
+            "chain",
+            "ended",
+        ],
         [
             [
                 r["session"],
                 r["server"],
                 r["started"],
                 r["user"],
+                r["root"],
                 r["calls"],
                 r["denied"],
                 r["asked"],
                 r["errors"],
                 "ok" if r["verified"] else "BROKEN",
+                r.get("ended"),
             ]
             for r in rows
         ],
@@ -113,6 +199,9 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
                 action = f"{action} (shadow)"
             args = json.dumps(r.get("arguments"), ensure_ascii=False, sort_keys=True)
             rows.append([r.get("seq"), _time(r), "call", r.get("tool"), action, _clip(args, 70)])
+            if d:  # which rule decided, from which file, and why: the reviewer's first question
+                source = f" ({d['source']})" if d.get("source") else ""
+                rows.append(["", "", "", "", "", f"  rule {d.get('rule')}{source}: {d.get('reason')}"])
         elif kind == "result":
             detail = r.get("error") or (f"{r.get('size')} bytes" if r.get("size") is not None else "")
             rows.append(
@@ -125,6 +214,8 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
                     f"{r.get('duration_ms')} ms  {_clip(str(detail), 60)}",
                 ]
             )
+        elif kind == "session_end":
+            rows.append([r.get("seq"), _time(r), "session", "", "ended", f"{r.get('records')} records"])
         elif kind == "approval":
             who = f" by {r['by']}" if r.get("by") else ""
             ident = f" {r['approval_id']}" if r.get("approval_id") else ""
@@ -138,6 +229,53 @@ def render_timeline(records: list[dict[str, Any]]) -> str:
     return table(["seq", "time", "record", "tool", "decision/status", "detail"], timeline_rows(records))
 
 
+def tail(directory: Path, n: int, which: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The last n records of all sessions by time, each with its file. Files are read from their
+    end, newest first, and reading stops at a file whose last change (ctime, which cannot be set
+    back) is older than the n records found: a million records cost a few small reads. With
+    `which`, whole files are read as streams (a call's decision and its result are both needed)."""
+    files = sorted(audit_files(directory), key=lambda p: p.stat().st_ctime_ns, reverse=True)
+    found: list[tuple[str, Path, dict[str, Any]]] = []
+    for path in files:
+        if len(found) >= n > 0:
+            oldest = sorted(ts for ts, _, _ in found)[-n]
+            changed = path.stat().st_ctime_ns / 1e9
+            if _epoch(oldest) > changed + 1:  # a second of slack for clocks and rounding
+                break
+        records = only(verify_file(path).records, which) if which else last_records(path, n)
+        found += [(str(r.get("ts")), path, r) for r in records]
+    found.sort(key=lambda item: item[0])
+    return [(path, r) for _, path, r in found[-n:]] if n > 0 else []
+
+
+def render_tail(rows: list[tuple[Path, dict[str, Any]]]) -> str:
+    """The tail's records with the session and root each belongs to."""
+    roots: dict[Path, str] = {}
+    out = []
+    for path, record in rows:
+        if path not in roots:
+            roots[path] = str(_first_record(path).get("root") or "")
+        for row in timeline_rows([record]):
+            out.append([path.stem if row[0] != "" else "", roots[path] if row[0] != "" else "", *row])
+    return table(["session", "root", "seq", "time", "record", "tool", "decision/status", "detail"], out)
+
+
+def _first_record(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            record = json.loads(f.readline(1 << 20) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _epoch(ts: str) -> float:
+    try:
+        return datetime.strptime(ts[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def render_verify(reports: list[FileReport]) -> str:
     if not reports:
         return "no audit files to verify"
@@ -147,10 +285,10 @@ def render_verify(reports: list[FileReport]) -> str:
         warnings = [p for p in rep.problems if p.severity == "warning"]
         state = "chain verified" if not errors else f"CHAIN BROKEN ({len(errors)} problem(s))"
         extra = f", {len(warnings)} warning(s)" if warnings else ""
-        lines.append(f"{rep.file}: {len(rep.records)} records, {state}{extra}")
+        lines.append(f"{rep.file}: {rep.count} records, {state}{extra}")
         lines += [f"  {p}" for p in rep.problems]
     bad = sum(1 for r in reports if not r.ok)
-    total = sum(len(r.records) for r in reports)
+    total = sum(r.count for r in reports)
     lines.append(
         f"{len(reports)} file(s), {total} records: "
         + ("chain verified" if not bad else f"{bad} file(s) with a broken chain")

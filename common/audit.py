@@ -5,7 +5,8 @@ sha256(previous record's hash + canonical JSON of this record without `hash`); t
 record's previous hash is the empty string. `seq` counts records from 0 in each file.
 
 Record types: `session_start` (opens every file), `call` (before the tool runs), `result` (after),
-`approval` (a human granted or declined a pending call).
+`approval` (a human granted or declined a pending call), `session_end` (closes a file on a clean
+shutdown: a file without one was cut off, or its process killed).
 
 Every record reaches the operating system in one write() before `write` returns, so a killed
 process loses nothing it reported; fsync (for power loss) is per record, per batch, or off.
@@ -24,7 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-RecordType = Literal["session_start", "call", "result", "approval"]
+import pydantic_core
+
+RecordType = Literal["session_start", "call", "result", "approval", "session_end"]
 Severity = Literal["error", "warning"]
 FsyncMode = Literal["record", "batch", "off"]
 
@@ -170,6 +173,7 @@ class AuditLog:
                 self._timer.cancel()
                 self._timer = None
             if self._fd is not None:
+                self._append("session_end", {"ended": utc_now(), "records": self._seq + 1})
                 if self.fsync != "off":
                     self._sync()
                 os.close(self._fd)
@@ -207,8 +211,10 @@ class FileReport:
     """The verification of one file."""
 
     file: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # empty when read with keep=False
     problems: list[Problem] = field(default_factory=list)
+    count: int = 0  # readable records
+    open: bool = False  # no session_end yet, and the process that writes it still runs
 
     @property
     def ok(self) -> bool:
@@ -222,111 +228,190 @@ def audit_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*/*.jsonl"), key=lambda p: (p.parent.name, p.stat().st_mtime, p.name))
 
 
-def verify_file(path: Path) -> FileReport:
-    """Read one file, checking every line's JSON, sequence and hash chain."""
+# The writer appends the hash to the canonical body: `{...,"hash":"<64 hex>"}`.
+_HASH_FIELD = b',"hash":"'
+_TAIL = len(_HASH_FIELD) + 64 + len(b'"}')
+
+
+def _line_hash(prev: str, raw: bytes, record: dict[str, Any], stated: str) -> str:
+    """The chain hash of one line: over its own bytes when it has the writer's layout (one pass,
+    no re-encoding), else over the canonical form of the parsed record (files from older writers)."""
+    if len(raw) > _TAIL and raw[-_TAIL : -_TAIL + len(_HASH_FIELD)] == _HASH_FIELD and raw.endswith(b'"}'):
+        return hashlib.sha256(prev.encode("ascii") + raw[:-_TAIL] + b"}").hexdigest()
+    if canonical({**record, "hash": stated}).encode("utf-8") == raw:  # exactly what an older writer wrote
+        return chain_hash(prev, record)
+    return ""  # any other form of the line is not what was written
+
+
+def _parse(raw: bytes) -> Any:
+    """One line's JSON: the fast parser, or the standard one for what it refuses (an escaped lone
+    surrogate, which the standard library reads)."""
+    try:
+        return pydantic_core.from_json(raw)
+    except ValueError:
+        return json.loads(raw.decode("utf-8"))
+
+
+def _still_written(record: dict[str, Any], path: Path) -> bool:
+    """Whether the process that opened a file still has it open (so a missing session_end means
+    "not finished", not "cut off"): on Linux, one of its descriptors points at the file; elsewhere
+    the process is alive on this host."""
+    import socket
+
+    pid = record.get("pid")
+    if record.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # it exists but belongs to someone else
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return not Path("/proc/self/fd").is_dir()  # no /proc here: alive is all one can tell
+    target = str(path.resolve())
+    for fd in fds:
+        try:
+            if os.readlink(fd) == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
+def verify_file(
+    path: Path, *, keep: bool = True, visit: Callable[[dict[str, Any]], None] | None = None
+) -> FileReport:
+    """Read one file as a stream, checking every line's JSON, sequence and hash chain, and that it
+    ends with session_end. `keep=False` keeps no records (constant memory); `visit` sees each one."""
     report = FileReport(str(path))
-    data = path.read_bytes()
-    chunks = data.split(b"\n")
-    complete_tail = chunks[-1] == b""
-    if complete_tail:
-        chunks.pop()
     prev = ""
     expected = 0
     resync = False
     open_calls: dict[str, int] = {}
-    for lineno, raw in enumerate(chunks, start=1):
-        last = lineno == len(chunks)
-        if last and not complete_tail:
-            report.problems.append(
-                Problem(
-                    report.file,
-                    lineno,
-                    "torn_tail",
-                    f"the last line is incomplete ({len(raw)} bytes, no newline): the writing "
-                    "process stopped mid-record",
-                    "warning",
-                )
-            )
-            break
-        try:
-            record = json.loads(raw.decode("utf-8"))
-            if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
-                raise ValueError("not a record with a hash")
-        except (ValueError, UnicodeDecodeError) as exc:
-            report.problems.append(
-                Problem(
-                    report.file,
-                    lineno,
-                    "unreadable",
-                    f"the line is not a valid audit record ({exc}); it was edited or corrupted",
-                )
-            )
-            resync = True
-            expected += 1  # take the damaged line for one record, so one edit is one report
-            continue
-        stated = record.pop("hash")
-        seq = record.get("seq")
-        if lineno == 1 and (record.get("type") != "session_start" or seq != 0):
-            report.problems.append(
-                Problem(
-                    report.file,
-                    1,
-                    "bad_start",
-                    "the file does not open with session_start seq 0: its head is missing",
-                )
-            )
-        if isinstance(seq, int) and seq != expected and not (lineno == 1 and seq != 0):
-            if seq > expected:
+    first: dict[str, Any] | None = None
+    last_type: object = None
+    lineno = 0
+    with path.open("rb") as f:
+        for raw in f:
+            lineno += 1
+            if not raw.endswith(b"\n"):
                 report.problems.append(
                     Problem(
                         report.file,
                         lineno,
-                        "missing",
-                        f"seq {seq} where {expected} was expected: {seq - expected} record(s) missing before this line",
+                        "torn_tail",
+                        f"the last line is incomplete ({len(raw)} bytes, no newline): the writing "
+                        "process stopped mid-record",
+                        "warning",
                     )
                 )
-            else:
+                break
+            raw = raw[:-1]
+            try:
+                record = _parse(raw)
+                if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
+                    raise ValueError("not a record with a hash")
+            except ValueError as exc:
                 report.problems.append(
                     Problem(
                         report.file,
                         lineno,
-                        "reordered",
-                        f"seq {seq} appears after seq {expected - 1}: lines are out of order or duplicated",
+                        "unreadable",
+                        f"the line is not a valid audit record ({str(exc)[:200]}); it was edited or corrupted",
                     )
                 )
-        elif not resync and chain_hash(prev, record) != stated:
-            report.problems.append(
-                Problem(
-                    report.file,
-                    lineno,
-                    "edited",
-                    "the record does not match its hash: it was changed after writing",
+                resync = True
+                expected += 1  # take the damaged line for one record, so one edit is one report
+                continue
+            stated = record.pop("hash")
+            seq = record.get("seq")
+            if lineno == 1:
+                first = record
+                if record.get("type") != "session_start" or seq != 0:
+                    report.problems.append(
+                        Problem(
+                            report.file,
+                            1,
+                            "bad_start",
+                            "the file does not open with session_start seq 0: its head is missing",
+                        )
+                    )
+            if isinstance(seq, int) and seq != expected and not (lineno == 1 and seq != 0):
+                if seq > expected:
+                    report.problems.append(
+                        Problem(
+                            report.file,
+                            lineno,
+                            "missing",
+                            f"seq {seq} where {expected} was expected: {seq - expected} record(s) missing before this line",
+                        )
+                    )
+                else:
+                    report.problems.append(
+                        Problem(
+                            report.file,
+                            lineno,
+                            "reordered",
+                            f"seq {seq} appears after seq {expected - 1}: lines are out of order or duplicated",
+                        )
+                    )
+            elif not resync and _line_hash(prev, raw, record, stated) != stated:
+                report.problems.append(
+                    Problem(
+                        report.file,
+                        lineno,
+                        "edited",
+                        "the record does not match its hash: it was changed after writing",
+                    )
                 )
-            )
-        resync = False
-        prev = stated
-        expected = (seq + 1) if isinstance(seq, int) else expected + 1
-        record["hash"] = stated
-        report.records.append(record)
-        if record.get("type") == "call":
-            open_calls[str(record.get("call_id"))] = lineno
-        elif record.get("type") == "result":
-            open_calls.pop(str(record.get("call_id")), None)
-    for call_id, lineno in open_calls.items():
+            resync = False
+            prev = stated
+            expected = (seq + 1) if isinstance(seq, int) else expected + 1
+            record["hash"] = stated
+            report.count += 1
+            kind = last_type = record.get("type")
+            if keep:
+                report.records.append(record)
+            if visit is not None:
+                visit(record)
+            if kind == "call":
+                open_calls[str(record.get("call_id"))] = lineno
+            elif kind == "result":
+                open_calls.pop(str(record.get("call_id")), None)
+    for call_id, at in open_calls.items():
         report.problems.append(
             Problem(
                 report.file,
-                lineno,
+                at,
                 "unfinished_call",
                 f"call {call_id} has no result record: the process ended during the call",
                 "warning",
             )
         )
+    if lineno == 0:
+        report.problems.append(Problem(report.file, 0, "empty", "the file has no records", "warning"))
+    elif last_type != "session_end":
+        if first is not None and _still_written(first, path):
+            report.open = True
+        else:
+            report.problems.append(
+                Problem(
+                    report.file,
+                    lineno,
+                    "no_end",
+                    "the file ends without session_end: the process was killed, or the file's last "
+                    "records were cut off",
+                    "warning",
+                )
+            )
     return report
 
 
-def verify_dir(directory: Path) -> list[FileReport]:
-    return [verify_file(p) for p in audit_files(directory)]
+def verify_dir(directory: Path, *, keep: bool = True) -> list[FileReport]:
+    return [verify_file(p, keep=keep) for p in audit_files(directory)]
 
 
 def iter_records(directory: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -334,6 +419,36 @@ def iter_records(directory: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     for path in audit_files(directory):
         for record in verify_file(path).records:
             yield path, record
+
+
+def last_records(path: Path, n: int, block: int = 1 << 16) -> list[dict[str, Any]]:
+    """The last n readable records of one file, read from its end (not verified: see verify_file);
+    a torn or damaged line is skipped."""
+    found: list[dict[str, Any]] = []
+    if n <= 0:
+        return found
+    with path.open("rb") as f:
+        position, rest = f.seek(0, os.SEEK_END), b""
+        while len(found) < n and (position > 0 or rest):
+            if position > 0:
+                step = min(block, position)
+                position -= step
+                f.seek(position)
+                parts = (f.read(step) + rest).split(b"\n")
+                rest = parts[0]  # may begin in an earlier block: joined with it next time
+                complete = parts[1:]
+            else:
+                complete, rest = [rest], b""
+            for raw in reversed(complete):
+                try:
+                    record = _parse(raw) if raw else None
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    found.append(record)
+                    if len(found) == n:
+                        break
+    return found[::-1]
 
 
 def find_session(directory: Path, session: str) -> Path | None:

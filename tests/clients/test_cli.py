@@ -40,7 +40,8 @@ async def test_serve_over_stdio_answers_a_host_in_the_handshake_era(project: Pat
         assert result.is_error is False and "def main" in result.structured_content["content"]
     reports = verify_dir(state() / "audit")
     assert len(reports) == 1 and reports[0].ok
-    assert [r["type"] for r in reports[0].records] == ["session_start", "call", "result"]
+    # A clean shutdown (the host closed stdin) closes the file with session_end.
+    assert [r["type"] for r in reports[0].records] == ["session_start", "call", "result", "session_end"]
     assert reports[0].records[0]["root"] == str(project) and reports[0].records[0]["head"]
 
 
@@ -174,8 +175,16 @@ async def test_audit_commands_show_and_verify_and_fail_on_tampering(
     assert main(["audit", "show", session.stem, "--dir", str(audit)]) == 0
     shown = capsys.readouterr().out
     assert "repo.overview" in shown and "tool_error" in shown and "chain verified" in shown
-    assert main(["audit", "tail", "-n", "2", "--dir", str(audit), "--json"]) == 0
-    assert [r["type"] for r in json.loads(capsys.readouterr().out)] == ["call", "result"]
+    why = [line.strip() for line in shown.splitlines() if line.lstrip().startswith("rule ")]
+    assert len(why) == 2 and all(": " in line for line in why), shown  # each call's rule and reason
+    assert "ended" in shown  # the session_end record
+    assert main(["audit", "tail", "-n", "3", "--dir", str(audit), "--json"]) == 0
+    tail = json.loads(capsys.readouterr().out)
+    assert [r["type"] for r in tail] == ["call", "result", "session_end"]
+    assert {r["session"] for r in tail} == {session.stem}
+    assert main(["audit", "tail", "-n", "3", "--dir", str(audit)]) == 0
+    shown = capsys.readouterr().out
+    assert session.stem in shown and str(project) in shown and "repo.read_file" in shown
     assert main(["audit", "tail", "--only", "errors", "--dir", str(audit), "--json"]) == 0
     errors = json.loads(capsys.readouterr().out)
     assert [(r["type"], r["tool"]) for r in errors] == [
@@ -189,6 +198,18 @@ async def test_audit_commands_show_and_verify_and_fail_on_tampering(
     session.write_text(text, encoding="utf-8")
     assert main(["audit", "verify", "--dir", str(audit)]) == 1
     assert f"{session}:2: error: edited" in capsys.readouterr().out
+
+
+def test_audit_verify_of_a_missing_or_empty_directory_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "verify", "--dir", str(tmp_path / "nonexistent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["audit", "verify", "--dir", str(tmp_path / "empty")]) == 2
+    assert "holds no audit files" in capsys.readouterr().err
+    assert main(["audit", "sessions", "--dir", str(tmp_path / "empty")]) == 0
+    assert "no audit sessions yet" in capsys.readouterr().out
 
 
 def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from common.audit import AuditLog, chain_hash, verify_dir, verify_file
+from common.audit import AuditLog, canonical, chain_hash, last_records, verify_dir, verify_file
 
 
 def write_log(tmp_path: Path, calls: int = 3, fsync: str = "batch") -> Path:
@@ -27,7 +27,8 @@ def test_a_fresh_log_verifies_in_every_fsync_mode(tmp_path: Path, fsync: str) ->
     path = write_log(tmp_path, fsync=fsync)
     report = verify_file(path)
     assert report.ok and report.problems == []
-    assert [r["seq"] for r in report.records] == list(range(7))
+    assert [r["seq"] for r in report.records] == list(range(8))
+    assert report.records[-1]["type"] == "session_end" and report.records[-1]["records"] == 8
     assert report.records[0]["type"] == "session_start" and report.records[0]["root"] == "/r"
     assert path.parent.parent == tmp_path / "audit" and path.name.startswith("t-")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -95,7 +96,7 @@ def test_a_torn_tail_and_an_unfinished_call_are_warnings(tmp_path: Path) -> None
     report = verify_file(path)
     assert report.ok
     assert [(p.kind, p.severity) for p in report.problems] == [("torn_tail", "warning")]
-    assert report.problems[0].line == 8
+    assert report.problems[0].line == 9
 
     log = AuditLog(tmp_path / "audit2", "t")
     log.write("call", {"call_id": "1", "tool": "t.x"})
@@ -103,6 +104,55 @@ def test_a_torn_tail_and_an_unfinished_call_are_warnings(tmp_path: Path) -> None
     assert log.path is not None
     unfinished = verify_file(log.path).problems
     assert [(p.kind, p.line) for p in unfinished] == [("unfinished_call", 2)]
+
+
+def test_a_file_cut_before_its_session_end_is_reported(tmp_path: Path) -> None:
+    path = write_log(tmp_path)
+    content = lines(path)
+    path.write_text("".join(content[:-3]), encoding="utf-8")  # a clean cut at a line boundary
+    report = verify_file(path)
+    assert report.ok and not report.open  # the chain of what is left holds...
+    assert [(p.kind, p.line, p.severity) for p in report.problems] == [("no_end", 5, "warning")]
+    assert "cut off" in report.problems[0].detail  # ...but the reader is told the end is missing
+
+
+def test_a_live_writers_file_is_open_not_cut(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit", "t")
+    log.write("call", {"call_id": "1", "tool": "t.x"})
+    log.write("result", {"call_id": "1", "tool": "t.x", "status": "ok"})
+    assert log.path is not None
+    report = verify_file(log.path)
+    assert report.ok and report.open and report.problems == []
+    log.close()
+    assert not verify_file(log.path).open
+
+
+def test_the_hash_covers_the_lines_own_bytes(tmp_path: Path) -> None:
+    # The same record re-serialised (spaces, key order) is not the line that was written.
+    path = write_log(tmp_path)
+    content = lines(path)
+    record = json.loads(content[3])
+    content[3] = json.dumps(record, indent=None, separators=(", ", ": ")) + "\n"
+    path.write_text("".join(content), encoding="utf-8")
+    assert [(p.line, p.kind) for p in verify_file(path).problems] == [(4, "edited")]
+
+
+def test_a_file_from_a_writer_that_sorted_the_hash_in_still_verifies(tmp_path: Path) -> None:
+    # Older writers put `hash` among the sorted keys; the reader falls back to the canonical form.
+    path = write_log(tmp_path)
+    records = verify_file(path).records
+    path.write_text("".join(canonical(r) + "\n" for r in records), encoding="utf-8")
+    report = verify_file(path)
+    assert report.ok and report.problems == [] and report.count == len(records)
+
+
+def test_last_records_reads_a_files_end_only(tmp_path: Path) -> None:
+    path = write_log(tmp_path)
+    every = verify_file(path).records
+    for n in (0, 1, 3, len(every), len(every) + 5):
+        assert last_records(path, n, block=64) == every[len(every) - min(n, len(every)) :], n
+    path.write_text(path.read_text(encoding="utf-8") + '{"seq": 8, "ty', encoding="utf-8")
+    assert last_records(path, 2, block=50) == every[-2:]  # a torn tail is not a record
 
 
 def test_verify_dir_reads_every_file(tmp_path: Path) -> None:
