@@ -157,6 +157,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(review.render_timeline(report.records))
             print(review.render_verify([report]))
         return 0 if report.ok else 1
+    if args.action == "for-commit":
+        if not args.session:
+            raise OnrecordError(
+                "audit for-commit needs a commit, e.g. `onrecord audit for-commit HEAD --root .`"
+            )
+        commit, found = review.for_commit(directory, Path(args.root), args.session)
+        if args.json:
+            print(
+                json.dumps(
+                    {"commit": commit, "sessions": [{"session": p.stem, "records": r} for p, r in found]},
+                    indent=2,
+                )
+            )
+        else:
+            print(review.render_for_commit(commit, found))
+        return 0
     if args.action == "tail":
         rows = review.tail(directory, max(args.n, 0), args.only)
         if args.json:
@@ -351,8 +367,11 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_call)
 
     sp = sub.add_parser("audit", help="review the audit log")
-    sp.add_argument("action", choices=["sessions", "show", "tail", "verify"])
-    sp.add_argument("session", nargs="?", help="for show: a session id (or a unique prefix)")
+    sp.add_argument("action", choices=["sessions", "show", "tail", "verify", "for-commit"])
+    sp.add_argument(
+        "session", nargs="?", help="for show: a session id (or a unique prefix); for for-commit: a commit"
+    )
+    sp.add_argument("--root", default=".", help="for for-commit: the repository (default: .)")
     sp.add_argument("--dir", help="the audit directory (default: from settings)")
     sp.add_argument("-n", type=int, default=20, help="for tail: how many records")
     sp.add_argument(

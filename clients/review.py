@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from common.audit import FileReport, audit_files, last_records, verify_file
+from common.errors import OnrecordError
 from common.visible import visible
 
 
@@ -303,3 +304,74 @@ def _time(record: dict[str, Any]) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def for_commit(
+    directory: Path, root: Path, rev: str
+) -> tuple[dict[str, Any], list[tuple[Path, list[dict[str, Any]]]]]:
+    """The commit `rev` names in the repository at root, and the calls made in that root since the
+    commit before it (its first parent) up to it, grouped by session: what the agent did for it."""
+    from common.git import Git, check_ref_text
+
+    check_ref_text(rev, "commit")
+    git = Git(root)
+    shown = git.run_sync(
+        [
+            "log",
+            "-1",
+            "--no-show-signature",
+            "--format=%H%x00%ct%x00%P%x00%s",
+            "--end-of-options",
+            f"{rev}^{{commit}}",
+        ],
+        check=False,
+    )
+    fields = shown.text().strip().split("\0")
+    if shown.returncode != 0 or len(fields) != 4:
+        raise OnrecordError(f"{rev!r} does not name a commit in {str(root)!r}")
+    sha, committed, parents, subject = fields[0], int(fields[1]), fields[2].split(), fields[3]
+    since = 0
+    if parents:
+        before = git.run_sync(["log", "-1", "--format=%ct", "--end-of-options", parents[0]])
+        since = int(before.text().strip() or 0)
+    commit = {
+        "sha": sha,
+        "subject": subject,
+        "committed": _iso(committed),
+        "since": _iso(since) if since else None,
+    }
+    where = str(root.resolve())
+    found: list[tuple[Path, list[dict[str, Any]]]] = []
+    for row in sessions(directory):
+        if row.get("root") != where or not row.get("started") or not row.get("last"):
+            continue
+        if _epoch(str(row["started"])) > committed + 1 or _epoch(str(row["last"])) < since:
+            continue
+        path = Path(row["file"])
+        picked = [
+            r
+            for r in verify_file(path).records
+            if r.get("type") in ("call", "result", "approval")
+            and since <= _epoch(str(r.get("ts"))) <= committed + 1
+        ]
+        if picked:
+            found.append((path, picked))
+    return commit, found
+
+
+def render_for_commit(commit: dict[str, Any], found: list[tuple[Path, list[dict[str, Any]]]]) -> str:
+    since = f"since {commit['since']} (the commit before it)" if commit["since"] else "since the start"
+    head = (
+        f"commit {commit['sha'][:12]} {commit['subject']!r}, committed {commit['committed']}; calls {since}"
+    )
+    if not found:
+        return visible(head) + "\nno recorded calls in this repository in that time"
+    parts = [visible(head)]
+    for path, records in found:
+        calls = sum(1 for r in records if r.get("type") == "call")
+        parts += ["", visible(f"session {path.stem}: {calls} call(s)"), render_timeline(records)]
+    return "\n".join(parts)
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,7 @@ import pytest
 
 from clients import review
 from common.audit import AuditLog, iter_records
+from tests.helpers import git
 
 
 def logs(directory: Path, count: int, records: int) -> list[AuditLog]:
@@ -49,9 +51,11 @@ def test_sessions_reads_a_file_again_only_when_it_changed(
 
     monkeypatch.setattr(review, "verify_file", counting)
     first = review.sessions(audit)
+    by_server = {r["server"]: r for r in first}
     assert len(read) == 3 and [r["calls"] for r in first] == [5, 5, 5]
-    assert [r["ended"] for r in first] == ["yes", "yes", "open"] and all(r["verified"] for r in first)
-    assert [r["denied"] for r in first] == [2, 2, 2] and first[0]["root"] == "/r0"
+    assert {s: r["ended"] for s, r in by_server.items()} == {"s0": "yes", "s1": "yes", "s2": "open"}
+    assert all(r["verified"] for r in first)
+    assert [r["denied"] for r in first] == [2, 2, 2] and by_server["s0"]["root"] == "/r0"
     read.clear()
     assert review.sessions(audit) == first
     assert read == [opened[2].path]  # only the session still being written is read again
@@ -62,7 +66,61 @@ def test_sessions_reads_a_file_again_only_when_it_changed(
     victim.write_bytes(victim.read_bytes().replace(b'"status":"ok"', b'"status":"no"', 1))
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     read.clear()
-    again = review.sessions(audit)
-    assert victim in read and again[0]["verified"] is False
+    again = {r["server"]: r for r in review.sessions(audit)}
+    assert victim in read and again["s0"]["verified"] is False and again["s1"]["verified"] is True
     opened[2].close()
-    assert review.sessions(audit)[2]["ended"] == "yes"
+    assert {r["server"]: r for r in review.sessions(audit)}["s2"]["ended"] == "yes"
+
+
+@pytest.mark.anyio
+async def test_for_commit_lists_the_calls_made_in_that_repository_before_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from mcp import Client
+
+    from clients.cli import main
+    from servers import build
+    from tests.helpers import make_repo, settings_for, write
+
+    project = make_repo(tmp_path / "project", {"README.md": "# demo\n", "app.py": "x = 1\n"})
+    other = make_repo(tmp_path / "other", {"README.md": "# other\n"})
+    audit = tmp_path / "audit"
+    for root, path in ((project, "app.py"), (other, "README.md")):
+        settings = settings_for(root, tmp=tmp_path)
+        settings.audit_dir = audit
+        server = build("repo", settings)
+        async with Client(server, mode="legacy") as client:
+            await client.call_tool("read_file", {"path": path})
+        server.audit.close()
+
+    def commit_at(epoch: float, message: str) -> str:
+        write(project, {"app.py": f"x = {message!r}\n"})
+        date = f"@{int(epoch)} +0000"
+        monkeypatch.setenv("GIT_COMMITTER_DATE", date)
+        monkeypatch.setenv("GIT_AUTHOR_DATE", date)
+        git(project, "commit", "-qam", message)
+        return git(project, "rev-parse", "HEAD").strip()
+
+    now = time.time()
+    git(project, "commit", "-q", "--amend", "--no-edit", f"--date=@{int(now) - 3600} +0000")  # author only
+    monkeypatch.setenv("GIT_COMMITTER_DATE", f"@{int(now) - 3600} +0000")
+    git(project, "commit", "-q", "--amend", "--no-edit")
+    before = commit_at(now - 600, "made before the session")  # its window holds no call
+    after = commit_at(now + 600, "the agent's change")  # since `before`: the session's calls
+    assert main(["audit", "for-commit", after, "--root", str(project), "--dir", str(audit), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["commit"]["sha"] == after and shown["commit"]["subject"] == "the agent's change"
+    (session,) = shown["sessions"]
+    assert [(r["type"], r["tool"]) for r in session["records"]] == [
+        ("call", "repo.read_file"),
+        ("result", "repo.read_file"),
+    ]
+    assert session["records"][0]["arguments"] == {"path": "app.py"}  # not the other repository's call
+    assert main(["audit", "for-commit", before, "--root", str(project), "--dir", str(audit)]) == 0
+    assert "no recorded calls in this repository in that time" in capsys.readouterr().out
+    assert main(["audit", "for-commit", "--root", str(project), "--dir", str(audit), "--", "--bad"]) == 2
+    assert "--bad" in capsys.readouterr().err
+    assert main(["audit", "for-commit", "nosuchref", "--root", str(project), "--dir", str(audit)]) == 2
+    assert "does not name a commit" in capsys.readouterr().err
