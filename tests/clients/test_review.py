@@ -9,6 +9,7 @@ import pytest
 
 from clients import review
 from common.audit import AuditLog, iter_records
+from common.errors import OnrecordError
 from tests.helpers import git
 
 
@@ -120,7 +121,7 @@ async def test_for_commit_lists_the_calls_made_in_that_repository_before_it(
     assert session["records"][0]["arguments"] == {"path": "app.py"}  # not the other repository's call
     assert main(["audit", "for-commit", before, "--root", str(project), "--dir", str(audit)]) == 0
     assert "no recorded calls in this repository in that time" in capsys.readouterr().out
-    assert main(["audit", "for-commit", "--root", str(project), "--dir", str(audit), "--", "--bad"]) == 2
-    assert "--bad" in capsys.readouterr().err
+    with pytest.raises(OnrecordError, match="--output"):  # never reaches git as an option
+        review.for_commit(audit, project, "--output=/tmp/x")
     assert main(["audit", "for-commit", "nosuchref", "--root", str(project), "--dir", str(audit)]) == 2
     assert "does not name a commit" in capsys.readouterr().err
