@@ -255,17 +255,59 @@ def _approvals(policy: str | None, root: str = "") -> Any:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    pending = _approvals(args.policy).get(args.id)
+    scope, for_s = "settings", None
+    if args.once:
+        scope = "once"
+    elif args.session:
+        scope = "session"
+    elif args.for_:
+        scope, for_s = "for", _duration(args.for_)
+    if args.decline and scope != "settings":
+        raise OnrecordError("--decline takes no --once, --session or --for")
+    approval = _approvals(args.policy, pending.root).decide(
+        args.id, grant=not args.decline, by=_who(), scope=scope, for_s=for_s
+    )
+    _approval_audit(args, approval, "onrecord approve")
+    verb = "granted" if approval.status == "granted" else "declined"
+    print(
+        f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)} "
+        f"in {approval.root or '(unknown root)'}"
+    )
+    if verb == "granted":
+        minutes = max(1, round((approval.expires - time.time()) / 60))
+        if approval.scope == "session":
+            uses = "any number of times in the session that asked, at most a day"
+        elif approval.scope == "for":
+            uses = f"any number of times for {minutes} min"
+        else:
+            times = "once" if approval.uses_left == 1 else f"{approval.uses_left} times"
+            uses = f"{times}, within {minutes} min"
+        print(f"The agent may now retry the same call with the same arguments ({uses}).")
+    return 0
+
+
+def _duration(text: str) -> int:
+    """Seconds in '90s', '10m', '2h' (or a bare number of seconds)."""
+    import re
+
+    found = re.fullmatch(r"\s*(\d{1,6})\s*([smh]?)\s*", text)
+    if not found:
+        raise OnrecordError(f"--for {text!r} is not a duration; write e.g. 90s, 10m or 2h")
+    return int(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
+
+
+def _approval_audit(args: argparse.Namespace, approval: Any, via: str) -> None:
     from common.audit import AuditLog
 
-    pending = _approvals(args.policy).get(args.id)
-    approval = _approvals(args.policy, pending.root).decide(args.id, grant=not args.decline, by=_who())
     log = AuditLog(_audit_dir(args), "cli")
     log.write(
         "approval",
         {
             "approval_id": approval.id,
             "action": approval.status,
-            "via": "onrecord approve",
+            "scope": approval.scope,
+            "via": via,
             "by": approval.decided_by,
             "call": approval.call,
             "server": approval.server,
@@ -274,24 +316,19 @@ def cmd_approve(args: argparse.Namespace) -> int:
         },
     )
     log.close()
-    verb = "granted" if approval.status == "granted" else "declined"
-    print(
-        f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)} "
-        f"in {approval.root or '(unknown root)'}"
-    )
-    if verb == "granted":
-        minutes = max(1, round((approval.expires - time.time()) / 60))
-        uses = "once" if approval.uses_left == 1 else f"{approval.uses_left} times"
-        print(
-            f"The agent may now retry the same call with the same arguments ({uses}, within {minutes} min)."
-        )
-    return 0
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
     from clients.review import table
 
     store = _approvals(None)
+    if args.action == "revoke":
+        if not args.id:
+            raise OnrecordError("approvals revoke needs an ID; `onrecord approvals --all` lists them")
+        revoked = store.revoke(args.id, by=_who())
+        _approval_audit(args, revoked, "onrecord approvals revoke")
+        print(f"approval {revoked.id} revoked: {revoked.call} in {revoked.root or '(unknown root)'}")
+        return 0
     items = store.all() if args.all else store.pending()
     if args.json:
         print(json.dumps([a.as_record() for a in items], indent=2))
@@ -393,12 +430,21 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("approve", help="grant (or --decline) a pending approval")
     sp.add_argument("id")
     sp.add_argument("--decline", action="store_true")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--once", action="store_true", help="one use (the default uses come from settings)")
+    how.add_argument(
+        "--session", action="store_true", help="any number of uses in the server session that asked"
+    )
+    how.add_argument("--for", dest="for_", metavar="DURATION", help="any number of uses for e.g. 10m or 2h")
     sp.add_argument("--dir", help="the audit directory for the approval record")
     sp.add_argument("--policy", help="the extra policy file the servers run with (its [approvals] counts)")
     sp.set_defaults(func=cmd_approve)
 
-    sp = sub.add_parser("approvals", help="list pending approvals")
+    sp = sub.add_parser("approvals", help="list pending approvals, or revoke one")
+    sp.add_argument("action", nargs="?", choices=["list", "revoke"], default="list")
+    sp.add_argument("id", nargs="?", help="for revoke: the approval ID")
     sp.add_argument("--all", action="store_true", help="also granted, declined, used and expired ones")
+    sp.add_argument("--dir", help="the audit directory for the revoke record")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_approvals)
 

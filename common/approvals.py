@@ -28,7 +28,10 @@ from common.errors import OnrecordError
 if TYPE_CHECKING:
     from common.config import Settings
 
-Status = Literal["pending", "granted", "declined", "used", "expired"]
+Status = Literal["pending", "granted", "declined", "used", "expired", "revoked"]
+Scope = Literal["once", "settings", "session", "for"]
+UNLIMITED = 1_000_000  # uses of a grant for a session or a period: bounded by its expiry instead
+MAX_GRANT_S = 24 * 3600  # no grant outlives a day, whatever a human types
 
 
 class ApprovalError(OnrecordError):
@@ -61,6 +64,8 @@ class Approval:
     root: str = ""
     server: str = ""
     policy: str = ""
+    session: str = ""  # the asking server's audit session: a `session` grant holds only there
+    scope: Scope = "settings"
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +154,7 @@ class ApprovalStore:
         root: str,
         server: str,
         policy: str,
+        session: str = "",
     ) -> Approval:
         """A pending approval for exactly this call in this place, reusing one that is still pending.
 
@@ -158,7 +164,12 @@ class ApprovalStore:
         wanted = Binding(root, server, call, arguments_digest(arguments), policy)
         with self._locked():
             for existing in self._all():
-                if existing.status == "pending" and existing.binding() == wanted:
+                # one pending request per call, place and session (a --session grant names it)
+                if (
+                    existing.status == "pending"
+                    and existing.binding() == wanted
+                    and existing.session == session
+                ):
                     return existing
             now = time.time()
             approval = Approval(
@@ -173,11 +184,17 @@ class ApprovalStore:
                 root=root,
                 server=server,
                 policy=policy,
+                session=session,
             )
             self._save(approval)
             return approval
 
-    def decide(self, approval_id: str, *, grant: bool, by: str) -> Approval:
+    def decide(
+        self, approval_id: str, *, grant: bool, by: str, scope: Scope = "settings", for_s: int | None = None
+    ) -> Approval:
+        """Grant or decline a pending approval. A grant's scope: `settings` (the humans' TTL and
+        uses), `once`, `session` (any number of times while the asking server's session lasts, at
+        most a day) or `for` (any number of times for `for_s` seconds, at most a day)."""
         with self._locked():
             approval = self._load(self._path(approval_id)) if self._path(approval_id).exists() else None
             if approval is None:
@@ -194,22 +211,55 @@ class ApprovalStore:
                     "policy, so no call could use it; nothing changed. Ask the agent to retry the call "
                     "for a new approval ID"
                 )
+            if grant and scope == "session" and not approval.session:
+                raise ApprovalError(
+                    f"approval {approval_id!r} names no server session to hold for; grant it --once or --for"
+                )
+            if scope == "for" and (for_s is None or not 0 < for_s <= MAX_GRANT_S):
+                raise ApprovalError(
+                    f"a grant lasts from 1 second to {MAX_GRANT_S // 3600} hours, e.g. --for 10m"
+                )
             approval.status = "granted" if grant else "declined"
             approval.decided_by = by
             if grant:
-                # The approving human's settings bound the grant, whatever the server asked for.
-                approval.expires = time.time() + self.ttl_s
-                approval.uses_left = min(approval.uses_left, self.uses)
+                now = time.time()
+                approval.scope = scope
+                if scope == "settings":
+                    # The approving human's settings bound the grant, whatever the server asked for.
+                    approval.expires = now + self.ttl_s
+                    approval.uses_left = min(approval.uses_left, self.uses)
+                elif scope == "once":
+                    approval.expires, approval.uses_left = now + self.ttl_s, 1
+                elif scope == "session":
+                    approval.expires, approval.uses_left = now + MAX_GRANT_S, UNLIMITED
+                else:
+                    approval.expires, approval.uses_left = now + (for_s or 0), UNLIMITED
+            self._save(approval)
+            return approval
+
+    def revoke(self, approval_id: str, *, by: str) -> Approval:
+        """Withdraw a pending or granted approval: no call can use it any more."""
+        with self._locked():
+            approval = self._load(self._path(approval_id)) if self._path(approval_id).exists() else None
+            if approval is None:
+                raise ApprovalError(f"no approval {approval_id!r}; `onrecord approvals --all` lists them")
+            if approval.status not in ("pending", "granted"):
+                raise ApprovalError(f"approval {approval_id!r} is {approval.status} already; nothing changed")
+            approval.status = "revoked"
+            approval.decided_by = by
             self._save(approval)
             return approval
 
     def consume(
-        self, call: str, arguments: dict[str, Any], *, root: str, server: str, policy: str
+        self, call: str, arguments: dict[str, Any], *, root: str, server: str, policy: str, session: str = ""
     ) -> Approval | None:
-        """Use up one grant for exactly this call in this place (see `request`), if there is one."""
+        """Use up one grant for exactly this call in this place (see `request`), if there is one; a
+        `session` grant only in the session that asked for it."""
         wanted = Binding(root, server, call, arguments_digest(arguments), policy)
         with self._locked():
             for approval in self._all():
+                if approval.scope == "session" and approval.session != session:
+                    continue
                 if approval.status == "granted" and approval.uses_left > 0 and approval.binding() == wanted:
                     approval.uses_left -= 1
                     if approval.uses_left == 0:

@@ -457,8 +457,14 @@ class AccountableServer(MCPServer):
         call_id: str,
     ) -> Refused | InputRequiredResult | None:
         """None when the call may run (a grant was consumed or the human said yes); else why not."""
+        session = self.audit.path.stem if self.audit.path is not None else ""
         granted = self.approvals.consume(
-            qualified, arguments, root=str(self.config.root), server=self.name, policy=self._policy_digest
+            qualified,
+            arguments,
+            root=str(self.config.root),
+            server=self.name,
+            policy=self._policy_digest,
+            session=session,
         )
         if granted is not None:
             self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
@@ -509,6 +515,7 @@ class AccountableServer(MCPServer):
             root=str(self.config.root),
             server=self.name,
             policy=self._policy_digest,
+            session=session,
         )
         self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
         return Refused(
@@ -619,10 +626,13 @@ def _denied_message(qualified: str, decision: Decision) -> str:
 def _pending_message(qualified: str, decision: Decision, pending: Approval) -> str:
     minutes = max(1, round((pending.expires - time.time()) / 60))
     return (
-        f"Needs approval: {decision.reason}. This client cannot ask the human directly, so the call to "
-        f"{qualified} was recorded as pending approval {pending.id} and not run. "
-        f"Human: run `onrecord approve {pending.id}` to allow it once (it expires in {minutes} min). "
-        "Agent: tell the human, and after they approve, retry the same call with exactly the same arguments."
+        f"Needs approval: {decision.reason}. This client cannot ask the human directly, so the call "
+        f"{qualified} {canonical(pending.arguments)} was recorded as pending approval {pending.id} "
+        f"and not run (the request expires in {minutes} min). Human, to decide: "
+        f"`onrecord approve {pending.id}` (as your settings say; add --once, --session for the rest of "
+        f"this session, or --for 10m) or `onrecord approve {pending.id} --decline`; "
+        "`onrecord approvals` lists what is pending. Agent: tell the human, and after they approve, "
+        "retry the same call with exactly the same arguments."
     )
 
 

@@ -381,3 +381,92 @@ def test_a_tool_name_registered_twice_is_an_error_naming_both_owners(tmp_path: P
     with pytest.raises(ConfigError, match="'lint' is registered by both 'testing' and 'data'"):
         server.add_tool(lint, server="data")
     assert server.qualified("lint") == ("testing", "testing.lint")
+
+
+async def test_approvals_on_a_host_without_elicitation_once_session_period_revoke_decline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from clients.cli import main
+    from common.audit import verify_dir
+
+    server = make_server(tmp_path)
+    audit = tmp_path / "cli-audit"
+
+    async def ask(client: Client) -> str | None:
+        """Call the guarded tool; the pending approval's ID when it did not run."""
+        result = await client.call_tool("reset_branch", {"name": "main"})
+        if not result.is_error:
+            return None
+        return str(of_type(server if client is not other_client else other, "approval")[-1]["approval_id"])
+
+    def decide(*argv: str) -> int:
+        code = main([*argv, "--dir", str(audit)])
+        capsys.readouterr()
+        return code
+
+    other = make_server(tmp_path)  # a second server session on the same root
+    async with Client(server, mode="legacy") as client, Client(other, mode="legacy") as other_client:
+        first = await client.call_tool("reset_branch", {"name": "main"})
+        text = first_text(first)
+        once = of_type(server, "approval")[-1]["approval_id"]
+        # The message gives the ID, the exact call and every way to decide.
+        for part in (
+            once,
+            'kit.reset_branch {"name":"main"}',
+            "--once",
+            "--session",
+            "--for 10m",
+            "--decline",
+        ):
+            assert part in text, part
+        assert decide("approve", once, "--once") == 0
+        assert await ask(client) is None and RAN == ["reset_branch:main"]
+        in_session = await ask(client)  # used up: a new request
+        assert in_session and in_session != once
+        assert decide("approve", in_session, "--session") == 0
+        assert await ask(client) is None and await ask(client) is None  # any number of times...
+        elsewhere = await ask(other_client)  # ...but only in the session that asked
+        assert elsewhere and elsewhere != in_session
+        assert decide("approve", elsewhere, "--for", "1s") == 0
+        assert await ask(other_client) is None
+        await anyio.sleep(1.2)
+        expired = await ask(other_client)
+        assert expired and expired != elsewhere
+        assert decide("approvals", "revoke", in_session) == 0  # the human withdraws the session grant
+        revoked_too = await ask(client)
+        assert revoked_too and revoked_too not in (in_session, expired)
+        assert decide("approvals", "revoke", revoked_too) == 0
+        assert decide("approve", revoked_too) == 2  # a revoked request cannot be granted
+        declined = expired
+        assert decide("approve", declined, "--decline") == 0
+        assert await ask(other_client) not in (None, declined)
+        assert decide("approve", "nosuchid", "--for", "forever") == 2
+    assert RAN == ["reset_branch:main"] * 4
+    decisions = [
+        (r["approval_id"], r["action"], r.get("scope"))
+        for rep in verify_dir(audit)
+        for r in rep.records
+        if r["type"] == "approval"
+    ]
+    assert decisions == [
+        (once, "granted", "once"),
+        (in_session, "granted", "session"),
+        (elsewhere, "granted", "for"),
+        (in_session, "revoked", "session"),
+        (revoked_too, "revoked", "settings"),
+        (declined, "declined", "settings"),
+    ]
+    used = [
+        r["approval_id"] for s in (server, other) for r in of_type(s, "approval") if r["action"] == "consumed"
+    ]
+    assert sorted(used) == sorted([once, in_session, in_session, elsewhere])
+    requested = {
+        r["approval_id"]
+        for s in (server, other)
+        for r in of_type(s, "approval")
+        if r["action"] == "requested"
+    }
+    assert {once, in_session, elsewhere, expired, revoked_too} <= requested
+    assert os.environ["ONRECORD_STATE_DIR"]  # the CLI and the servers share the test's state
