@@ -23,13 +23,14 @@ import re
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 from pydantic import BaseModel
 
 from common.budget import Envelope
 from common.errors import OnrecordError
+from common.policy import suspects
 
 MAX_NAMED = 50
 WITHHELD = "[withheld by policy: this text quotes a file the policy does not let you read]"
@@ -91,6 +92,7 @@ class Gate:
     """The content check of one call, and what it left out."""
 
     decide: Decides
+    screen: tuple[str, ...] | Literal[False] = False  # see Policy.content_screen
     excluded: list[str] = field(default_factory=list)
     hidden: int = 0  # left out of listings, counted but not named
     _seen: dict[tuple[str, bool], bool] = field(default_factory=dict)
@@ -211,6 +213,18 @@ def carries_file_text(model: type[BaseModel]) -> bool:
 
 
 _CURRENT: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("onrecord_gate", default=None)
+
+
+def allowed_names(names: list[str]) -> list[str]:
+    """The names of a listing whose files the current call may show (a file left out is counted,
+    not named). Names no rule could concern are cleared in one pass; only the rest are decided."""
+    gate = _CURRENT.get()
+    if gate is None:
+        return names
+    suspect = suspects(gate.screen, names) if gate.screen is not False else None
+    if suspect is None:
+        return [n for n in names if gate.allows(n, name=False)]
+    return [n for n in names if n not in suspect or gate.allows(n, name=False)]
 
 
 def allows(path: str, *, follow_links: bool = False, name: bool = True) -> bool:

@@ -37,7 +37,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import re2
 
@@ -185,7 +185,26 @@ class GlobError(OnrecordError):
 def _glob_regex(pattern: str) -> Any:
     """The glob as an RE2 expression: matching runs in time linear in the path, whatever the pattern
     (a backtracking engine takes minutes on `*a*a*a*a*a*a*a*a*ax` against a long name)."""
-    original = pattern
+    return _compile(pattern, "(?s)" + _glob_source(pattern, lines=False))
+
+
+def _compile(original: str, source: str) -> Any:
+    try:
+        return re2.compile(source, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = (
+            exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        )
+        raise GlobError(
+            f"glob {original!r} is not a valid pattern ({reason}); use *, **, ? and [abc] or [!abc]"
+        ) from exc
+
+
+def _glob_source(pattern: str, *, lines: bool) -> str:
+    """The RE2 source of a glob; with `lines`, no part of it matches a newline (for matching the
+    lines of a newline-joined listing in one pass)."""
+    any_char = "[^\\n]" if lines else "."
+    not_slash = "[^/\\n]" if lines else "[^/]"
     anchored = "/" in pattern.rstrip("/")
     folder = pattern.endswith("/**")  # `dir/**` covers `dir` itself too
     pattern = pattern.strip("/")
@@ -195,34 +214,60 @@ def _glob_regex(pattern: str) -> Any:
     while i < len(pattern):
         c = pattern[i]
         if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
+            out.append(f"(?:{any_char}*/)?")
             i += 3
         elif pattern.startswith("**", i):
-            out.append(".*")
+            out.append(f"{any_char}*")
             i += 2
         elif c == "*":
-            out.append("[^/]*")
+            out.append(f"{not_slash}*")
             i += 1
         elif c == "?":
-            out.append("[^/]")
+            out.append(not_slash)
             i += 1
         elif c == "[" and (end := pattern.find("]", i + 1)) > i:
             body = pattern[i + 1 : end].replace("\\", "\\\\")
-            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            newline = "\\n" if lines else ""
+            out.append("[^" + body[1:] + newline + "]" if body.startswith("!") else "[" + body + "]")
             i = end + 1
         else:
             out.append(re.escape(c))
             i += 1
-    prefix = "" if anchored else "(?:.*/)?"
-    try:
-        return re2.compile("(?s)" + prefix + "".join(out) + "(?:/.*)?", _RE2_OPTIONS)
-    except re2.error as exc:
-        reason = (
-            exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
-        )
-        raise GlobError(
-            f"glob {original!r} is not a valid pattern ({reason}); use *, **, ? and [abc] or [!abc]"
-        ) from exc
+    prefix = "" if anchored else f"(?:{any_char}*/)?"
+    return prefix + "".join(out) + f"(?:/{any_char}*)?"
+
+
+@lru_cache(maxsize=64)
+def _lines_regex(patterns: tuple[str, ...]) -> Any:
+    alternatives = "|".join(f"(?:{_glob_source(p, lines=True)})" for p in patterns)
+    return _compile(", ".join(patterns), f"(?m)^(?:{alternatives})$")
+
+
+@lru_cache(maxsize=64)
+def _suspects_regex(literals: tuple[str, ...]) -> Any:
+    # A line that holds a literal, or is not a clean relative name (absolute, `//`, `.` or `..`).
+    unclean = r"^/|//|(?:^|/)\.\.?(?:/|$)|/$"
+    held = "|".join(re.escape(literal) for literal in literals)
+    return re2.compile(f"(?m)^[^\\n]*(?:{unclean}{'|' + held if held else ''})[^\\n]*$", _RE2_OPTIONS)
+
+
+def suspects(literals: tuple[str, ...], names: list[str]) -> set[str] | None:
+    """Of clean listing names, those a content screen (`Policy.content_screen`) cannot clear: the
+    ones holding one of the literals, or not clean relative names. One RE2 pass over the listing;
+    None when a name holds a newline (decide each name then)."""
+    if any("\n" in n for n in names):
+        return None
+    return {m.group(0) for m in _suspects_regex(literals).finditer("\n".join(names))}
+
+
+def matching(patterns: tuple[str, ...], paths: list[str]) -> list[str]:
+    """The paths any of the globs matches (as `path_matches`), in order: one RE2 pass over the
+    newline-joined listing instead of one match per path and pattern."""
+    if not patterns or not paths:
+        return []
+    if any("\n" in p for p in paths):  # a name with a newline (git allows it): path by path
+        return [p for p in paths if any(path_matches(g, p) for g in patterns)]
+    return [m.group(0) for m in _lines_regex(patterns).finditer("\n".join(paths))]
 
 
 def path_matches(pattern: str, path: str) -> bool:
@@ -269,6 +314,7 @@ class Policy:
         self.conditioned = {key for r in parsed for key, _ in (*r.arguments, *r.exceptions)} - {ANY_PATH}
         self._static: dict[tuple[Any, ...], Decision] = {}
         self._content: dict[tuple[str, str, tuple[str, ...]], Decision] = {}
+        self._screens: dict[tuple[str, str], tuple[str, ...] | Literal[False]] = {}
 
     def register(self, server: str, tool: str) -> None:
         """Make `server.tool` known, so that path-only rules for its server cover its content."""
@@ -348,10 +394,48 @@ class Policy:
         key = (server, tool, names)
         if (cached := self._content.get(key)) is not None:
             return cached
+        screen = self.content_screen(server, tool)
+        # One combined check: a name inside the root that holds none of the text every rule on paths
+        # (and every protected folder inside the root) requires is named by nothing; no glob runs.
+        if (
+            screen is not False
+            and not any(n == ".." or n.startswith(("/", "../")) for n in names)
+            and not any(literal in n for n in names for literal in screen)
+        ):
+            return _NAMED_BY_NOTHING
         decision = self._decide(server, tool, {}, {ANY_PATH: PATH}, {ANY_PATH: [names]}, None, content=True)
         if len(self._content) < 200_000:
             self._content[key] = decision
         return decision
+
+    def content_screen(self, server: str, tool: str) -> tuple[str, ...] | Literal[False]:
+        """The fixed text (see `_screen`) a file name must hold for a content decision of
+        `server.tool` to be anything but "allowed"; False when every name needs the full decision."""
+        screen = self._screens.get((server, tool))
+        if screen is None:
+            screen = self._screens[(server, tool)] = self._screen(server, f"{server}.{tool}")
+        return screen
+
+    def _screen(self, server: str, qualified: str) -> tuple[str, ...] | Literal[False]:
+        """For content decisions of one tool: the text one of which a root-relative name must hold
+        for any deny / ask rule on paths or any protection to name it; False when some rule could
+        name any file (a pattern with no fixed text), so every name takes the full decision."""
+        literals: list[str] = []
+        for action in ("deny", "ask"):
+            for rule in self._rules(action, server, qualified):  # type: ignore[arg-type]
+                if not rule.path_only({ANY_PATH: PATH}):
+                    continue
+                best = max((_required_literal(p) for _, p in rule.arguments), key=len, default="")
+                if not best:
+                    return False
+                literals.append(best)
+        root = str(self.root)
+        for guarded in self.protected:  # as `_protected_hit` joins a relative name to the root
+            if root == guarded or root.startswith(guarded + os.sep):
+                return False  # the root is inside a protected folder: every name is protected
+            if guarded.startswith(root + os.sep):
+                literals.append(guarded[len(root) + 1 :].replace(os.sep, "/"))
+        return tuple(dict.fromkeys(literals))
 
     def _decide(
         self,
@@ -409,6 +493,9 @@ class Policy:
             source=self.settings.scalar_sources.get("default", "built-in default"),
             enforced=not shadow,
         )
+
+
+_NAMED_BY_NOTHING = Decision("allow", "no deny or ask rule names this file", rule=None, source=None)
 
 
 def _annotation_categories(annotations: dict[str, bool | None]) -> list[str]:

@@ -312,7 +312,7 @@ class AccountableServer(MCPServer):
                     return True, d.reason, True
             return False, d.reason, d.action == "ask"
 
-        return content.Gate(decide)
+        return content.Gate(decide, screen=self.policy.content_screen(owner, name))
 
     # ----------------------------------------------------------------------------------- the call
 

@@ -155,6 +155,8 @@ def canonical_names(root: Path | str, text: str, *, follow_links: bool = True) -
     folding `Workspace.resolve` confines, so policy and workspace never disagree about a path."""
     if "\x00" in text:
         return (text.replace("\x00", "\\0"),)  # refused by the workspace; matched as text
+    if not follow_links and _clean(text):
+        return (text,)  # what normpath would give back: the common case for names git listed
     base = str(root)
     lexical = _lexical(base, text)
     names = [_relative(base, lexical)]
@@ -163,6 +165,19 @@ def canonical_names(root: Path | str, text: str, *, follow_links: bool = True) -
         if real != names[0]:
             names.append(real)
     return tuple(names)
+
+
+def _clean(text: str) -> bool:
+    """A relative posix path with nothing to fold: no empty, `.` or `..` component."""
+    return (
+        bool(text)
+        and not text.startswith(("/", "./", "../"))
+        and not text.endswith(("/", "/.", "/.."))
+        and text not in (".", "..")
+        and "//" not in text
+        and "/./" not in text
+        and "/../" not in text
+    )
 
 
 def _within(path: Path, root: Path) -> bool:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from common import content, kinds, offload
 from common.budget import clamp, cursor_position, encode_cursor, take_within
-from common.policy import path_matches
+from common.policy import matching
 from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode, is_binary, visible
 from servers.repo.models import Entry, FileContent, FileList
@@ -86,10 +86,13 @@ async def list_files(
     key = {"path": resolved.relative, "pattern": pattern, "depth": depth, "ignored": include_ignored}
     offset = cursor_position(cursor, "list_files", key)
     names = await project_files(ctx, resolved.relative, include_ignored=include_ignored)
-    entries = await offload.run(_entries, ctx, names, pattern, depth, resolved.relative)
-    entries.sort(key=lambda e: e.path)
-    total = len(entries)
-    page = take_within(entries[offset : offset + limit], ctx.max_chars)
+    listed = await offload.run(_entries, names, pattern, depth, resolved.relative)
+    total = len(listed)
+    entries = [
+        Entry(path=p, type="dir", files=count) if count is not None else _entry(ctx, p)
+        for p, count in listed[offset : offset + limit]
+    ]
+    page = take_within(entries, ctx.max_chars)
     nxt = offset + len(page)
     more = nxt < total
     return FileList(
@@ -108,31 +111,32 @@ async def list_files(
 
 
 def _entries(
-    ctx: RepoContext, names: list[str], pattern: str | None, depth: int | None, under: str
-) -> list[Entry]:
-    """The entries to list: matched, allowed, and folded into folders below `depth`."""
-    entries: list[Entry] = []
+    names: list[str], pattern: str | None, depth: int | None, under: str
+) -> list[tuple[str, int | None]]:
+    """The paths to list, sorted, each with its file count when it is a folder folded below
+    `depth`: matched and allowed. Nothing is stat'ed here: only the page returned is (`_entry`)."""
+    offload.checkpoint()
+    if pattern:
+        names = matching((pattern,), names)
+    names = content.allowed_names(names)
+    if depth is None:
+        return [(n, None) for n in names]
     collapsed: dict[str, int] = {}
+    kept: list[tuple[str, int | None]] = []
     prefix_parts = 0 if under == "." else len(under.split("/"))
-    for i, name in enumerate(names):
-        if i % 2000 == 0:
-            offload.checkpoint()
-        if pattern and not path_matches(pattern, name):
-            continue
-        if not content.allows(name, name=False):
-            continue
+    for name in names:
         parts = name.split("/")
-        if depth is not None and len(parts) - prefix_parts > depth:
+        if len(parts) - prefix_parts > depth:
             folder = "/".join(parts[: prefix_parts + depth])
             collapsed[folder] = collapsed.get(folder, 0) + 1
-            continue
-        entries.append(_entry(ctx, name))
-    return entries + [Entry(path=folder, type="dir", files=count) for folder, count in collapsed.items()]
+        else:
+            kept.append((name, None))
+    return sorted(kept + list(collapsed.items()))
 
 
 def _entry(ctx: RepoContext, name: str) -> Entry:
     try:
-        info = os.lstat(ctx.root / name)
+        info = os.lstat(f"{ctx.root}/{name}")
     except OSError:
         return Entry(path=name, type="file", size=None)  # tracked but deleted in the work tree
     if stat.S_ISLNK(info.st_mode):

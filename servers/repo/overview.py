@@ -12,7 +12,7 @@ from pydantic import Field
 
 from common import content, offload
 from common.budget import clamp
-from common.policy import path_matches
+from common.policy import matching
 from common.pyimports import imported_files, module_index, module_name
 from common.redact import redact_text
 from common.workspace import WorkspaceError
@@ -81,7 +81,7 @@ MAX_KEY_FILES = 20
 async def overview(ctx: RepoContext) -> Overview:
     """A first look at the repository: branch, HEAD, uncommitted counts, languages by bytes,
     top-level entries, key files (README, manifests, CI, Dockerfiles), test layout, last commits."""
-    files = [f for f in await project_files(ctx) if content.allows(f, name=False)]
+    files = content.allowed_names(await project_files(ctx))
     has_git = ctx.has_git()
     languages = await offload.run(_languages, ctx, files)
     top: dict[str, Entry] = {}
@@ -92,13 +92,11 @@ async def overview(ctx: RepoContext) -> Overview:
             entry.files = (entry.files or 0) + 1
         else:
             top[head] = Entry(path=head, type="file", size=_size(ctx, name))
+    shallow = [f for f in files if f.count("/") <= 2]
     key_files = {
-        group: [f for f in files if any(path_matches(p, f) and f.count("/") <= 2 for p in patterns)][
-            :MAX_KEY_FILES
-        ]
-        for group, patterns in KEY_FILES.items()
+        group: matching(tuple(patterns), shallow)[:MAX_KEY_FILES] for group, patterns in KEY_FILES.items()
     }
-    tests = [f for f in files if any(path_matches(p, f) for p in TEST_PATTERNS)]
+    tests = matching(tuple(TEST_PATTERNS), files)
     test_dirs = Counter(f.split("/", 1)[0] for f in tests if "/" in f)
     test_info: dict[str, object] = {
         "test_files": len(tests),
@@ -147,14 +145,16 @@ async def overview(ctx: RepoContext) -> Overview:
 def _languages(ctx: RepoContext, files: list[str]) -> Counter[str]:
     """Bytes per language: one lstat per file, off the event loop."""
     languages: Counter[str] = Counter()
+    root = str(ctx.root)
     for i, name in enumerate(files):
         if i % 2000 == 0:
             offload.checkpoint()
-        suffix = PurePosixPath(name).suffix.lower()
+        dot = name.rfind(".")
+        suffix = name[dot:].lower() if dot > name.rfind("/") + 1 else ""  # as PurePosixPath.suffix
         language = LANGUAGES.get(suffix) or EXTRA_LANGUAGES.get(suffix)
         if language:
             try:
-                languages[language] += os.lstat(ctx.root / name).st_size
+                languages[language] += os.lstat(f"{root}/{name}").st_size
             except OSError:
                 continue
     return languages

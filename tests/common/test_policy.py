@@ -216,3 +216,73 @@ def test_negated_conditions_carve_out_exceptions(tmp_path: Path) -> None:
     )
     assert p.decide("deploy", "probe", {"url": "https://prod.example.com"}, READ_ONLY).action == "ask"
     assert p.decide("deploy", "probe", {"url": "https://staging.example.com"}, READ_ONLY).action == "allow"
+
+
+def test_the_listing_screen_clears_only_names_no_rule_or_protection_could_concern(tmp_path: Path) -> None:
+    # The fast path for listings must give exactly the full decision, for every kind of name.
+    from common.policy import suspects
+    from common.workspace import canonical_names
+
+    text = """
+    [policy]
+    deny = ["repo.*(path=deploy/**)", "repo.read_file(path=**/*.pem)", "repo.*(path=secrets/*.key, path!=secrets/ok.key)"]
+    ask = ["repo.*(path=**/prod.toml)"]
+    """
+    p = policy(tmp_path, text.replace("\n    ", "\n"))
+    for tool in ("read_file", "list_files"):
+        p.register("repo", tool)
+    inside = p.root / "state"
+    p.protected.append(str(inside))  # a protected folder inside the root, as a state dir can be
+    names = [
+        "src/app.py",
+        "deploy/x.py",
+        "deployment/x.py",
+        "a/deploy/x",
+        "certs/server.pem",
+        "server.pem.txt",
+        "secrets/a.key",
+        "secrets/ok.key",
+        "secrets/b/a.key",
+        "conf/prod.toml",
+        "prod.toml.bak",
+        ".env",
+        "app/.env.local",
+        "env.py",
+        "state/audit.jsonl",
+        "states.txt",
+        "a//b",
+        "./x",
+        "x/../deploy/y",
+        "../out",
+        "/etc/passwd",
+        "a/",
+        "ünïcode/名前.py",
+        "space name.py",
+    ]
+    for tool in ("read_file", "list_files"):
+        screen = p.content_screen("repo", tool)
+        assert screen is not False and "deploy" in screen and "state" in screen
+        flagged = suspects(screen, names)
+        assert flagged is not None
+        full = {
+            n: p._decide(
+                "repo",
+                tool,
+                {},
+                {"path": PATH},
+                {"path": [canonical_names(p.root, n, follow_links=False)]},
+                None,
+                content=True,
+            )
+            for n in names
+        }
+        for n in names:
+            decided = p.content_decision("repo", tool, n)
+            assert decided.action == full[n].action, (tool, n)
+            if n not in flagged:  # what the screen clears, the full decision allows
+                assert full[n].action == "allow", (tool, n)
+    assert suspects(("x",), ["a\nb"]) is None  # a newline in a name: decided one by one
+    (tmp_path / "any").mkdir()
+    everything = policy(tmp_path / "any", '[policy]\ndeny = ["repo.*(path=*)"]\n')
+    everything.register("repo", "read_file")
+    assert everything.content_screen("repo", "read_file") is False  # `*` has no fixed text to screen on
