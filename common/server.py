@@ -43,6 +43,7 @@ from mcp.types import (
 )
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
+from starlette.applications import Starlette
 
 from common import __version__, content, kinds, procs, progress
 from common.approvals import Approval, ApprovalStore, policy_digest
@@ -199,6 +200,14 @@ class AccountableServer(MCPServer):
                 screened, write_stream, self._lowlevel_server.create_initialization_options()
             )
             tg.cancel_scope.cancel()
+
+    def streamable_http_app(self, **kwargs: Any) -> Starlette:
+        """The SDK's app, with malformed messages answered as on stdio (common.wire)."""
+        from common import wire
+
+        app = super().streamable_http_app(**kwargs)
+        app.add_middleware(wire.ScreenedHTTP)
+        return app
 
     # ------------------------------------------------------------------------------ registration
 

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp import Client, MCPError
 from mcp.server import MCPServer
-from mcp.types import INVALID_PARAMS, ElicitResult, ToolAnnotations
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, ElicitResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from common.audit import verify_file
@@ -402,3 +402,29 @@ def test_a_tool_name_registered_twice_is_an_error_naming_both_owners(tmp_path: P
     with pytest.raises(ConfigError, match="'lint' is registered by both 'testing' and 'data'"):
         server.add_tool(lint, server="data")
     assert server.qualified("lint") == ("testing", "testing.lint")
+
+
+async def test_http_answers_a_malformed_message_as_on_stdio(tmp_path: Path) -> None:
+    import httpx
+
+    server = make_server(tmp_path)
+    app = server.streamable_http_app()
+    accept = {"accept": "application/json, text/event-stream"}
+    async with (
+        server.session_manager.run(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000") as http,
+    ):
+        no_version = await http.post("/mcp", json={"id": 7, "method": "ping"}, headers=accept)
+        batch = await http.post("/mcp", json=[{"jsonrpc": "2.0", "id": 8, "method": "ping"}], headers=accept)
+        not_json = await http.post(
+            "/mcp", content=b"{oops", headers={**accept, "content-type": "application/json"}
+        )
+        wrong_accept = await http.post(
+            "/mcp", json={"id": 9, "method": "ping"}, headers={"accept": "text/html"}
+        )
+    assert no_version.status_code == 400
+    assert no_version.json()["id"] == 7 and no_version.json()["error"]["code"] == INVALID_REQUEST
+    assert batch.status_code == 400
+    assert batch.json()["id"] is None and batch.json()["error"]["code"] == INVALID_REQUEST
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == PARSE_ERROR
+    assert wrong_accept.status_code == 406
