@@ -24,20 +24,26 @@ from typing import Any, Literal
 import anyio
 import pydantic_core
 from mcp.server import MCPServer
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    INVALID_PARAMS,
     CallToolResult,
     ElicitRequest,
     ElicitRequestFormParams,
     ElicitResult,
+    GetPromptResult,
     InputRequiredResult,
+    ListToolsResult,
+    PaginatedRequestParams,
     TextContent,
     ToolAnnotations,
 )
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
+from starlette.applications import Starlette
 
 from common import __version__, content, kinds, procs, progress
 from common.approvals import Approval, ApprovalStore, policy_digest
@@ -195,6 +201,14 @@ class AccountableServer(MCPServer):
             )
             tg.cancel_scope.cancel()
 
+    def streamable_http_app(self, **kwargs: Any) -> Starlette:
+        """The SDK's app, with malformed messages answered as on stdio (common.wire)."""
+        from common import wire
+
+        app = super().streamable_http_app(**kwargs)
+        app.add_middleware(wire.ScreenedHTTP)
+        return app
+
     # ------------------------------------------------------------------------------ registration
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
@@ -246,6 +260,27 @@ class AccountableServer(MCPServer):
         self._owners.pop(name, None)
         self._kinds.pop(name, None)
         self._annotations.pop(name, None)
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        if params is not None and params.cursor is not None:
+            # Every tool fits on one page, so no cursor we could have issued exists; the spec asks
+            # for -32602 rather than a silent first page.
+            raise MCPError(
+                INVALID_PARAMS,
+                f"invalid cursor {params.cursor!r}: tools/list returns every tool on one page and "
+                "issues no cursors; call it without one",
+            )
+        return await super()._handle_list_tools(ctx, params)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        if self._prompt_manager.get_prompt(name) is None:
+            # The SDK answers a plain exception with error code 0; an unknown name is -32602.
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}")
+        return await super().get_prompt(name, arguments, context)
 
     def qualified(self, name: str) -> tuple[str, str]:
         owner = self._owners.get(name, self.name)
@@ -411,7 +446,9 @@ class AccountableServer(MCPServer):
                 outcome.fail("invalid_arguments", message)
                 raise ToolError(message) from cause
             elif name not in self._owners:
+                # The spec makes an unknown tool a protocol error (-32602), not a tool result.
                 outcome.fail("unknown_tool", str(exc))
+                raise MCPError(INVALID_PARAMS, str(exc)) from exc
             else:
                 message = _screened(gate, str(exc))
                 outcome.fail("tool_error", message)

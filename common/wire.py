@@ -5,19 +5,26 @@ server drops it, so a client that sent deeply nested JSON, a lone surrogate, a 5
 or a request with the wrong shape waits forever. `screen` sits between the transport and the
 server: such an item becomes a JSON-RPC error reply (parse error or invalid request) to the id the
 line carried, when one can be read, else to `null`.
+
+Over streamable HTTP the SDK does answer, but a body that is JSON and no JSON-RPC message gets
+-32602 (invalid params) to `null`. `ScreenedHTTP` rewrites that answer to the stdio one: -32600
+(invalid request) to the id the body carried.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import anyio
 import mcp_types as types
+import pydantic_core
 from anyio.abc import TaskGroup
 from mcp.shared._context_streams import ContextReceiveStream, ContextSendStream, create_context_streams
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("onrecord")
 MAX_ID_CHARS = 200
@@ -145,4 +152,72 @@ def _scalar(text: str) -> int | str | None:
         j += 1
     if j > (1 if digits.startswith("-") else 0) and j <= 19:
         return _usable_id(int(digits[:j]))
+    return None
+
+
+class ScreenedHTTP:
+    """ASGI wrapper for the streamable HTTP app: the SDK's reply to a POST body that is JSON but no
+    JSON-RPC message becomes -32600 to the body's id. Everything else passes through untouched, in
+    the SDK's order (host and origin checks first); the body is the copy the SDK itself read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        held: Message | None = None
+
+        async def tee() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.extend(message.get("body", b""))
+            return message
+
+        async def answer(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held = message
+                return
+            if held is not None and message["type"] == "http.response.body":
+                start, held = held, None
+                reply = _invalid_request_reply(bytes(body), message.get("body", b""))
+                if reply is not None and not message.get("more_body", False):
+                    headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                    headers.append((b"content-length", str(len(reply)).encode()))
+                    await send({**start, "headers": headers})
+                    await send({"type": "http.response.body", "body": reply})
+                    return
+                await send(start)
+            await send(message)
+
+        await self.app(scope, tee, answer)
+
+
+def _invalid_request_reply(request: bytes, response: bytes) -> bytes | None:
+    """The -32600 reply that replaces the SDK's -32602 "Validation error" one, else None."""
+    try:
+        error = json.loads(response)["error"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (
+        isinstance(error, dict)
+        and error.get("code") == types.INVALID_PARAMS
+        and str(error.get("message", "")).startswith("Validation error")
+    ):
+        return None
+    try:
+        types.jsonrpc_message_adapter.validate_python(pydantic_core.from_json(request), by_name=False)
+    except ValidationError as exc:
+        reply = error_reply(exc) or types.JSONRPCError(
+            jsonrpc="2.0",
+            id=None,
+            error=types.ErrorData(code=types.INVALID_REQUEST, message=f"Invalid request: {_summary(exc)}"),
+        )
+        log.warning("malformed message from the client answered with an error: %s", _summary(exc))
+        return reply.model_dump_json(by_alias=True, exclude_unset=True).encode()
+    except ValueError:
+        return None
     return None

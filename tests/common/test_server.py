@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server import MCPServer
-from mcp.types import ElicitResult, ToolAnnotations
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, ElicitResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from common.audit import verify_file
@@ -291,13 +291,34 @@ async def test_onrecord_errors_reach_the_model_verbatim(tmp_path: Path, mode: st
 
 
 @pytest.mark.parametrize("mode", ERAS)
-async def test_unknown_tool_is_recorded(tmp_path: Path, mode: str) -> None:
+async def test_unknown_tool_is_a_protocol_error_and_is_recorded(tmp_path: Path, mode: str) -> None:
     server = make_server(tmp_path)
     async with Client(server, mode=mode) as client:
-        result = await client.call_tool("drop_database", {"really": True})
-    assert result.is_error is True and "Unknown tool" in first_text(result)
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("drop_database", {"really": True})
+    assert raised.value.code == INVALID_PARAMS and raised.value.message == "Unknown tool: drop_database"
     ((call, res),) = pair(server)
     assert call["tool"] == "kit.drop_database" and res["status"] == "unknown_tool"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_unknown_prompt_is_invalid_params(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError) as raised:
+            await client.get_prompt("summarise")
+    assert raised.value.code == INVALID_PARAMS and raised.value.message == "Unknown prompt: summarise"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_tools_list_rejects_a_cursor_it_never_issued(tmp_path: Path, mode: str) -> None:
+    server = make_server(tmp_path)
+    async with Client(server, mode=mode) as client:
+        first = await client.list_tools()
+        with pytest.raises(MCPError) as raised:
+            await client.list_tools(cursor="bogus", cache_mode="bypass")
+    assert first.next_cursor is None and {t.name for t in first.tools} >= {"echo", "crash"}
+    assert raised.value.code == INVALID_PARAMS and "'bogus'" in raised.value.message
 
 
 async def test_timeout_stops_the_tool_and_is_recorded(tmp_path: Path) -> None:
@@ -470,3 +491,29 @@ async def test_approvals_on_a_host_without_elicitation_once_session_period_revok
     }
     assert {once, in_session, elsewhere, expired, revoked_too} <= requested
     assert os.environ["ONRECORD_STATE_DIR"]  # the CLI and the servers share the test's state
+
+
+async def test_http_answers_a_malformed_message_as_on_stdio(tmp_path: Path) -> None:
+    import httpx
+
+    server = make_server(tmp_path)
+    app = server.streamable_http_app()
+    accept = {"accept": "application/json, text/event-stream"}
+    async with (
+        server.session_manager.run(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000") as http,
+    ):
+        no_version = await http.post("/mcp", json={"id": 7, "method": "ping"}, headers=accept)
+        batch = await http.post("/mcp", json=[{"jsonrpc": "2.0", "id": 8, "method": "ping"}], headers=accept)
+        not_json = await http.post(
+            "/mcp", content=b"{oops", headers={**accept, "content-type": "application/json"}
+        )
+        wrong_accept = await http.post(
+            "/mcp", json={"id": 9, "method": "ping"}, headers={"accept": "text/html"}
+        )
+    assert no_version.status_code == 400
+    assert no_version.json()["id"] == 7 and no_version.json()["error"]["code"] == INVALID_REQUEST
+    assert batch.status_code == 400
+    assert batch.json()["id"] is None and batch.json()["error"]["code"] == INVALID_REQUEST
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == PARSE_ERROR
+    assert wrong_accept.status_code == 406
