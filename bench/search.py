@@ -52,7 +52,7 @@ def git_grep(root: Path, query: str, regex: bool, untracked: bool = False) -> fl
             query,
         ],
         cwd=root,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,  # read, as search must: sent to /dev/null, git skips writing it
         check=False,
     )
     return time.perf_counter() - started

@@ -11,7 +11,7 @@ from pydantic import Field
 from common import content, kinds, offload
 from common.budget import clamp, cursor_position, encode_cursor
 from common.git import GitError
-from common.policy import path_matches
+from common.policy import matching
 from common.procs import ProcResult
 from common.workspace import WorkspaceError
 from servers.repo.context import RepoContext, decode, visible
@@ -154,33 +154,38 @@ async def search(
 def _count_and_page(
     outputs: list[bytes], path_glob: str | None, offset: int, limit: int
 ) -> tuple[list[Hit], int]:
-    """One pass over every row: count them all, decode only the page. Rows come grouped by file, so
-    the path is decoded and checked once per file."""
-    allowed: dict[str, bool] = {}
-    page: list[Hit] = []
-    total = 0
-    last: bytes | None = None
-    path, keep = "", False
+    """Count every row, decode only the page. Rows come grouped by file: the first pass counts
+    rows per file, the files are filtered together (glob and policy, one pass each over the list),
+    and a second pass reads rows only until the page is full."""
+    counts: dict[bytes, int] = {}
     for data in outputs:
+        offload.checkpoint()
         for row in data.split(b"\n"):
             nul = row.find(b"\x00")
-            if nul <= 0:
+            if nul > 0:
+                key = row[:nul]
+                counts[key] = counts.get(key, 0) + 1
+    names = {key: key.decode("utf-8", errors="replace") for key in counts}
+    listed = list(names.values())
+    if path_glob:
+        listed = matching((path_glob,), listed)
+    allowed = set(content.allowed_names(listed))
+    total = sum(n for key, n in counts.items() if names[key] in allowed)
+    page: list[Hit] = []
+    seen = 0
+    for data in outputs:
+        if seen >= offset + limit:
+            break
+        for row in data.split(b"\n"):
+            nul = row.find(b"\x00")
+            if nul <= 0 or names[row[:nul]] not in allowed:
                 continue
-            if row[:nul] != last:
-                offload.checkpoint()
-                last = row[:nul]
-                path = last.decode("utf-8", errors="replace")
-                keep = not path_glob or path_matches(path_glob, path)
-                if keep:
-                    if path not in allowed:
-                        allowed[path] = content.allows(path)
-                    keep = allowed[path]
-            if not keep:
-                continue
-            if offset <= total < offset + limit:
+            if seen >= offset:
                 number, _, raw = row[nul + 1 :].partition(b"\x00")
-                page.append((path, int(number), raw))
-            total += 1
+                page.append((names[row[:nul]], int(number), raw))
+            seen += 1
+            if seen >= offset + limit:
+                break
     return page, total
 
 
