@@ -8,6 +8,7 @@ timeouts all get a result record. Tool input schemas are untouched: the layer ad
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import itertools
@@ -30,6 +31,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     INVALID_PARAMS,
+    CallToolRequestParams,
     CallToolResult,
     ElicitRequest,
     ElicitRequestFormParams,
@@ -282,6 +284,17 @@ class AccountableServer(MCPServer):
             raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}")
         return await super().get_prompt(name, arguments, context)
 
+    async def _handle_call_tool(
+        self, ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        # The request context as the SDK hands it to this hook: the call path reads what it needs
+        # from it once, instead of through the Context model's properties on every access.
+        token = _REQUEST.set(ctx)
+        try:
+            return await super()._handle_call_tool(ctx, params)
+        finally:
+            _REQUEST.reset(token)
+
     def qualified(self, name: str) -> tuple[str, str]:
         owner = self._owners.get(name, self.name)
         return owner, f"{owner}.{name}"
@@ -357,7 +370,11 @@ class AccountableServer(MCPServer):
         started = time.perf_counter()
         call_id = f"{self._pid}-{next(self._calls)}"
         owner, qualified = self.qualified(name)
-        ctx = context if _in_request(context) else None
+        rc = _REQUEST.get() if context is not None else None
+        if rc is None and _in_request(context):  # a Context made outside the SDK's call hook
+            assert context is not None
+            rc = context.request_context
+        ctx = context if rc is not None else None
         validated = self.seen_arguments(name, arguments)
         call_kinds = self._kinds.get(name, {})
         decision = self.policy.decide(owner, name, validated, self._annotations.get(name), kinds=call_kinds)
@@ -367,7 +384,7 @@ class AccountableServer(MCPServer):
             "tool": qualified,
             "arguments": shown_args,
             "decision": decision.record,
-            **_client_fields(ctx),
+            **_client_fields(rc),
         }
         if redactions:
             call_record["redactions"] = [r.as_record() for r in redactions]
@@ -414,8 +431,12 @@ class AccountableServer(MCPServer):
             token = content.enter(gate)
             reporting = progress.enter(ctx.report_progress if ctx is not None else None)
             try:
-                with anyio.fail_after(self.config.call_timeout_s):
+                # A cancel scope with a deadline is what anyio.fail_after makes, minus its wrapper.
+                result: CallToolResult | InputRequiredResult | None = None
+                with anyio.CancelScope(deadline=anyio.current_time() + self.config.call_timeout_s) as limit:
                     result = await super().call_tool(name, arguments, context)
+                if limit.cancelled_caught or result is None:
+                    raise TimeoutError
             finally:
                 progress.leave(reporting)
                 content.leave(token)
@@ -612,15 +633,18 @@ def _in_request(ctx: Context[Any, Any] | None) -> bool:
         return False
 
 
+_REQUEST: contextvars.ContextVar[ServerRequestContext[Any] | None] = contextvars.ContextVar(
+    "onrecord_request", default=None
+)
+
 # Client identity per connection: reading it through the SDK's models costs more than the rest of
 # the call record, and it does not change within a session.
 _CLIENTS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
 
-def _client_fields(ctx: Context[Any, Any] | None) -> dict[str, Any]:
-    if ctx is None:
+def _client_fields(rc: ServerRequestContext[Any] | None) -> dict[str, Any]:
+    if rc is None:
         return {"client": None, "protocol": None, "request_id": None}
-    rc = ctx.request_context
     session = rc.session
     try:
         client = _CLIENTS[session]

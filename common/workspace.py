@@ -12,6 +12,7 @@ Every path argument goes through `Workspace.resolve` or `Workspace.open_file`:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -161,10 +162,32 @@ def canonical_names(root: Path | str, text: str, *, follow_links: bool = True) -
     lexical = _lexical(base, text)
     names = [_relative(base, lexical)]
     if follow_links:
-        real = _relative(base, os.path.realpath(lexical))
+        real = _relative(base, _realpath(base, lexical))
         if real != names[0]:
             names.append(real)
     return tuple(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(base: str) -> str:
+    # The root's own path: the repository cannot change the folders above its root.
+    return os.path.realpath(base)
+
+
+def _realpath(base: str, lexical: str) -> str:
+    """os.path.realpath(lexical), one lstat per component below the root when the root is real and
+    no component is a link (the common case); any link or missing part takes the full walk."""
+    if _real_root(base) != base or not lexical.startswith(base + "/"):
+        return os.path.realpath(lexical)
+    path = base
+    for part in lexical[len(base) + 1 :].split("/"):
+        path = f"{path}/{part}"
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return os.path.realpath(lexical)
+        except OSError:
+            return os.path.realpath(lexical)
+    return path
 
 
 def _clean(text: str) -> bool:

@@ -517,3 +517,25 @@ async def test_http_answers_a_malformed_message_as_on_stdio(tmp_path: Path) -> N
     assert batch.json()["id"] is None and batch.json()["error"]["code"] == INVALID_REQUEST
     assert not_json.status_code == 400 and not_json.json()["error"]["code"] == PARSE_ERROR
     assert wrong_accept.status_code == 406
+
+
+async def test_records_from_the_call_path_verify_byte_for_byte_whatever_the_arguments_hold(
+    tmp_path: Path,
+) -> None:
+    server = make_server(tmp_path)
+    hostile = [
+        'quote " and backslash \\ and ünïcödé 名前 🚀',
+        "control \x00\x1b[2J\x07 and bidi \u202e and a lone surrogate \ud800",
+        "secret ghp_" + "a" * 36 + " and AKIA" + "B" * 16,
+    ]
+    async with Client(server, mode="legacy") as client:
+        for text in hostile:
+            await client.call_tool("echo", {"text": text})
+    server.audit.close()
+    assert server.audit.path is not None
+    report = verify_file(server.audit.path)
+    assert report.ok and report.problems == [], report.problems
+    raw = server.audit.path.read_text(encoding="utf-8")
+    assert "ghp_" + "a" * 36 not in raw and "AKIA" + "B" * 16 not in raw
+    echoed = [r["arguments"]["text"] for r in report.records if r["type"] == "call"]
+    assert echoed[0] == hostile[0] and "\ufffd" in echoed[1] and "\x1b[2J" in echoed[1]
