@@ -201,8 +201,9 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
             args = json.dumps(r.get("arguments"), ensure_ascii=False, sort_keys=True)
             rows.append([r.get("seq"), _time(r), "call", r.get("tool"), action, _clip(args, 70)])
             if d:  # which rule decided, from which file, and why: the reviewer's first question
-                source = f" ({d['source']})" if d.get("source") else ""
-                rows.append(["", "", "", "", "", f"  rule {d.get('rule')}{source}: {d.get('reason')}"])
+                # The reason names the rule that matched (or says none did); the source is its file.
+                source = f" [from {d['source']}]" if d.get("source") else ""
+                rows.append(["", "", "", "", "", f"  why: {d.get('reason')}{source}"])
         elif kind == "result":
             detail = r.get("error") or (f"{r.get('size')} bytes" if r.get("size") is not None else "")
             rows.append(

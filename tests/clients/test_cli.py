@@ -175,8 +175,8 @@ async def test_audit_commands_show_and_verify_and_fail_on_tampering(
     assert main(["audit", "show", session.stem, "--dir", str(audit)]) == 0
     shown = capsys.readouterr().out
     assert "repo.overview" in shown and "tool_error" in shown and "chain verified" in shown
-    why = [line.strip() for line in shown.splitlines() if line.lstrip().startswith("rule ")]
-    assert len(why) == 2 and all(": " in line for line in why), shown  # each call's rule and reason
+    why = [line.strip() for line in shown.splitlines() if line.lstrip().startswith("why: ")]
+    assert len(why) == 2 and all("repo." in line and "[from " in line for line in why), shown
     assert "ended" in shown  # the session_end record
     assert main(["audit", "tail", "-n", "3", "--dir", str(audit), "--json"]) == 0
     tail = json.loads(capsys.readouterr().out)
