@@ -9,6 +9,8 @@ $(BIN)/onrecord: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Bytecode now, so no server start compiles our modules (a read-only install could not save it).
+	$(BIN)/python -m compileall -q common servers clients
 	touch $@
 
 demo: $(BIN)/onrecord
