@@ -73,7 +73,7 @@ def rewrite(sql: str, workspace: Workspace, allows: Callable[[str], bool]) -> tu
             ref = _resolve(value, workspace)
             if ref is not None:
                 if not allows(value):
-                    raise QueryRefused(_refused(value, ref.relative))
+                    raise QueryRefused(_refused(value))
                 found.setdefault(ref.relative, ref)
                 out.append(sql[last:start])
                 out.append(quote + str(ref.absolute).replace(quote, quote * 2) + quote)
@@ -111,15 +111,16 @@ def _in_git(relative: str) -> bool:
     return relative == ".git" or relative.startswith(".git/") or "/.git/" in f"/{relative}"
 
 
-def _refused(value: str, relative: str) -> str:
+def _refused(value: str) -> str:
+    # The message names neither the file nor the rule: an error quoting a withheld file is itself
+    # withheld (common.content.screen), and the caller knows which file it wrote.
     why = content.refusal(value)
-    reason = f" ({why[0]})" if why else ""
     if why and why[1]:
         return (
-            f"the query reads {relative!r}, which needs a human's approval{reason}; query never asks, so call "
-            f"describe_dataset or profile_dataset with path={relative!r}, which ask first"
+            "the query reads a file that needs a human's approval, and query never asks: call "
+            "describe_dataset or profile_dataset with that file as `path`, which ask first"
         )
     return (
-        f"the query reads {relative!r}, which the policy does not let you read{reason}; "
-        "a human can allow it by changing the policy (`onrecord policy explain` shows the rule)"
+        "the query reads a file the policy does not let you read; a human can allow it by changing the "
+        "policy (`onrecord policy explain` shows the rule)"
     )

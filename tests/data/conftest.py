@@ -17,7 +17,7 @@ Call = Callable[..., Awaitable[CallToolResult]]
 SECRET = "ENV-CANARY-5e1f"
 OUTSIDE = "OUTSIDE-CANARY-90ab"
 
-SALES = "id,region,amount,note\n1,north,10.5,\"big, order\"\n2,south,0,\n3,north,7.25,\"said \"\"hi\"\"\"\n4,east,,plain\n"
+SALES = 'id,region,amount,note\n1,north,10.5,"big, order"\n2,south,0,\n3,north,7.25,"said ""hi"""\n4,east,,plain\n'
 
 
 def datasets() -> dict[str, str | bytes]:

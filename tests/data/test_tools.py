@@ -13,7 +13,10 @@ async def test_list_datasets_finds_every_format_with_size(call: Call) -> None:
     data = ok(await call("list_datasets"))
     found = {d["path"]: d for d in data["datasets"]}
     assert {"data/sales.csv", "data/numbers.parquet", "data/events.jsonl", "data/tabs.tsv"} <= set(found)
-    assert found["data/events.jsonl.gz"]["gzipped"] is True and found["data/events.jsonl.gz"]["format"] == "jsonl"
+    assert (
+        found["data/events.jsonl.gz"]["gzipped"] is True
+        and found["data/events.jsonl.gz"]["format"] == "jsonl"
+    )
     assert found["data/numbers.parquet"]["format"] == "parquet" and found["data/numbers.parquet"]["size"] > 0
     assert "README.md" not in found and ".env" not in found
     assert "data/link_out.csv" not in found  # a link out of the root is no dataset of ours
@@ -78,7 +81,7 @@ async def test_query_reads_every_format_by_reader_or_name(call: Call) -> None:
     sql = (
         "SELECT (SELECT count(*) FROM read_parquet('data/numbers.parquet')) AS p, "
         "(SELECT count(*) FROM read_json('data/events.jsonl')) AS j, "
-        "(SELECT count(*) FROM \"data/sales.csv.gz\") AS g, "
+        '(SELECT count(*) FROM "data/sales.csv.gz") AS g, '
         "(SELECT count(*) FROM read_csv(['data/sales.csv', 'data/sales.csv'])) AS two"
     )
     assert ok(await call("query", sql=sql))["rows"] == [[100, 5, 4, 8]]
