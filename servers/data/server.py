@@ -26,7 +26,7 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the data tools to `server`: the domain functions, bound to one DataContext."""
-    from servers.data import tools
+    from servers.data import profile, tools
     from servers.data.context import DataContext
     from servers.data.settings import DataSettings
 
@@ -40,6 +40,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
     table: list[tuple[Callable[..., Awaitable[Any]], str]] = [
         (tools.list_datasets, "List datasets"),
         (tools.describe_dataset, "Describe a dataset"),
+        (profile.profile_dataset, "Profile a dataset"),
         (tools.query, "Query datasets with SQL"),
     ]
     for fn, title in table:
