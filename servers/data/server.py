@@ -26,7 +26,7 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the data tools to `server`: the domain functions, bound to one DataContext."""
-    from servers.data import checks, profile, tools
+    from servers.data import checks, compare, profile, tools
     from servers.data.context import DataContext
     from servers.data.settings import DataSettings
 
@@ -42,6 +42,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (tools.describe_dataset, "Describe a dataset"),
         (profile.profile_dataset, "Profile a dataset"),
         (checks.check_dataset, "Check a dataset against rules"),
+        (compare.compare_datasets, "Compare two datasets"),
         (tools.query, "Query datasets with SQL"),
     ]
     for fn, title in table:
