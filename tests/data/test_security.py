@@ -256,10 +256,39 @@ async def test_unbounded_allocation_hits_the_memory_limit(project: Path, tmp_pat
     assert not list(tmp_path.glob("**/*.tmp"))
 
 
-async def test_a_memory_failure_leaves_no_temp_files(project: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temp directory the sandboxes make their private folders in, for this test alone."""
     import tempfile
 
-    before = set(Path(tempfile.gettempdir()).glob("onrecord-data-*"))
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+async def test_a_memory_failure_leaves_no_temp_files(
+    project: Path, tmp_path: Path, private_tmp: Path
+) -> None:
     async with limited(project, tmp_path, memory_mb=64, spill_mb=16, timeout_s=30) as call:
         err(await call("query", sql="SELECT list(range(i)) FROM range(200000) t(i) ORDER BY 1 DESC"))
-    assert set(Path(tempfile.gettempdir()).glob("onrecord-data-*")) == before
+    assert list(private_tmp.iterdir()) == []
+
+
+async def test_a_call_stopped_by_the_call_limit_interrupts_its_query(
+    project: Path, tmp_path: Path, private_tmp: Path
+) -> None:
+    import anyio
+
+    server = build_server(
+        settings_for(project, tmp=tmp_path, call_timeout_s=1.0, servers={"data": {"timeout_s": 120}})
+    )
+    sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+    async with Client(server, mode="legacy") as client:
+        started = time.monotonic()
+        message = err(await client.call_tool("query", {"sql": sql}))
+        assert "call limit" in message and time.monotonic() - started < 10
+    # The worker thread's connection was interrupted, so it closes and removes its private directory.
+    with anyio.fail_after(10):
+        while list(private_tmp.iterdir()):
+            await anyio.sleep(0.05)
