@@ -7,12 +7,18 @@ Runs alternate; medians are compared. Goal (issue 12): ratio <= 1.5 on 10M rows 
 
     .venv/bin/python bench/data_profile.py [--rows 1000000] [--runs 5]
     .venv/bin/python bench/data_profile.py --rows 10000000     # the issue's size
+    .venv/bin/python bench/data_profile.py --rows 10000000 --memory-mb 128   # file larger than the limit
+
+The file is generated in a child process, so the peak resident memory printed at the end is this
+process's: the server, both anchors and DuckDB under the memory limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +33,6 @@ from common.config import load_settings
 from servers.data.server import build_server
 
 THREADS = 2
-MEMORY_MB = 2048
 
 
 def generate(path: Path, rows: int) -> None:
@@ -50,10 +55,10 @@ def generate(path: Path, rows: int) -> None:
         )
 
 
-def summarize(path: Path) -> float:
+def summarize(path: Path, memory_mb: int) -> float:
     import duckdb
 
-    with duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_MB}MB"}) as conn:
+    with duckdb.connect(config={"threads": THREADS, "memory_limit": f"{memory_mb}MB"}) as conn:
         started = time.perf_counter()
         conn.execute(f"SUMMARIZE SELECT * FROM read_parquet('{path}')").fetchall()
         return time.perf_counter() - started
@@ -73,31 +78,43 @@ async def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated file (issue: 10M)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--memory-mb", type=int, default=2048, help="DuckDB's memory limit for both sides")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "proj"
         root.mkdir()
         path = root / "data.parquet"
         started = time.perf_counter()
-        generate(path, args.rows)
+        subprocess.run(
+            [sys.executable, __file__, "--generate", str(path), "--rows", str(args.rows)], check=True
+        )
         print(
             f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - started:.1f}s"
         )
         settings = load_settings(root, state=Path(tmp) / "state", sections=["data"])
-        settings.servers["data"] = {"threads": THREADS, "memory_mb": MEMORY_MB, "timeout_s": 600}
+        settings.servers["data"] = {"threads": THREADS, "memory_mb": args.memory_mb, "timeout_s": 600}
         server = build_server(settings)
         ours: list[float] = []
         anchor: list[float] = []
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         async with Client(server) as client:
             await profile(client)  # warm the page cache and imports
             for _ in range(args.runs):
-                anchor.append(summarize(path))
+                anchor.append(summarize(path, args.memory_mb))
                 ours.append(await profile(client))
         a, o = statistics.median(anchor), statistics.median(ours)
         print(f"SUMMARIZE      median {a:.3f}s  runs {[round(x, 3) for x in anchor]}")
         print(f"profile_dataset median {o:.3f}s  runs {[round(x, 3) for x in ours]}")
         print(f"ratio profile/SUMMARIZE = {o / a:.2f} (goal <= 1.5)")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"peak resident memory {peak:.0f} MB, {peak - baseline:.0f} MB above the {baseline:.0f} MB the process "
+            f"held before any query, with a {args.memory_mb} MB DuckDB limit"
+        )
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    if len(sys.argv) == 5 and sys.argv[1] == "--generate":
+        generate(Path(sys.argv[2]), int(sys.argv[4]))
+    else:
+        anyio.run(main)
