@@ -234,6 +234,15 @@ def allows(path: str, *, follow_links: bool = False, name: bool = True) -> bool:
     return gate is None or gate.allows(path, follow_links=follow_links, name=name)
 
 
+def refusal(path: str) -> tuple[str, bool] | None:
+    """Why the current call may not show `path` and whether a human could approve it, once
+    `allows(path)` said no; None when nothing refused it."""
+    gate = _CURRENT.get()
+    if gate is None or path not in gate.reasons:
+        return None
+    return gate.reasons[path], path in gate.asked
+
+
 FileTextT = typing.TypeVar("FileTextT", bound=FileText)
 
 

@@ -1,0 +1,444 @@
+"""profile_dataset: per-column statistics and alerts, computed in two aggregate passes.
+
+Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
+lengths, numeric-looking text, candidate top values); pass 2 is one aggregate that needs pass 1's
+numbers (histogram bins, outliers beyond the IQR fences, exact counts of the top values, duplicate
+rows). Text formats are parsed once into a temporary table first; Parquet is read in place.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from common.errors import OnrecordError
+from servers.data.context import DataContext, Source
+from servers.data.formats import reader
+from servers.data.models import Alert, Bin, ColumnProfile, DatasetProfile, TopValue
+from servers.data.params import Columns, DatasetPath, Ref
+from servers.data.sandbox import Sandbox, sql_ident
+from servers.data.values import as_float, json_value
+
+MAX_COLUMNS = 200
+TOP_K = 5
+BINS = 10
+EXACT_ROWS = 200_000  # at most this many rows: exact distinct counts and quantiles
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+PII_SAMPLE = 1000
+
+# Alert thresholds, reported with each alert.
+HIGH_MISSING = 0.2
+HIGH_CARDINALITY = 0.5
+HIGH_CARDINALITY_MIN = 50
+UNIQUE = 1.0
+SKEW = 2.0
+ZEROS = 0.1
+IMBALANCE = 0.9
+IMBALANCE_MAX_DISTINCT = 50
+MIXED_LOW, MIXED_HIGH = 0.05, 0.95
+OUTLIER_FENCE = 3.0  # IQRs beyond the quartiles
+OUTLIERS = 0.01
+PII_SHARE = 0.5
+
+Kind = Literal["number", "text", "time", "bool", "other"]
+_NUMBER = re.compile(r"^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|DOUBLE|REAL|DECIMAL.*|UHUGEINT)$")
+_TIME = re.compile(r"^(DATE|TIME.*|TIMESTAMP.*|INTERVAL)$")
+_ID_NAME = re.compile(r"(^|_)(id|uuid|guid|key|pk)$|Id$|ID$", re.IGNORECASE)
+PII_PATTERNS: dict[str, str] = {
+    "email address": r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$",
+    "phone number": r"^\+?[0-9][0-9 ().-]{7,}[0-9]$",
+    "IP address": r"^(\d{1,3}\.){3}\d{1,3}$",
+    "card number": r"^(\d[ -]?){13,19}$",
+    "US SSN": r"^\d{3}-\d{2}-\d{4}$",
+}
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class ProfileError(OnrecordError):
+    """The columns asked for do not exist, or the dataset cannot be profiled."""
+
+
+def kind_of(duck_type: str) -> Kind:
+    if _NUMBER.match(duck_type):
+        return "number"
+    if duck_type == "VARCHAR":
+        return "text"
+    if _TIME.match(duck_type):
+        return "time"
+    if duck_type == "BOOLEAN":
+        return "bool"
+    return "other"
+
+
+@dataclass
+class _Col:
+    index: int
+    name: str
+    type: str
+    kind: Kind
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ident(self) -> str:
+        return sql_ident(self.name)
+
+    @property
+    def as_double(self) -> str:
+        return f"{self.ident}::DOUBLE"
+
+
+async def profile_dataset(
+    ctx: DataContext,
+    path: DatasetPath,
+    columns: Columns = None,
+    sample_rows: Annotated[
+        int | None,
+        Field(
+            ge=1000,
+            le=100_000_000,
+            description="Profile a random sample of this many rows when the dataset is larger (faster on "
+            "big files; `sampled` says so); default: every row",
+        ),
+    ] = None,
+    ref: Ref = None,
+) -> DatasetProfile:
+    """Profile a dataset in one call: per column the type, nulls, distinct count (exact, or marked
+    approximate above 200,000 rows), min/max, mean/std, quantiles, zeros, text lengths, top values
+    with counts and a histogram; duplicate rows; and alerts (constant, unique, high cardinality,
+    high missing, skewed, zeros, imbalance, mixed types, outliers, identifier, PII, duplicates),
+    each with the threshold it crossed. Up to 200 columns per call (pass `columns` for others)."""
+    async with ctx.source(path, ref) as source:
+        return await ctx.run(
+            [source.absolute], lambda sandbox: _profile(sandbox, source, columns, sample_rows)
+        )
+
+
+def _profile(
+    sandbox: Sandbox, source: Source, wanted: list[str] | None, sample_rows: int | None
+) -> DatasetProfile:
+    started = time.monotonic()
+    table = reader(source.absolute, source.format)
+    names, types, _, _ = sandbox.rows(f"SELECT * FROM {table} LIMIT 0", max_rows=0)
+    cols = _choose(names, types, wanted)
+    notes: list[str] = []
+    if wanted is None and len(names) > MAX_COLUMNS:
+        notes.append(f"{len(names) - MAX_COLUMNS} more columns not profiled; pass `columns` to choose")
+    selected = ", ".join(c.ident for c in cols) or "*"
+    rows: int | None = None
+    if sample_rows is not None:
+        rows = int(sandbox.one(f"SELECT count(*) FROM {table}")[0])
+    sampled = rows is not None and sample_rows is not None and rows > sample_rows
+    relation = "profiled"
+    if sampled:
+        sandbox.rows(
+            f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table} "
+            f"USING SAMPLE reservoir({int(sample_rows or 0)} ROWS) REPEATABLE (7)"
+        )
+    elif source.format == "parquet":
+        relation = f"(SELECT {selected} FROM {table})"
+    else:
+        # Text formats are parsed once; both passes then read the parsed columns.
+        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
+    profiled_rows = _first_pass(sandbox, relation, cols)
+    if rows is None:
+        rows = profiled_rows
+    duplicates = _second_pass(sandbox, relation, cols, profiled_rows)
+    _pii_pass(sandbox, relation, cols)
+    profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
+    alerts = _alerts(cols, profiles, profiled_rows, duplicates)
+    if sampled:
+        notes.append(f"statistics from a random sample of {profiled_rows} of {rows} rows")
+    return DatasetProfile(
+        path=source.path,
+        ref=source.ref,
+        format=source.format,
+        rows=int(rows),
+        profiled_rows=profiled_rows,
+        sampled=sampled,
+        duplicate_rows=duplicates,
+        columns=profiles,
+        alerts=alerts,
+        elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+        total=len(names),
+        returned=len(cols),
+        truncated=len(cols) < len(names) and wanted is None,
+        note="; ".join(notes) or None,
+    )
+
+
+def _choose(names: list[str], types: list[str], wanted: list[str] | None) -> list[_Col]:
+    if wanted is not None:
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            shown = ", ".join(repr(n) for n in names[:50])
+            raise ProfileError(f"no column {missing[0]!r} in this dataset; its columns are: {shown}")
+        picked = [names.index(w) for w in dict.fromkeys(wanted)]
+    else:
+        picked = list(range(min(len(names), MAX_COLUMNS)))
+    return [_Col(i, names[i], types[i], kind_of(types[i])) for i in picked]
+
+
+# ---------------------------------------------------------------------------------------- passes
+
+
+def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
+    exprs: list[str] = ["count(*)"]
+    keys: list[tuple[_Col, str]] = []
+
+    def add(col: _Col, key: str, expr: str) -> None:
+        exprs.append(expr)
+        keys.append((col, key))
+
+    (rows,) = sandbox.one(f"SELECT count(*) FROM {relation}")
+    exact = rows <= EXACT_ROWS
+    for c in cols:
+        add(c, "count", f"count({c.ident})")
+        if c.kind != "other":
+            distinct = f"count(DISTINCT {c.ident})" if exact else f"approx_count_distinct({c.ident})"
+            add(c, "distinct", distinct)
+            add(c, "top", f"approx_top_k({c.ident}, {TOP_K})")
+        if c.kind in ("number", "time", "text"):
+            add(c, "min", f"min({c.ident})")
+            add(c, "max", f"max({c.ident})")
+        if c.kind == "number":
+            x = c.as_double
+            quantile = "quantile_cont" if exact else "approx_quantile"
+            add(c, "mean", f"avg({x})")
+            add(c, "std", f"stddev_samp({x})")
+            add(c, "skew", f"skewness({x})")
+            add(c, "quantiles", f"{quantile}({x}, {list(QUANTILES)})")
+            add(c, "zeros", f"count_if({c.ident} = 0)")
+            add(c, "negatives", f"count_if({c.ident} < 0)")
+        elif c.kind == "text":
+            add(c, "min_length", f"min(length({c.ident}))")
+            add(c, "max_length", f"max(length({c.ident}))")
+            add(c, "mean_length", f"avg(length({c.ident}))")
+            add(c, "numeric_text", f"count_if(TRY_CAST({c.ident} AS DOUBLE) IS NOT NULL)")
+        elif c.kind == "bool":
+            add(c, "trues", f"count_if({c.ident})")
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}")
+    for (col, key), value in zip(keys, row[1:], strict=True):
+        col.stats[key] = value
+    return int(row[0])
+
+
+def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -> int | None:
+    exprs: list[str] = []
+    keys: list[tuple[_Col | None, str, Any]] = []
+    params: list[Any] = []
+    for c in cols:
+        lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
+        if c.kind == "number" and lo is not None and hi is not None and hi > lo:
+            width = (hi - lo) / BINS
+            c.stats["bins"] = (lo, width)
+            bucket = f"least(floor(({c.as_double} - {lo!r}) / {width!r}), {BINS - 1})::INTEGER"
+            # least() skips NULLs (it would put every missing value in the last bin): filter them.
+            exprs.append(f"histogram({bucket}) FILTER (WHERE {c.ident} IS NOT NULL)")
+            keys.append((c, "histogram", None))
+            q = c.stats.get("quantiles") or []
+            if len(q) == len(QUANTILES) and None not in q:
+                iqr = q[3] - q[1]
+                low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
+                exprs.append(f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})")
+                keys.append((c, "outliers", None))
+        for value in (c.stats.get("top") or [])[:TOP_K]:
+            if value is None:
+                continue
+            params.append(value)
+            exprs.append(f"count_if({c.ident} = ${len(params)})")
+            keys.append((c, "top_count", value))
+    duplicates_at = None
+    if cols and rows:
+        fields = ", ".join(c.ident for c in cols)
+        exprs.append(f"count(DISTINCT hash({fields}))")
+        duplicates_at = len(exprs) - 1
+    if not exprs:
+        return 0 if not rows else None
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}", params or None)
+    for i, (col, key, value) in enumerate(keys):
+        if col is None:
+            continue
+        if key == "top_count":
+            col.stats.setdefault("top_counts", []).append((value, int(row[i])))
+        else:
+            col.stats[key] = row[i]
+    if duplicates_at is None:
+        return 0
+    return rows - int(row[duplicates_at])
+
+
+def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
+    """The share of a sample of each text column's values that look like personal data or ids."""
+    texts = [c for c in cols if c.kind == "text" and c.stats.get("count")]
+    if not texts:
+        return
+    exprs: list[str] = []
+    keys: list[tuple[_Col, str]] = []
+    for c in texts:
+        for label, pattern in {**PII_PATTERNS, "uuid": UUID_PATTERN}.items():
+            literal = "'" + pattern.replace("'", "''") + "'"
+            exprs.append(f"avg(regexp_full_match(v{c.index}, {literal})::INTEGER)")
+            keys.append((c, label))
+    inner = ", ".join(f"{c.ident} AS v{c.index}" for c in texts)
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM (SELECT {inner} FROM {relation} LIMIT {PII_SAMPLE})")
+    for (col, label), share in zip(keys, row, strict=True):
+        if share is not None:
+            col.stats.setdefault("patterns", {})[label] = float(share)
+
+
+# --------------------------------------------------------------------------------------- results
+
+
+def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
+    s = c.stats
+    count = int(s.get("count") or 0)
+    nulls = rows - count
+    quantiles = None
+    if s.get("quantiles") and None not in s["quantiles"]:
+        quantiles = {
+            f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, s["quantiles"], strict=True)
+        }
+    histogram: list[Bin] = []
+    if "bins" in s and s.get("histogram"):
+        lo, width = s["bins"]
+        counts = {int(k): int(v) for k, v in s["histogram"].items() if k is not None}
+        histogram = [
+            Bin(low=_edge(lo + i * width), high=_edge(lo + (i + 1) * width), count=counts.get(i, 0))
+            for i in range(BINS)
+        ]
+    top = sorted(s.get("top_counts", []), key=lambda vc: -vc[1])
+    if s.get("distinct") is not None and s["distinct"] >= count:
+        top = []  # every value is different: any five of them say nothing
+    return ColumnProfile(
+        name=c.name,
+        type=c.type,
+        count=count,
+        nulls=nulls,
+        null_fraction=round(nulls / rows, 6) if rows else 0.0,
+        distinct=int(s["distinct"]) if s.get("distinct") is not None else None,
+        distinct_approximate=not exact and s.get("distinct") is not None,
+        min=json_value(s.get("min")),
+        max=json_value(s.get("max")),
+        mean=as_float(s.get("mean")),
+        std=as_float(s.get("std")),
+        quantiles=quantiles,
+        zeros=_int(s.get("zeros")),
+        negatives=_int(s.get("negatives")),
+        min_length=_int(s.get("min_length")),
+        max_length=_int(s.get("max_length")),
+        mean_length=as_float(s.get("mean_length")),
+        numeric_text=_int(s.get("numeric_text")),
+        top_values=[TopValue(value=json_value(v, 120), count=n) for v, n in top if n > 0],
+        histogram=histogram,
+    )
+
+
+def _edge(value: float) -> float:
+    return float(f"{value:.12g}")
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _alerts(
+    cols: list[_Col], profiles: list[ColumnProfile], rows: int, duplicates: int | None
+) -> list[Alert]:
+    alerts: list[Alert] = []
+    if rows == 0:
+        return [Alert(kind="empty", message="the dataset has no rows")]
+    if duplicates:
+        alerts.append(
+            Alert(
+                kind="duplicates",
+                message=f"{duplicates} rows repeat an earlier row exactly",
+                value=duplicates,
+                threshold=0,
+            )
+        )
+    for c, p in zip(cols, profiles, strict=True):
+        alerts += _column_alerts(c, p, rows)
+    return alerts
+
+
+def _column_alerts(c: _Col, p: ColumnProfile, rows: int) -> list[Alert]:
+    out: list[Alert] = []
+
+    def alert(kind: Any, message: str, value: float | None = None, threshold: float | None = None) -> None:
+        out.append(Alert(column=p.name, kind=kind, message=message, value=value, threshold=threshold))
+
+    if p.null_fraction >= HIGH_MISSING:
+        alert("high_missing", f"{p.null_fraction:.0%} of values are missing", p.null_fraction, HIGH_MISSING)
+    if p.count == 0 or p.distinct is None:
+        return out
+    distinct_share = p.distinct / p.count
+    if p.distinct == 1:
+        alert(
+            "constant",
+            f"every non-null value is {p.top_values[0].value!r}" if p.top_values else "one value",
+            1,
+            1,
+        )
+        return out
+    unique = p.distinct >= p.count if not p.distinct_approximate else distinct_share >= 0.99
+    if unique:
+        alert(
+            "unique",
+            "every value is different" + (" (approximately)" if p.distinct_approximate else ""),
+            round(distinct_share, 4),
+            UNIQUE,
+        )
+        if c.kind in ("number", "text") and (
+            _ID_NAME.search(p.name) or c.stats.get("patterns", {}).get("uuid", 0) >= PII_SHARE
+        ):
+            alert(
+                "identifier",
+                "unique values in an id-like column: likely a key, not a feature",
+                round(distinct_share, 4),
+                UNIQUE,
+            )
+    elif c.kind == "text" and distinct_share >= HIGH_CARDINALITY and p.distinct >= HIGH_CARDINALITY_MIN:
+        alert(
+            "high_cardinality",
+            f"{p.distinct} distinct values in {p.count}",
+            round(distinct_share, 4),
+            HIGH_CARDINALITY,
+        )
+    if c.kind == "number":
+        skew = as_float(c.stats.get("skew"))
+        if skew is not None and abs(skew) > SKEW:
+            alert("skewed", f"skewness {skew:.2f}", round(skew, 4), SKEW)
+        if p.zeros and p.zeros / p.count >= ZEROS:
+            alert("zeros", f"{p.zeros / p.count:.0%} of values are zero", round(p.zeros / p.count, 4), ZEROS)
+        outliers = _int(c.stats.get("outliers"))
+        if outliers and outliers / p.count >= OUTLIERS:
+            alert(
+                "outliers",
+                f"{outliers} values lie more than {OUTLIER_FENCE:g} IQRs beyond the quartiles",
+                round(outliers / p.count, 4),
+                OUTLIERS,
+            )
+    if p.top_values and 2 <= p.distinct <= IMBALANCE_MAX_DISTINCT:
+        share = p.top_values[0].count / p.count
+        if share >= IMBALANCE:
+            alert(
+                "imbalance", f"{p.top_values[0].value!r} is {share:.0%} of values", round(share, 4), IMBALANCE
+            )
+    if c.kind == "text" and p.numeric_text is not None:
+        share = p.numeric_text / p.count
+        if MIXED_LOW <= share <= MIXED_HIGH:
+            alert(
+                "mixed_types",
+                f"{share:.0%} of values read as numbers, the rest as text",
+                round(share, 4),
+                MIXED_LOW,
+            )
+        for label, share in c.stats.get("patterns", {}).items():
+            if label != "uuid" and share >= PII_SHARE:
+                alert("pii", f"{share:.0%} of sampled values look like a {label}", round(share, 4), PII_SHARE)
+                break
+    return out

@@ -1,0 +1,62 @@
+"""The data server: profile datasets and run sandboxed read-only SQL. The only data module that
+imports mcp."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.types import ToolAnnotations
+
+from common.config import Settings, server_section
+from common.server import AccountableServer
+from common.tools import bind
+
+NAME = "data"
+INSTRUCTIONS = (
+    "Understands the datasets (CSV, TSV, Parquet, JSON, JSONL, gzipped) under the server's root. Start with "
+    "list_datasets, then describe_dataset for columns and format, profile_dataset for quality (statistics and "
+    "alerts), check_dataset for rules, compare_datasets for drift (also between git revisions with `ref`), "
+    "and query for read-only DuckDB SQL naming files by string literal, e.g. SELECT * FROM 'data/a.csv'."
+)
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def register(server: AccountableServer, settings: Settings) -> None:
+    """Add the data tools to `server`: the domain functions, bound to one DataContext."""
+    from servers.data import checks, compare, profile, tools
+    from servers.data.context import DataContext
+    from servers.data.settings import DataSettings
+
+    options = server_section(settings, NAME, DataSettings)
+    ctx = DataContext.create(
+        settings.root,
+        hidden=settings.protected_paths(),
+        options=options,
+        max_tokens=settings.max_result_tokens,
+    )
+    table: list[tuple[Callable[..., Awaitable[Any]], str]] = [
+        (tools.list_datasets, "List datasets"),
+        (tools.describe_dataset, "Describe a dataset"),
+        (profile.profile_dataset, "Profile a dataset"),
+        (checks.check_dataset, "Check a dataset against rules"),
+        (compare.compare_datasets, "Compare two datasets"),
+        (tools.query, "Query datasets with SQL"),
+    ]
+    for fn, title in table:
+        server.add_tool(
+            bind(fn, ctx),
+            name=fn.__name__,
+            title=title,
+            annotations=READ_ONLY,
+            structured_output=True,
+            server=NAME,
+        )
+
+
+def build_server(settings: Settings) -> AccountableServer:
+    from servers import build
+
+    return build(NAME, settings)

@@ -1,0 +1,21 @@
+"""The `[data]` table of a settings file (`[tool.onrecord.data]` in pyproject.toml)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DataSettings(BaseModel):
+    """What one data call may spend. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Time limit of one call's queries")
+    memory_mb: int = Field(default=1024, ge=64, le=1_048_576, description="DuckDB's memory limit per call")
+    threads: int = Field(default=2, ge=1, le=256, description="DuckDB threads per call")
+    spill_mb: int = Field(
+        default=2048, ge=0, le=1_048_576, description="Temp space for queries larger than memory; 0: none"
+    )
+    max_ref_mb: int = Field(
+        default=512, ge=1, le=65_536, description="Largest dataset read from git history (`ref`)"
+    )

@@ -1,0 +1,167 @@
+"""profile_dataset: every figure checked against an independent computation in plain Python."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.data.conftest import Call, err, ok
+
+pytestmark = pytest.mark.anyio
+N = 600
+
+
+def generated() -> list[dict[str, Any]]:
+    rng = random.Random(12)
+    rows = []
+    for i in range(N):
+        rows.append(
+            {
+                "user_id": i + 1,
+                "amount": None if i % 4 == 0 else round(rng.lognormvariate(1, 1.2), 3),
+                "qty": 0 if i % 3 == 0 else rng.randint(1, 20),
+                "country": "NL" if i % 20 else rng.choice(["DE", "FR"]),
+                "email": f"person{i}@example.org",
+                "code": str(rng.randint(100, 999)) if i % 2 else f"X{i}",
+                "constant": "same",
+            }
+        )
+    rows += [dict(rows[0]), dict(rows[1])]  # two exact duplicate rows
+    return rows
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return out.getvalue()
+
+
+@pytest.fixture
+def people(project: Path) -> list[dict[str, Any]]:
+    rows = generated()
+    (project / "data" / "people.csv").write_text(to_csv(rows), encoding="utf-8")
+    return rows
+
+
+def column(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in data["columns"] if c["name"] == name)
+
+
+def alerts(data: dict[str, Any], name: str | None) -> dict[str, dict[str, Any]]:
+    return {a["kind"]: a for a in data["alerts"] if a["column"] == name}
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (DuckDB's quantile_cont)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+async def test_numeric_statistics_match_python(call: Call, people: list[dict[str, Any]]) -> None:
+    data = ok(await call("profile_dataset", path="data/people.csv"))
+    assert data["rows"] == len(people) and data["profiled_rows"] == len(people) and data["sampled"] is False
+    amounts = [r["amount"] for r in people if r["amount"] is not None]
+    amount = column(data, "amount")
+    assert amount["count"] == len(amounts) and amount["nulls"] == len(people) - len(amounts)
+    assert amount["null_fraction"] == pytest.approx((len(people) - len(amounts)) / len(people), abs=1e-6)
+    assert amount["distinct"] == len(set(amounts)) and amount["distinct_approximate"] is False
+    assert amount["min"] == min(amounts) and amount["max"] == max(amounts)
+    assert amount["mean"] == pytest.approx(statistics.fmean(amounts))
+    assert amount["std"] == pytest.approx(statistics.stdev(amounts))
+    for key, q in (("p05", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95)):
+        assert amount["quantiles"][key] == pytest.approx(quantile(amounts, q)), key
+    lo, hi = min(amounts), max(amounts)
+    width = (hi - lo) / 10
+    expected = Counter(min(int((a - lo) // width), 9) for a in amounts)
+    assert [b["count"] for b in amount["histogram"]] == [expected.get(i, 0) for i in range(10)]
+    assert amount["histogram"][0]["low"] == pytest.approx(lo) and amount["histogram"][-1][
+        "high"
+    ] == pytest.approx(hi)
+    qty = column(data, "qty")
+    assert qty["zeros"] == sum(1 for r in people if r["qty"] == 0) and qty["negatives"] == 0
+
+
+async def test_text_statistics_and_top_values_match_python(call: Call, people: list[dict[str, Any]]) -> None:
+    data = ok(await call("profile_dataset", path="data/people.csv"))
+    country = column(data, "country")
+    counts = Counter(r["country"] for r in people)
+    assert [(t["value"], t["count"]) for t in country["top_values"]] == counts.most_common()
+    email = column(data, "email")
+    lengths = [len(r["email"]) for r in people]
+    assert (email["min_length"], email["max_length"]) == (min(lengths), max(lengths))
+    assert email["mean_length"] == pytest.approx(statistics.fmean(lengths))
+    assert email["min"] == min(r["email"] for r in people) and email["max"] == max(r["email"] for r in people)
+    code = column(data, "code")
+    assert code["numeric_text"] == sum(1 for r in people if r["code"].isdigit())
+    assert data["duplicate_rows"] == 2
+
+
+async def test_alerts_name_the_threshold_they_crossed(call: Call, people: list[dict[str, Any]]) -> None:
+    data = ok(await call("profile_dataset", path="data/people.csv"))
+    assert alerts(data, None)["duplicates"]["value"] == 2
+    assert "constant" in alerts(data, "constant")
+    assert "unique" not in alerts(data, "user_id")  # the two duplicated rows repeat their ids
+    assert alerts(data, "amount")["high_missing"]["threshold"] == 0.2
+    assert alerts(data, "amount")["high_missing"]["value"] == pytest.approx(151 / 602, abs=1e-6)
+    assert "skewed" in alerts(data, "amount") and "outliers" in alerts(data, "amount")
+    assert alerts(data, "qty")["zeros"]["threshold"] == 0.1
+    assert alerts(data, "country")["imbalance"]["value"] == pytest.approx(
+        Counter(r["country"] for r in people)["NL"] / len(people), abs=1e-4
+    )
+    assert "mixed_types" in alerts(data, "code")
+    assert "email address" in alerts(data, "email")["pii"]["message"]
+
+
+async def test_an_id_column_is_flagged_as_an_identifier(call: Call, project: Path) -> None:
+    (project / "data" / "ids.csv").write_text(
+        "order_id,v\n" + "".join(f"{i},{i % 3}\n" for i in range(50)), encoding="utf-8"
+    )
+    data = ok(await call("profile_dataset", path="data/ids.csv"))
+    assert {"unique", "identifier"} <= set(alerts(data, "order_id"))
+    assert "identifier" not in alerts(data, "v")
+
+
+async def test_a_sample_is_marked_and_counts_every_row(call: Call, project: Path) -> None:
+    (project / "data" / "big.csv").write_text(
+        "x\n" + "".join(f"{i}\n" for i in range(5000)), encoding="utf-8"
+    )
+    data = ok(await call("profile_dataset", path="data/big.csv", sample_rows=1000))
+    assert data["sampled"] is True and data["rows"] == 5000 and data["profiled_rows"] == 1000
+    assert "sample of 1000 of 5000 rows" in data["note"]
+    whole = ok(await call("profile_dataset", path="data/big.csv", sample_rows=10000))
+    assert whole["sampled"] is False and whole["profiled_rows"] == 5000
+
+
+async def test_profile_of_parquet_jsonl_empty_and_header_only(call: Call) -> None:
+    parquet = ok(await call("profile_dataset", path="data/numbers.parquet", columns=["bucket", "label"]))
+    assert [c["name"] for c in parquet["columns"]] == ["bucket", "label"] and parquet["total"] == 4
+    bucket = column(parquet, "bucket")
+    assert bucket["distinct"] == 7 and bucket["min"] == 0 and bucket["max"] == 6
+    assert sum(t["count"] for t in column(parquet, "label")["top_values"]) == 100
+    jsonl = ok(await call("profile_dataset", path="data/events.jsonl.gz"))
+    assert column(jsonl, "k")["mean"] == 2.0
+    empty = ok(await call("profile_dataset", path="data/header_only.csv"))
+    assert empty["rows"] == 0 and [a["kind"] for a in empty["alerts"]] == ["empty"]
+    assert ok(await call("profile_dataset", path="data/empty.csv"))["rows"] == 0
+
+
+async def test_an_unknown_column_is_an_error_naming_the_columns(call: Call) -> None:
+    text = err(await call("profile_dataset", path="data/sales.csv", columns=["nope"]))
+    assert "no column 'nope'" in text and "'region'" in text
+
+
+async def test_profile_of_a_denied_file_is_refused(call: Call) -> None:
+    assert "Denied by policy" in err(await call("profile_dataset", path="secrets.csv"))
