@@ -15,6 +15,7 @@ from common import kinds
 from common.budget import Envelope
 from common.content import FileText
 from common.errors import OnrecordError
+from servers.data import contracts
 from servers.data.context import DataContext, Source
 from servers.data.formats import reader
 from servers.data.params import DatasetPath, Ref
@@ -83,11 +84,27 @@ class Freshness(_Base):
     max_age_hours: float = Field(gt=0, description="The newest value must be at most this old")
 
 
+class NotEvaluated(_Base):
+    """A contract's rule outside the subset we evaluate: reported as a warning, never a pass."""
+
+    type: Literal["not_evaluated"]
+    rule: str = Field(description="The contract's rule, as written")
+    reason: str
+
+
 Check = Annotated[
     NotNull | Unique | Between | InSet | Matches | RowCount | ColumnExists | Freshness,
     Field(discriminator="type"),
 ]
 _CHECKS = TypeAdapter(list[Check])
+_CONTRACT_CHECKS = TypeAdapter(
+    list[
+        Annotated[
+            NotNull | Unique | Between | InSet | Matches | RowCount | ColumnExists | Freshness | NotEvaluated,
+            Field(discriminator="type"),
+        ]
+    ]
+)
 
 
 class CheckResult(BaseModel):
@@ -127,7 +144,9 @@ async def check_dataset(
     contract: Annotated[
         str | None,
         Field(
-            description="A contract file under the root (JSON or TOML) holding {'checks': [...]} in the same form"
+            description="A contract file under the root: an ODCS v3 data contract or SodaCL checks (YAML), "
+            "or {'checks': [...]} in the form above (JSON, TOML or YAML); rules outside the supported "
+            "subset are reported as warnings, never passed"
         ),
         kinds.PATH,
     ] = None,
@@ -138,7 +157,7 @@ async def check_dataset(
     does not exist fails."""
     rules = list(checks or [])
     if contract is not None:
-        rules += _contract(ctx, contract)
+        rules += _contract(ctx, contract, path)
     if not rules:
         raise CheckError("no checks given; pass `checks` or a `contract` file")
     if len(rules) > MAX_CHECKS:
@@ -147,20 +166,32 @@ async def check_dataset(
         return await ctx.run([source.absolute], lambda sandbox: _run(sandbox, source, rules))
 
 
-def _contract(ctx: DataContext, path: str) -> list[Any]:
+def _contract(ctx: DataContext, path: str, dataset: str) -> list[Any]:
     data, _, resolved = ctx.workspace.read_bytes(path, MAX_CONTRACT_BYTES + 1)
+    where = resolved.relative
     if len(data) > MAX_CONTRACT_BYTES:
-        raise CheckError(f"contract {resolved.relative!r} is larger than 1 MB")
+        raise CheckError(f"contract {where!r} is larger than 1 MB")
     try:
         text = data.decode("utf-8")
-        parsed = tomllib.loads(text) if resolved.relative.endswith(".toml") else json.loads(text)
+        if where.endswith(".toml"):
+            parsed = tomllib.loads(text)
+        elif where.endswith((".yaml", ".yml")):
+            parsed = contracts.load_yaml(text, where)
+        else:
+            parsed = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckError(f"contract {resolved.relative!r} is not valid JSON or TOML: {exc}") from None
-    raw = parsed.get("checks") if isinstance(parsed, dict) else None
+        raise CheckError(f"contract {where!r} is not valid JSON, TOML or YAML: {exc}") from None
+    # An ODCS v3 contract or SodaCL checks, else our own form: {"checks": [...]}.
+    stem = dataset.rsplit("/", 1)[-1].split(".", 1)[0]
+    raw = contracts.convert(parsed, stem, where)
+    if raw is None:
+        raw = parsed.get("checks") if isinstance(parsed, dict) else None
     if not isinstance(raw, list):
-        raise CheckError(f"contract {resolved.relative!r} has no 'checks' list")
+        raise CheckError(
+            f"contract {where!r} has no 'checks' list and is neither an ODCS v3 contract nor SodaCL checks"
+        )
     try:
-        return list(_CHECKS.validate_python(raw))
+        return list(_CONTRACT_CHECKS.validate_python(raw))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -190,6 +221,9 @@ def _run(sandbox: Sandbox, source: Source, rules: list[Any]) -> CheckReport:
         return f"CAST(${len(params)} AS {cast})" if cast else f"${len(params)}"
 
     for i, rule in enumerate(rules):
+        if isinstance(rule, NotEvaluated):
+            results[i] = _result(rule, "warn", None, f"not evaluated: {rule.reason}")
+            continue
         column = getattr(rule, "column", None)
         if column is not None and column not in schema:
             results[i] = _result(

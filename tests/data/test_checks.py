@@ -111,3 +111,113 @@ async def test_checks_come_from_a_contract_file(call: Call, orders: Path) -> Non
 
 async def test_no_checks_is_an_error(call: Call, orders: Path) -> None:
     assert "no checks given" in err(await call("check_dataset", path="data/orders.csv"))
+
+
+ODCS = """\
+apiVersion: v3.0.2
+kind: DataContract
+id: orders-contract
+schema:
+  - name: customers
+    properties:
+      - name: id
+        required: true
+  - name: orders
+    physicalName: orders
+    properties:
+      - name: id
+        primaryKey: true
+      - name: status
+        quality:
+          - metric: invalidValues
+            arguments:
+              validValues: [paid, refunded]
+            mustBe: 0
+          - metric: nullValues
+            mustBeLessOrEqualTo: 1
+      - name: amount
+        logicalTypeOptions:
+          minimum: 0
+      - name: email
+        logicalTypeOptions:
+          pattern: "[^@]+@[^@]+"
+    quality:
+      - metric: rowCount
+        mustBeGreaterThan: 2
+      - type: sql
+        query: SELECT count(*) FROM orders WHERE amount > 1000
+        mustBe: 0
+"""
+
+SODA = """\
+checks for orders:
+  - row_count between 1 and 3
+  - missing_count(status) = 0
+  - duplicate_count(id) < 2
+  - invalid_count(status) = 0:
+      valid values: [paid]
+  - min(amount) >= 0
+  - freshness(placed) < 1d
+  - anomaly detection for row_count
+  - schema:
+      fail:
+        when required column missing: [id, ghost]
+"""
+
+
+async def test_odcs_and_soda_contracts_become_checks_and_unsupported_rules_warn(
+    call: Call, orders: Path
+) -> None:
+    (orders / "orders.odcs.yaml").write_text(ODCS, encoding="utf-8")
+    data = ok(await call("check_dataset", path="data/orders.csv", contract="orders.odcs.yaml"))
+    got = [(r["check"]["type"], r["check"].get("column"), r["status"]) for r in data["results"]]
+    assert got == [
+        ("not_null", "id", "pass"),
+        ("unique", "id", "fail"),  # id 2 twice
+        ("in_set", "status", "fail"),  # 'lost'
+        ("not_null", "status", "pass"),  # one missing, one tolerated
+        ("between", "amount", "fail"),  # -5
+        ("matches", "email", "fail"),  # not-an-email
+        ("row_count", None, "pass"),  # 4 rows > 2
+        ("not_evaluated", None, "warn"),  # an SQL rule is reported, never passed
+    ]
+    assert "type" in data["results"][-1]["check"]["rule"] and data["results"][-1]["message"].startswith(
+        "not evaluated"
+    )
+
+    (orders / "checks.yml").write_text(SODA, encoding="utf-8")
+    data = ok(await call("check_dataset", path="data/orders.csv", contract="checks.yml"))
+    got = [(r["check"]["type"], r["check"].get("column"), r["status"]) for r in data["results"]]
+    assert got == [
+        ("row_count", None, "fail"),  # 4 rows, not between 1 and 3
+        ("not_null", "status", "fail"),
+        ("unique", "id", "pass"),  # one duplicate (id 2), and `< 2` tolerates one
+        ("in_set", "status", "fail"),
+        ("between", "amount", "fail"),
+        ("freshness", "placed", "fail"),
+        ("not_evaluated", None, "warn"),
+        ("column_exists", "id", "pass"),
+        ("column_exists", "ghost", "fail"),
+    ]
+
+
+async def test_a_contract_that_is_hostile_or_names_another_dataset_is_a_clear_error(
+    call: Call, orders: Path
+) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b]\n"
+    (orders / "bomb.yaml").write_text(bomb, encoding="utf-8")
+    assert "anchors and aliases are not accepted" in err(
+        await call("check_dataset", path="data/orders.csv", contract="bomb.yaml")
+    )
+    (orders / "tag.yaml").write_text(
+        "checks: !!python/object/apply:os.system ['touch pwned']\n", encoding="utf-8"
+    )
+    assert "not valid YAML" in err(await call("check_dataset", path="data/orders.csv", contract="tag.yaml"))
+    assert not (orders / "pwned").exists()
+    other = ODCS.replace("- name: customers", "- name: invoices").replace(
+        "name: orders\n    physicalName: orders", "name: refunds"
+    )
+    (orders / "other.yaml").write_text(other, encoding="utf-8")
+    assert "none is named 'orders'" in err(
+        await call("check_dataset", path="data/orders.csv", contract="other.yaml")
+    )
