@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 SERVERS: dict[str, str] = {
     "repo": "servers.repo.server",
     "testing": "servers.testing.server",
+    "evals": "servers.evals.server",
 }
 ALL = "all"
 
