@@ -131,7 +131,7 @@ def metric_list(task: Task, point: Values, cis: dict[str, tuple[float, float]]) 
                 value=point.values.get(name),
                 ci_low=lo,
                 ci_high=hi,
-                direction=metrics.direction(name),  # type: ignore[arg-type]
+                direction=metrics.direction(name),
                 reason=point.reasons.get(name) if name not in point.values else None,
             )
         )

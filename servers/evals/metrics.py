@@ -23,10 +23,11 @@ import duckdb
 Task = Literal["binary", "multiclass", "regression"]
 EPS = 2.220446049250313e-16  # float64 machine epsilon, scikit-learn's clip for log loss and MAPE
 
-HIGHER = "higher"
-LOWER = "lower"
+Direction = Literal["higher", "lower"]
+HIGHER: Direction = "higher"
+LOWER: Direction = "lower"
 # name -> (better direction, whether it is a mean of per-item values)
-METRICS: dict[str, tuple[str, bool]] = {
+METRICS: dict[str, tuple[Direction, bool]] = {
     "accuracy": (HIGHER, True),
     "precision": (HIGHER, False),
     "recall": (HIGHER, False),
@@ -86,7 +87,7 @@ PER_ITEM_SQL: dict[str, str] = {
 }
 
 
-def direction(metric: str) -> str | None:
+def direction(metric: str) -> Direction | None:
     known = METRICS.get(metric)
     return known[0] if known else None
 

@@ -30,7 +30,7 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the evals tools to `server`: the domain functions, bound to one EvalsContext."""
-    from servers.evals import evaluate, runs
+    from servers.evals import compare, evaluate, runs
     from servers.evals.context import EvalsContext
     from servers.evals.settings import EvalsSettings
 
@@ -42,6 +42,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (evaluate.evaluate_predictions, RECORDS, "Evaluate predictions"),
         (evaluate.record_run, RECORDS, "Record an eval run"),
         (runs.list_runs, READ_ONLY, "List eval runs"),
+        (compare.compare_runs, READ_ONLY, "Compare two eval runs"),
+        (compare.check_gates, READ_ONLY, "Check eval gates"),
     ]
     for fn, hints, title in table:
         server.add_tool(
