@@ -378,7 +378,7 @@ def judge(
                 if x is not None
             ]
             tolerance = min(allowed) if allowed else 0.0
-            good = sign * result.delta  # positive: better
+            good = sign * (float(value) - float(old))  # positive: better
             margin = good + tolerance
             lo_hi = None
             if delta is not None and delta.ci is not None:
