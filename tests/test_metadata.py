@@ -16,7 +16,7 @@ async def test_every_tool_refuses_unknown_arguments_and_reads_cleanly(tmp_path: 
     root = make_repo(tmp_path / "proj", {"README.md": "x\n"})
     server = build("all", settings_for(root, tmp=tmp_path))
     tools = await server.list_tools()
-    assert len(tools) == 25
+    assert len(tools) == 26
     for tool in tools:
         assert tool.input_schema.get("additionalProperties") is False, tool.name
         assert tool.description and not any(

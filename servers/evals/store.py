@@ -77,6 +77,9 @@ class Store:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def cache_dir(self) -> Path:
+        return self._dir("cache")
+
     def runs_dir(self) -> Path:
         return self.folder / "runs"
 

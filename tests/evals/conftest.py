@@ -22,9 +22,10 @@ def csv(header: list[str], rows: list[list[Any]]) -> str:
 class Session:
     """An in-memory client for the evals server on a repository made from files."""
 
-    def __init__(self, root: Path, options: dict[str, Any]) -> None:
-        settings = settings_for(root)
-        settings.servers["evals"] = {"bootstrap": 200, **options}
+    def __init__(self, root: Path, options: dict[str, Any], policy: str | None = None) -> None:
+        settings = settings_for(root, policy)
+        if options or "evals" not in settings.servers:
+            settings.servers["evals"] = {"bootstrap": 200, **options}
         self.root = root
         self.server = build_server(settings)
 
