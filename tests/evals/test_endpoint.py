@@ -38,7 +38,7 @@ class Model(BaseHTTPRequestHandler):
 
     calls: dict[str, int]
 
-    def log_message(self, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
