@@ -412,6 +412,8 @@ async def _finish(
             point.reasons[metric] = "no row was answered"
     if errors:
         notes.append(f"{len(errors)} of {len(rows)} rows have no answer and are left out of the metrics")
+    if len(rows) == MAX_ROWS:
+        notes.append(f"only the first {MAX_ROWS} rows of the dataset were evaluated")
     lat = _percentiles(latencies)
     values = dict(point.values)
     values |= {f"latency_{k}_ms": v for k, v in lat.items() if k in ("p50", "p95")}

@@ -257,3 +257,23 @@ async def test_jsonl_and_parquet_files_are_read(evals: Call) -> None:
         await evals("evaluate_predictions", path="p.parquet", task="binary", label="y", score="s")
     )
     assert values(out)["roc_auc"] == pytest.approx(1.0)
+
+
+async def test_a_broken_file_is_a_clear_error(evals: Call) -> None:
+    root = evals.root  # type: ignore[attr-defined]
+    (root / "p.parquet").write_bytes(b"not a parquet file at all")
+    result = await evals("evaluate_predictions", path="p.parquet", task="binary", label="y", prediction="p")
+    assert result.is_error and "cannot read 'p.parquet'" in first_text(result)
+    (root / "p.txt").write_text("y,p\n1,1\n", encoding="utf-8")
+    result = await evals("evaluate_predictions", path="p.txt", task="binary", label="y", prediction="p")
+    assert result.is_error and "use .csv, .tsv, .parquet" in first_text(result)
+    (root / "r.csv").write_text("y,p\nabc,1\nxyz,2\n", encoding="utf-8")
+    result = await evals("evaluate_predictions", path="r.csv", task="regression", label="y", prediction="p")
+    assert result.is_error and "no row with a usable label" in first_text(result)
+
+
+async def test_rows_with_missing_values_are_counted_and_left_out(evals: Call) -> None:
+    (evals.root / "p.csv").write_text("y,s\n1,0.9\n0,\n,0.2\n0,0.1\n", encoding="utf-8")  # type: ignore[attr-defined]
+    out = structured(await evals("evaluate_predictions", path="p.csv", task="binary", label="y", score="s"))
+    assert out["n"] == 2 and out["rows_read"] == 4 and out["dropped"] == 2
+    assert "2 of 4 rows were left out" in out["note"]
