@@ -82,7 +82,7 @@ def _first_cause(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
+async def _result(args: argparse.Namespace, arguments: dict[str, Any]) -> Any:
     from mcp import Client
     from mcp.types import ElicitResult
 
@@ -103,7 +103,45 @@ async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
     else:
         for block in result.content:
             print(getattr(block, "text", block))
+    return result
+
+
+async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
+    result = await _result(args, arguments)
     return 1 if result.is_error else 0
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    """check_gates from CI: the same server, settings and audit log; exit 1 on a failing verdict."""
+    import anyio
+
+    from common.config import server_section
+    from servers.evals.settings import EvalsSettings
+
+    options = server_section(_settings(args), "evals", EvalsSettings)
+    strict = args.fail_on_inconclusive or options.fail_on_inconclusive
+    arguments: dict[str, Any] = {"candidate": args.candidate}
+    if args.baseline:
+        arguments["baseline"] = args.baseline
+    args.server, args.tool = "evals", "check_gates"
+
+    async def gates() -> int:
+        result = await _result(args, arguments)
+        if result.is_error or result.structured_content is None:
+            return 2
+        verdict = result.structured_content.get("verdict")
+        failing = verdict == "fail" or (strict and verdict == "inconclusive")
+        print(f"verdict: {verdict}", file=sys.stderr)
+        return 1 if failing else 0
+
+    from mcp import MCPError
+
+    try:
+        return anyio.run(gates)
+    except BrokenPipeError:
+        raise
+    except (MCPError, OSError, BaseExceptionGroup) as exc:
+        raise OnrecordError(f"the evals server stopped before answering ({_first_cause(exc)})") from exc
 
 
 def _audit_dir(args: argparse.Namespace) -> Path:
@@ -402,6 +440,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("json", nargs="?", help="the arguments as a JSON object")
     add_root(sp)
     sp.set_defaults(func=cmd_call)
+
+    sp = sub.add_parser("gates", help="check the eval gates of a run (for CI): exit 1 when a gate fails")
+    sp.add_argument("candidate", help="a run id, or name@<git ref> such as model@HEAD")
+    sp.add_argument("--baseline", help="the run to compare against, e.g. model@main")
+    sp.add_argument(
+        "--fail-on-inconclusive", action="store_true", help="exit 1 on an inconclusive verdict too"
+    )
+    add_root(sp)
+    sp.set_defaults(func=cmd_gates)
 
     sp = sub.add_parser("audit", help="review the audit log")
     sp.add_argument("action", choices=["sessions", "show", "tail", "verify", "for-commit"])

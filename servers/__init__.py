@@ -14,6 +14,7 @@ SERVERS: dict[str, str] = {
     "repo": "servers.repo.server",
     "testing": "servers.testing.server",
     "data": "servers.data.server",
+    "evals": "servers.evals.server",
 }
 ALL = "all"
 

@@ -281,7 +281,9 @@ def test_serve_with_a_bad_policy_file_says_which_file_and_key(
     message = capsys.readouterr().err
     assert str(bad) in message and "'policy.mode'" in message and "'enforce' or 'shadow'" in message
     assert main(["serve", "nosuch", "--root", str(project)]) == 2
-    assert "unknown server 'nosuch'; choose one of: repo, testing, data, all" in capsys.readouterr().err
+    assert (
+        "unknown server 'nosuch'; choose one of: repo, testing, data, evals, all" in capsys.readouterr().err
+    )
 
 
 def test_a_typo_in_a_server_table_stops_that_server_naming_the_file_the_key_and_the_keys_allowed(

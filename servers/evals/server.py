@@ -1,0 +1,83 @@
+"""The evals server: metrics from predictions, runs tied to commits, gates, model endpoints.
+The only evals module that imports mcp."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.types import ToolAnnotations
+
+from common.config import Settings, server_section
+from common.server import AccountableServer
+from common.tools import bind
+
+NAME = "evals"
+INSTRUCTIONS = (
+    "Model evaluation: evaluate_predictions computes metrics with bootstrap intervals from a prediction "
+    "file and records a run (git HEAD and dirty flag) in the root's eval store; record_run records metrics "
+    "computed elsewhere; list_runs pages through runs; compare_runs compares two runs (ids or name@<git ref>), "
+    "paired by item when it can; check_gates says pass, fail, improved or inconclusive per gate; "
+    "evaluate_endpoint scores a model endpoint (allowed hosts only) over a dataset, resuming from its cache."
+)
+# Records a run: a new file in the eval store, never an overwrite or a delete.
+RECORDS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+# Calls a model endpoint outside the process (open world) and records a run.
+CALLS_OUT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def register(server: AccountableServer, settings: Settings) -> None:
+    """Add the evals tools to `server`: the domain functions, bound to one EvalsContext."""
+    from servers.evals import compare, endpoint, evaluate, runs
+    from servers.evals.context import EvalsContext
+    from servers.evals.settings import EvalsSettings
+
+    _hosts_from_humans_only(settings)
+    options = server_section(settings, NAME, EvalsSettings)
+    ctx = EvalsContext.create(
+        settings.root, options, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
+    )
+    table: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations, str]] = [
+        (evaluate.evaluate_predictions, RECORDS, "Evaluate predictions"),
+        (evaluate.record_run, RECORDS, "Record an eval run"),
+        (runs.list_runs, READ_ONLY, "List eval runs"),
+        (compare.compare_runs, READ_ONLY, "Compare two eval runs"),
+        (compare.check_gates, READ_ONLY, "Check eval gates"),
+        (endpoint.evaluate_endpoint, CALLS_OUT, "Evaluate a model endpoint"),
+    ]
+    for fn, hints, title in table:
+        server.add_tool(
+            bind(fn, ctx),
+            name=fn.__name__,
+            title=title,
+            annotations=hints,
+            structured_output=True,
+            server=NAME,
+        )
+
+
+def _hosts_from_humans_only(settings: Settings) -> None:
+    """Allowing a host loosens the policy, so the project's own file (under the root) may not."""
+    from pathlib import Path
+
+    section = settings.servers.get(NAME, {})
+    for key in ("allowed_hosts", "allow_private_hosts"):
+        where = settings.server_sources.get(f"{NAME}.{key}")
+        if key in section and where and Path(where).resolve().is_relative_to(settings.root):
+            section.pop(key)
+            settings.refused.append(
+                f"{where}: evals.{key} ignored: only the humans' settings may allow hosts"
+            )
+
+
+def build_server(settings: Settings) -> AccountableServer:
+    from servers import build
+
+    return build(NAME, settings)
