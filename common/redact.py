@@ -162,8 +162,10 @@ def _entropy_rule() -> _Shape:
 def _looks_random(value: str) -> bool:
     classes = sum(any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit))
     # Git object ids and digests are high-entropy by nature and are not secrets.
+    # `scheme://host/path` is a URL, not `scheme: secret` (credentials in a URL have their own rule).
     return (
-        classes >= 2
+        not value.startswith("//")
+        and classes >= 2
         and _entropy(value) >= 3.5
         and "REDACTED" not in value
         and not _OBJECT_ID.fullmatch(value)
