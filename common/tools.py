@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp.types import ToolAnnotations
+
+    from common.server import AccountableServer
+
+Tool = tuple[Callable[..., Awaitable[Any]], "ToolAnnotations", str]  # function, annotations, title
 
 
 def bind(fn: Callable[..., Awaitable[Any]], context: object) -> Callable[..., Awaitable[Any]]:
@@ -20,3 +27,17 @@ def bind(fn: Callable[..., Awaitable[Any]], context: object) -> Callable[..., Aw
 
     bound.__signature__ = signature.replace(parameters=rest)  # type: ignore[attr-defined]
     return bound
+
+
+def register_all(server: AccountableServer, owner: str, context: object, table: Iterable[Tool]) -> None:
+    """Add a server's tools: each domain function bound to the server's context, named after the
+    function, with its annotations and title, structured output, and `owner` as its server."""
+    for fn, hints, title in table:
+        server.add_tool(
+            bind(fn, context),
+            name=fn.__name__,
+            title=title,
+            annotations=hints,
+            structured_output=True,
+            server=owner,
+        )

@@ -3,14 +3,11 @@ imports mcp."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import bind
+from common.tools import register_all
 
 NAME = "data"
 INSTRUCTIONS = (
@@ -37,23 +34,19 @@ def register(server: AccountableServer, settings: Settings) -> None:
         options=options,
         max_tokens=settings.max_result_tokens,
     )
-    table: list[tuple[Callable[..., Awaitable[Any]], str]] = [
-        (tools.list_datasets, "List datasets"),
-        (tools.describe_dataset, "Describe a dataset"),
-        (profile.profile_dataset, "Profile a dataset"),
-        (checks.check_dataset, "Check a dataset against rules"),
-        (compare.compare_datasets, "Compare two datasets"),
-        (tools.query, "Query datasets with SQL"),
-    ]
-    for fn, title in table:
-        server.add_tool(
-            bind(fn, ctx),
-            name=fn.__name__,
-            title=title,
-            annotations=READ_ONLY,
-            structured_output=True,
-            server=NAME,
-        )
+    register_all(
+        server,
+        NAME,
+        ctx,
+        [
+            (tools.list_datasets, READ_ONLY, "List datasets"),
+            (tools.describe_dataset, READ_ONLY, "Describe a dataset"),
+            (profile.profile_dataset, READ_ONLY, "Profile a dataset"),
+            (checks.check_dataset, READ_ONLY, "Check a dataset against rules"),
+            (compare.compare_datasets, READ_ONLY, "Compare two datasets"),
+            (tools.query, READ_ONLY, "Query datasets with SQL"),
+        ],
+    )
 
 
 def build_server(settings: Settings) -> AccountableServer:

@@ -3,14 +3,11 @@ The only evals module that imports mcp."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import bind
+from common.tools import Tool, register_all
 
 NAME = "evals"
 INSTRUCTIONS = (
@@ -44,7 +41,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ctx = EvalsContext.create(
         settings.root, options, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
     )
-    table: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations, str]] = [
+    table: list[Tool] = [
         (evaluate.evaluate_predictions, RECORDS, "Evaluate predictions"),
         (evaluate.record_run, RECORDS, "Record an eval run"),
         (runs.list_runs, READ_ONLY, "List eval runs"),
@@ -52,15 +49,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (compare.check_gates, READ_ONLY, "Check eval gates"),
         (endpoint.evaluate_endpoint, CALLS_OUT, "Evaluate a model endpoint"),
     ]
-    for fn, hints, title in table:
-        server.add_tool(
-            bind(fn, ctx),
-            name=fn.__name__,
-            title=title,
-            annotations=hints,
-            structured_output=True,
-            server=NAME,
-        )
+    register_all(server, NAME, ctx, table)
 
 
 def _hosts_from_humans_only(settings: Settings) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import bind
+from common.tools import register_all
 from servers.repo.context import RepoContext
 
 NAME = "repo"
@@ -33,24 +30,25 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ctx = RepoContext.create(
         settings.root, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
     )
-    tools: list[tuple[Callable[..., Awaitable[Any]], str, str]] = [
-        (overview.overview, "overview", "Repository overview"),
-        (files.list_files, "list_files", "List files"),
-        (files.read_file, "read_file", "Read a file"),
-        (search.search, "search", "Search file contents"),
-        (symbols.outline, "outline", "Outline a file"),
-        (symbols.find_symbol, "find_symbol", "Find a symbol"),
-        (history.git_status, "git_status", "Git status"),
-        (history.git_diff, "git_diff", "Git diff"),
-        (history.git_log, "git_log", "Git log"),
-        (history.git_show, "git_show", "Show a commit"),
-        (history.git_blame, "git_blame", "Git blame"),
-        (overview.related_files, "related_files", "Related files"),
-    ]
-    for fn, name, title in tools:
-        server.add_tool(
-            bind(fn, ctx), name=name, title=title, annotations=READ_ONLY, structured_output=True, server=NAME
-        )
+    register_all(
+        server,
+        NAME,
+        ctx,
+        [
+            (overview.overview, READ_ONLY, "Repository overview"),
+            (files.list_files, READ_ONLY, "List files"),
+            (files.read_file, READ_ONLY, "Read a file"),
+            (search.search, READ_ONLY, "Search file contents"),
+            (symbols.outline, READ_ONLY, "Outline a file"),
+            (symbols.find_symbol, READ_ONLY, "Find a symbol"),
+            (history.git_status, READ_ONLY, "Git status"),
+            (history.git_diff, READ_ONLY, "Git diff"),
+            (history.git_log, READ_ONLY, "Git log"),
+            (history.git_show, READ_ONLY, "Show a commit"),
+            (history.git_blame, READ_ONLY, "Git blame"),
+            (overview.related_files, READ_ONLY, "Related files"),
+        ],
+    )
 
 
 def build_server(settings: Settings) -> AccountableServer:

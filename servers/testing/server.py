@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import bind
+from common.tools import Tool, register_all
 
 NAME = "testing"
 INSTRUCTIONS = (
@@ -40,7 +37,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
 
     options = server_section(settings, NAME, TestingSettings)
     project = Project.create(settings.root, settings.state_dir, options, settings.max_result_tokens)
-    table: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations, str]] = [
+    table: list[Tool] = [
         (tools.discover_tests, COLLECTS, "Discover tests"),
         (run.run_tests, RUNS_CODE, "Run tests"),
         (tools.run_affected_tests, RUNS_CODE, "Run affected tests"),
@@ -50,15 +47,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (tools.check_flaky, RUNS_CODE, "Check a test for flakiness"),
         (tools.test_history, READ_ONLY, "Test history"),
     ]
-    for fn, hints, title in table:
-        server.add_tool(
-            bind(fn, project),
-            name=fn.__name__,
-            title=title,
-            annotations=hints,
-            structured_output=True,
-            server=NAME,
-        )
+    register_all(server, NAME, project, table)
 
 
 def build_server(settings: Settings) -> AccountableServer:
