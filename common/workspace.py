@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import posixpath
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -131,6 +132,20 @@ class Workspace:
             return b"".join(chunks), info, resolved
         finally:
             os.close(fd)
+
+    def history_path(self, path: str) -> str:
+        """A path inside the repository checked lexically, for a file that may exist only in
+        history (read at a git revision): relative, posix, `..` folded and kept inside the root."""
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise WorkspaceError(f"path {path!r} must be a non-empty path without NUL bytes")
+        if path.startswith("/"):
+            return self.resolve(path, must_exist=False).relative
+        normal = posixpath.normpath(path)
+        if normal == ".." or normal.startswith("../"):
+            raise WorkspaceError(
+                f"path {path!r} is outside the workspace root {str(self.root)!r}; pass a path inside it"
+            )
+        return normal
 
     def is_hidden(self, absolute: Path) -> bool:
         return any(_within(absolute, guarded) for guarded in self.hidden)

@@ -119,18 +119,7 @@ class DataContext:
 
     def repo_path(self, path: str) -> str:
         """A path inside the repository, checked lexically (it may exist only in history)."""
-        import posixpath
-
-        if not isinstance(path, str) or not path or "\x00" in path:
-            raise WorkspaceError(f"path {path!r} must be a non-empty path without NUL bytes")
-        if path.startswith("/"):
-            return self.workspace.resolve(path, must_exist=False).relative
-        normal = posixpath.normpath(path)
-        if normal == ".." or normal.startswith("../"):
-            raise WorkspaceError(
-                f"path {path!r} is outside the workspace root {str(self.root)!r}; pass a path inside it"
-            )
-        return normal
+        return self.workspace.history_path(path)
 
 
 def refuse_git_internals(relative: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.budget import CHARS_PER_TOKEN, DEFAULT_MAX_TOKENS
 from common.git import Git, GitError
 from common.visible import visible_lines
-from common.workspace import Workspace, WorkspaceError
+from common.workspace import Workspace
 
 BINARY_SNIFF = 8192
 
@@ -45,16 +44,7 @@ class RepoContext:
 
     def repo_path(self, path: str) -> str:
         """A path inside the repository, checked lexically (it may exist only in history)."""
-        if not isinstance(path, str) or not path or "\x00" in path:
-            raise WorkspaceError(f"path {path!r} must be a non-empty path without NUL bytes")
-        if path.startswith("/"):
-            return self.workspace.resolve(path, must_exist=False).relative
-        normal = posixpath.normpath(path)
-        if normal == ".." or normal.startswith("../"):
-            raise WorkspaceError(
-                f"path {path!r} is outside the workspace root {str(self.root)!r}; pass a path inside it"
-            )
-        return normal
+        return self.workspace.history_path(path)
 
 
 # Make control characters visible (tabs and newlines are a file's own).
