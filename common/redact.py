@@ -78,6 +78,7 @@ _HIGH_ENTROPY_ASSIGNMENT = (
     r"(?P<pre>[A-Za-z0-9_])(?P<keep>\s*[=:]\s*(?:\\?[\"'])?)(?P<value>[A-Za-z0-9+/_\-=.]{20,})"
 )
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_PORT_PATH = re.compile(r"\d{1,5}(?:/|$)")  # `host:8080/v1/chat` is an address, not `host: secret`
 
 
 # A cheap test per rule (a substring of the lower-cased text) decides whether its regex runs at all;
@@ -165,6 +166,7 @@ def _looks_random(value: str) -> bool:
     # `scheme://host/path` is a URL, not `scheme: secret` (credentials in a URL have their own rule).
     return (
         not value.startswith("//")
+        and not _PORT_PATH.match(value)
         and classes >= 2
         and _entropy(value) >= 3.5
         and "REDACTED" not in value

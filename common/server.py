@@ -171,6 +171,8 @@ class AccountableServer(MCPServer):
     ) -> None:
         super().__init__(name, version=__version__, instructions=instructions, **kwargs)
         redact_logs()  # after MCPServer's own logging set-up: stderr gets no secret either
+        # One INFO line per outgoing HTTP request is noise in a host's log; failures still show.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self.config = settings
         self.policy = Policy(settings)
         self.approvals = ApprovalStore.for_settings(settings)

@@ -238,7 +238,11 @@ async def test_a_crashed_tools_exception_reaches_stderr_redacted(
 
 def test_a_plain_url_is_not_a_high_entropy_assignment() -> None:
     # A reviewer approving a call must see the URL it goes to; only credentials in it are secret.
-    for url in ("http://169.254.169.254/latest/meta-data", "https://api.example.com/v1/chat/completions"):
+    for url in (
+        "http://169.254.169.254/latest/meta-data",
+        "https://api.example.com/v1/chat/completions",
+        "POST http://127.0.0.1:36783/v1/chat/completions",
+    ):
         assert redact_text(url) == (url, [])
     shown, fired = redact_text("https://deploy:s3cr3tPassw0rd@example.com/hook")
     assert "s3cr3tPassw0rd" not in shown and fired
