@@ -288,13 +288,13 @@ def render(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def run_doctor(args: argparse.Namespace, prober: Prober = probe_all) -> int:
+def run_doctor(args: argparse.Namespace, prober: Prober | None = None) -> int:
     from common.errors import OnrecordError
 
     root = Path(args.root).expanduser().resolve()
     if not root.is_dir():
         raise OnrecordError(f"--root {args.root!r} is not a directory")
-    findings = diagnose(root, args.policy, prober)
+    findings = diagnose(root, args.policy, prober or probe_all)
     if args.json:
         print(json.dumps([asdict(f) for f in findings], indent=2))
     else:
