@@ -166,10 +166,10 @@ def run_install(args: argparse.Namespace, prober: Prober = probe_all) -> int:
     else:
         print(f"{change.path}: already has these entries; nothing written")
     print(f"checking each server as {host.title} will start it:")
-    ok = report_checks(check(host, entries, root if scope == "project" else None, prober))
-    if not ok:
+    results = check(host, entries, root if scope == "project" else None, prober)
+    if not report_checks(results):
         flag = " --project" if scope == "project" else ""
-        if scope == "project":
+        if scope == "project" and any("not on PATH" in r.error for r in results):
             print(
                 "  (a project file names the `onrecord` on each person's PATH: install onrecord so that "
                 "`onrecord` is on PATH, e.g. with pipx, or activate its virtual environment)"

@@ -394,3 +394,10 @@ def test_probe_times_out_on_a_server_that_never_answers() -> None:
 
     result = anyio.run(run)
     assert not result.ok and "within 1 s" in result.error
+
+
+def test_the_readme_has_a_section_for_each_host() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for host in HOSTS.values():
+        assert f"\n### {host.title}\n" in readme, host.title
+        assert f"`{host.name}`" in readme
