@@ -165,13 +165,10 @@ def strip_jsonc(text: str) -> tuple[str, bool]:
             j = i + 1
             while j < n and text[j] in " \t\r\n":
                 j += 1
-            rest = text[j : j + 2]
-            # A comma before a closing bracket (or before a comment that precedes one) is dropped
-            # when the bracket is reached; here only the plain case is decided.
-            if j < n and text[j] in "}]":
-                i += 1
-                continue
-            if rest in ("//", "/*") and _closes_after_comments(text, j):
+            # A trailing comma (only whitespace and comments before the closing bracket) is dropped.
+            if (j < n and text[j] in "}]") or (
+                text[j : j + 2] in ("//", "/*") and _closes_after_comments(text, j)
+            ):
                 i += 1
                 continue
             out.append(c)
