@@ -1,4 +1,4 @@
-"""The `onrecord` command: serve, call, audit, policy, approve, demo.
+"""The `onrecord` command: serve, call, audit, policy, approve, demo, install, doctor.
 
 Heavy imports (the MCP SDK, the servers) happen inside the subcommands that need them, so
 `onrecord audit` and `onrecord approve` answer at once and `serve` starts as fast as the SDK allows.
@@ -498,6 +498,11 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="a scripted agent session against a sample project")
     sp.add_argument("--keep", action="store_true", help="keep the sample project and its audit log")
     sp.set_defaults(func=cmd_demo)
+
+    from clients import doctor, install
+
+    install.add_parsers(sub)
+    doctor.add_parser(sub)
     return p
 
 
