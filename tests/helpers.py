@@ -88,3 +88,14 @@ def of_type(server: AccountableServer, kind: str) -> list[dict[str, Any]]:
 
 def all_audit_text(state: Path) -> str:
     return "\n".join(p.read_text(encoding="utf-8") for p in sorted(state.rglob("*.jsonl")))
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    assert result.is_error is False, first_text(result) if result.content else result
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def err(result: CallToolResult) -> str:
+    assert result.is_error is True, result.structured_content
+    return first_text(result)

@@ -11,7 +11,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from servers.data.server import build_server
-from tests.helpers import first_text, make_repo, settings_for
+from tests.helpers import make_repo, settings_for
 
 Call = Callable[..., Awaitable[CallToolResult]]
 SECRET = "ENV-CANARY-5e1f"
@@ -79,17 +79,6 @@ async def call(project: Path, tmp_path: Path) -> AsyncIterator[Call]:
 
         _call.server = server  # type: ignore[attr-defined]
         yield _call
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert result.is_error is False, first_text(result) if result.content else result
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def err(result: CallToolResult) -> str:
-    assert result.is_error is True, result.structured_content
-    return first_text(result)
 
 
 def text_of(result: CallToolResult) -> str:

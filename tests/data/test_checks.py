@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.data.conftest import Call, err, ok
+from tests.data.conftest import Call
+from tests.helpers import err, ok
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.conftest import Call, err, ok
-from tests.helpers import commit
+from tests.data.conftest import Call
+from tests.helpers import commit, err, ok
 
 pytestmark = pytest.mark.anyio
 

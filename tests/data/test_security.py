@@ -18,8 +18,8 @@ import pytest
 from mcp import Client
 
 from servers.data.server import build_server
-from tests.data.conftest import DENY_SECRETS, OUTSIDE, SECRET, Call, err, ok, text_of
-from tests.helpers import all_audit_text, settings_for
+from tests.data.conftest import DENY_SECRETS, OUTSIDE, SECRET, Call, text_of
+from tests.helpers import all_audit_text, err, ok, settings_for
 
 pytestmark = pytest.mark.anyio
 

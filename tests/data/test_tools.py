@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.data.conftest import Call, err, ok
+from tests.data.conftest import Call
+from tests.helpers import err, ok
 
 pytestmark = pytest.mark.anyio
 

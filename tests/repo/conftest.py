@@ -9,7 +9,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from servers.repo.server import build_server
-from tests.helpers import commit, first_text, make_repo, settings_for
+from tests.helpers import commit, make_repo, settings_for
 
 Call = Callable[..., Awaitable[CallToolResult]]
 
@@ -80,14 +80,3 @@ async def call(repo: Path, tmp_path: Path) -> AsyncIterator[Call]:
 
         _call.server = server  # type: ignore[attr-defined]
         yield _call
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert result.is_error is False, first_text(result) if result.content else result
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def err(result: CallToolResult) -> str:
-    assert result.is_error is True, result.structured_content
-    return first_text(result)

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from common.budget import encode_cursor
-from tests.repo.conftest import Call, err, ok
+from tests.helpers import err, ok
+from tests.repo.conftest import Call
 
 pytestmark = pytest.mark.anyio
 

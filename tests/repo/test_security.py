@@ -12,8 +12,8 @@ import pytest
 from mcp import Client
 
 from servers.repo.server import build_server
-from tests.helpers import commit, first_text, git, make_repo, of_type, settings_for, write
-from tests.repo.conftest import Call, err, ok
+from tests.helpers import commit, err, first_text, git, make_repo, of_type, ok, settings_for, write
+from tests.repo.conftest import Call
 
 pytestmark = pytest.mark.anyio
 

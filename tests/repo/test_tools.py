@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import commit, git, write
-from tests.repo.conftest import Call, err, ok
+from tests.helpers import commit, err, git, ok, write
+from tests.repo.conftest import Call
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import first_text, git, make_repo
-from tests.repo.conftest import err, ok
+from tests.helpers import err, first_text, git, make_repo, ok
 from tests.testing.conftest import FAILING, Call
 
 pytestmark = pytest.mark.anyio
