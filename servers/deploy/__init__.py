@@ -1,0 +1,1 @@
+"""The deploy server: one honest go / no-go before shipping."""

@@ -1,0 +1,375 @@
+"""scan_secrets: the shared secret rules (common.secret_rules) over the work tree or history.
+
+Worktree scope is what would ship from this checkout: every tracked file and every untracked file
+git does not ignore, as it is on disk (so unstaged edits count), plus the staged version of each
+file whose index entry differs from the disk (a secret staged and then edited away is still in the
+next commit). History scope reads the lines each commit in a range added. A finding carries the rule,
+file, line and the line with the secret replaced by `[REDACTED:rule]`, never the secret.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from common import content, kinds, offload
+from common.budget import join_notes, take_within
+from common.errors import OnrecordError
+from common.git import GitError, check_ref_text
+from common.redact import redact_text
+from common.secret_rules import Rule, RuleSet, builtin, parse
+from common.workspace import WorkspaceError
+from servers.deploy.context import DeployContext
+from servers.deploy.models import SecretFinding, SecretScan
+
+EXCERPT_CHARS = 160
+MAX_FINDINGS = 500
+# In source code a literal is quoted: `password = get_password()` names a variable, not a secret.
+_CODE = "py pyi js mjs cjs ts tsx jsx go rs java kt scala rb php cs c h cc cpp hpp swift m sh bash zsh ps1 lua r jl dart ex exs erl hs ml fs vue svelte"
+CODE_SUFFIXES = frozenset(f".{s}" for s in _CODE.split(" "))
+_SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".tox"})
+
+
+class DeployError(OnrecordError):
+    """A deploy tool could not do what was asked; the message says why and what to do."""
+
+
+@dataclass
+class Hit:
+    rule: str
+    line: int
+    excerpt: str
+
+
+@dataclass
+class Tally:
+    findings: list[SecretFinding] = field(default_factory=list)
+    files: int = 0
+    skipped: int = 0
+    allowlisted: int = 0
+    baselined: int = 0
+    commits: int = 0
+
+
+def rule_set(ctx: DeployContext) -> RuleSet:
+    """The shipped rules, plus the project's rule file when `[deploy] secret_rules` names one."""
+    rules = builtin()
+    extra = ctx.options.secret_rules
+    if extra:
+        try:
+            data, _, resolved = ctx.workspace.read_bytes(extra, 1_000_000)
+        except (OSError, WorkspaceError) as exc:
+            raise DeployError(f"[deploy] secret_rules {extra!r} cannot be read: {exc}") from exc
+        rules = rules.merged(parse(data.decode("utf-8", errors="replace"), resolved.relative))
+    return rules
+
+
+def baseline(ctx: DeployContext) -> set[str]:
+    """Accepted findings: `path:rule:line` or `path:rule` (any line), one per line, `#` comments."""
+    try:
+        data, _, _ = ctx.workspace.read_bytes(ctx.options.secrets_baseline, 1_000_000)
+    except (OSError, WorkspaceError):
+        return set()
+    entries = set()
+    for raw in data.decode("utf-8", errors="replace").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            entries.add(line)
+    return entries
+
+
+def _accepted(entries: set[str], path: str, rule: str, line: int) -> bool:
+    return f"{path}:{rule}:{line}" in entries or f"{path}:{rule}" in entries
+
+
+def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
+    """The secrets in one text: (hits, matches the allowlist took out). One finding per place: the
+    first rule (the most specific; the file lists them so) claims a span."""
+    lower = text.lower()
+    code = Path(path).suffix.lower() in CODE_SUFFIXES
+    starts: list[int] = []
+    claimed: list[tuple[int, int]] = []
+    hits: list[tuple[int, Hit]] = []
+    allowlisted = 0
+    for rule in rules.rules:
+        if not rule.scan or (rule.keywords and not any(k in lower for k in rule.keywords)):
+            continue
+        for start, end in rule.secret_spans(text):
+            if any(start < e and s < end for s, e in claimed):
+                continue
+            secret = text[start:end]
+            if rules.allowlist.allows_secret(secret) or (code and _unquoted(rule, text, start)):
+                allowlisted += 1
+                continue
+            claimed.append((start, end))
+            if not starts:
+                starts = [0] + [m.end() for m in re.finditer("\n", text)]
+            index = bisect.bisect_right(starts, start) - 1
+            line_start = starts[index]
+            line_end = text.find("\n", line_start)
+            line_text = text[line_start : line_end if line_end >= 0 else len(text)]
+            hits.append((start, Hit(rule.id, index + 1, _excerpt(line_text, rule))))
+    return [h for _, h in sorted(hits, key=lambda pair: pair[0])], allowlisted
+
+
+def _unquoted(rule: Rule, text: str, start: int) -> bool:
+    """A keyword assignment in code whose value is not a string literal (a name, a call)."""
+    return rule.id == "secret_assignment" and (start == 0 or text[start - 1] not in "\"'`")
+
+
+def _excerpt(line: str, rule: Rule) -> str:
+    shown, fired = redact_text(line)
+    if not fired:
+        # A project rule the audit redaction does not know: take out everything it matched.
+        for start, end in reversed(rule.secret_spans(line)):
+            shown = f"{shown[:start]}[REDACTED:{rule.id}]{shown[end:]}"
+    shown = shown.strip()
+    return shown if len(shown) <= EXCERPT_CHARS else shown[: EXCERPT_CHARS - 1] + "…"
+
+
+def _decode(data: bytes) -> str | None:
+    if b"\0" in data[:8192]:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def _add(tally: Tally, text: str, path: str, where: str, rules: RuleSet, accepted: set[str]) -> None:
+    hits, allowlisted = find(text, path, rules)
+    tally.allowlisted += allowlisted
+    for hit in hits:
+        if _accepted(accepted, path, hit.rule, hit.line):
+            tally.baselined += 1
+            continue
+        tally.findings.append(
+            SecretFinding(
+                rule=hit.rule,
+                path=path,
+                line=hit.line,
+                where=where,
+                excerpt=hit.excerpt,
+                fingerprint=f"{path}:{hit.rule}:{hit.line}",
+            )
+        )
+
+
+async def _in_git(ctx: DeployContext) -> bool:
+    try:
+        result = await ctx.git.run(["rev-parse", "--is-inside-work-tree"], check=False)
+    except OnrecordError:
+        return False
+    return result.returncode == 0 and result.text().strip() == "true"
+
+
+def _walk(root: Path) -> list[str]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        rel = Path(folder).relative_to(root)
+        found += [(rel / f).as_posix() for f in sorted(files)]
+    return found
+
+
+async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tally: Tally) -> None:
+    staged: list[str] = []
+    if await _in_git(ctx):
+        listed = await ctx.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        names = sorted({n for n in listed.text().split("\0") if n})
+        differs = await ctx.git.run(["diff", "-z", "--name-only", "--no-renames"])
+        staged = sorted({n for n in differs.text().split("\0") if n})
+    else:
+        names = await offload.run(_walk, ctx.root)
+    limit = ctx.options.max_file_bytes
+
+    def scan_files() -> None:
+        for name in names:
+            if rules.allowlist.allows_path(name) or not (ctx.root / name).is_file():
+                continue
+            try:
+                data, _, resolved = ctx.workspace.read_bytes(name, limit + 1)
+            except (OSError, WorkspaceError):
+                tally.skipped += 1
+                continue
+            text = _decode(data) if len(data) <= limit else None
+            if text is None:
+                tally.skipped += 1
+                continue
+            tally.files += 1
+            _add(tally, text, resolved.relative, "worktree", rules, accepted)
+
+    await offload.run(scan_files)
+    for name in staged:
+        if rules.allowlist.allows_path(name):
+            continue
+        blob = await ctx.git.run(["cat-file", "blob", f":{name}"], check=False, max_output=limit + 1)
+        if blob.returncode != 0:
+            continue  # staged as deleted, or an unmerged path
+        text = _decode(blob.stdout) if len(blob.stdout) <= limit else None
+        if text is None:
+            tally.skipped += 1
+            continue
+        before = len(tally.findings)
+        _add(tally, text, name, "staged", rules, accepted)
+        # The same finding in the file on disk is already reported; keep only what the index adds.
+        seen = {(f.path, f.rule, f.excerpt) for f in tally.findings[:before] if f.where == "worktree"}
+        tally.findings[before:] = [
+            f for f in tally.findings[before:] if (f.path, f.rule, f.excerpt) not in seen
+        ]
+
+
+_COMMIT = "\x01commit "
+
+
+async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: set[str], tally: Tally) -> bool:
+    """Lines added by each commit in the range. True when git's output was cut at the size bound."""
+    if not await _in_git(ctx):
+        raise DeployError("scope 'history' needs a git repository; use scope 'worktree' here")
+    check_ref_text(range_, "range")
+    for side in re.split(r"\.\.\.?", range_):
+        if side:
+            await ctx.git.verify_rev(side, what="range end")
+    result = await ctx.git.run(
+        [
+            "log",
+            "-p",
+            "-U0",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-renames",
+            "--no-textconv",
+            f"--max-count={ctx.options.history_commits}",
+            f"--format={_COMMIT}%H",
+            "--end-of-options",
+            range_,
+            "--",
+        ],
+        max_output=128 * 1024 * 1024,
+        timeout_s=120,
+    )
+
+    def parse_log() -> None:
+        commit, path, line_no = "", "", 0
+        added: list[tuple[int, str]] = []
+
+        def flush() -> None:
+            if commit and path and added and not rules.allowlist.allows_path(path):
+                numbers = [n for n, _ in added]
+                text = "\n".join(t for _, t in added)
+                hits, allowlisted = find(text, path, rules)
+                tally.allowlisted += allowlisted
+                for hit in hits:
+                    real = numbers[hit.line - 1]
+                    if _accepted(accepted, path, hit.rule, real):
+                        tally.baselined += 1
+                        continue
+                    tally.findings.append(
+                        SecretFinding(
+                            rule=hit.rule,
+                            path=path,
+                            line=real,
+                            where=commit[:12],
+                            excerpt=hit.excerpt,
+                            fingerprint=f"{path}:{hit.rule}:{real}",
+                        )
+                    )
+            added.clear()
+
+        for raw in result.text().split("\n"):
+            if raw.startswith(_COMMIT):
+                flush()
+                commit, path = raw[len(_COMMIT) :].strip(), ""
+                tally.commits += 1
+            elif raw.startswith("+++ "):
+                flush()
+                target = raw[4:]
+                path = target[2:] if target.startswith("b/") else ""
+            elif raw.startswith("@@ "):
+                m = re.match(r"@@ -\S+ \+(\d+)", raw)
+                line_no = int(m.group(1)) if m else 0
+            elif raw.startswith("+") and path:
+                added.append((line_no, raw[1:]))
+                line_no += 1
+        flush()
+
+    await offload.run(parse_log)
+    return result.stdout_truncated
+
+
+async def gitleaks_extra(ctx: DeployContext) -> str:
+    """gitleaks' own scan is optional; its absence is said, never counted as a pass."""
+    if shutil.which("gitleaks") is None:
+        return "skipped: gitleaks is not installed (the built-in rules ran)"
+    return "skipped: gitleaks is installed, but only the built-in rules run in this version"
+
+
+async def scan_secrets(
+    ctx: DeployContext,
+    scope: Annotated[
+        Literal["worktree", "history"],
+        Field(
+            description="worktree: tracked, staged, unstaged and untracked (not ignored) files as they "
+            "would ship; history: the lines each commit in `range` added"
+        ),
+    ] = "worktree",
+    range: Annotated[
+        str | None,
+        Field(
+            description="For scope history: a revision range such as 'main..HEAD' or 'v1.2.0..'; "
+            "default HEAD (its whole history, up to [deploy] history_commits)",
+            max_length=256,
+        ),
+        kinds.REV,
+    ] = None,
+    limit: Annotated[int, Field(description="Findings to return at most", ge=1, le=MAX_FINDINGS)] = 100,
+) -> SecretScan:
+    """Find secrets (API keys, tokens, private keys, passwords in config) with the rule set the
+    audit log's redaction uses. Findings name the rule, file and line, and show the line with the
+    secret redacted, never the secret. Accept a finding by adding its fingerprint to the baseline
+    file (`.onrecord-secrets-baseline`); the result counts what the baseline and allowlist took out."""
+    if scope == "worktree" and range is not None:
+        raise DeployError("range applies to scope 'history' only; drop it or pass scope='history'")
+    try:
+        rules = rule_set(ctx)
+    except OnrecordError as exc:
+        raise DeployError(str(exc)) from exc
+    accepted = baseline(ctx)
+    tally = Tally()
+    cut = False
+    try:
+        if scope == "worktree":
+            await _worktree(ctx, rules, accepted, tally)
+        else:
+            cut = await _history(ctx, range or "HEAD", rules, accepted, tally)
+    except GitError as exc:
+        raise DeployError(str(exc)) from exc
+    # What may be shown is decided per file at the exit; counting the rest keeps the total honest.
+    shown = [f for f in tally.findings if content.allows(f.path, follow_links=True)]
+    page = take_within(shown[:limit], ctx.max_chars)
+    more = len(shown) - len(page)
+    return SecretScan(
+        scope=scope,
+        range=(range or "HEAD") if scope == "history" else None,
+        findings=page,
+        files_scanned=tally.files,
+        commits_scanned=tally.commits,
+        skipped_files=tally.skipped,
+        suppressed_by_baseline=tally.baselined,
+        suppressed_by_allowlist=tally.allowlisted,
+        rules=sum(1 for r in rules.rules if r.scan),
+        gitleaks=await gitleaks_extra(ctx),
+        total=len(tally.findings),
+        returned=len(page),
+        truncated=more > 0 or cut,
+        note=join_notes(
+            more > 0 and f"{more} more findings; raise limit (up to {MAX_FINDINGS}) or fix these first",
+            cut and "git's output for this range was larger than the bound; narrow the range",
+            len(shown) < len(tally.findings)
+            and f"{len(tally.findings) - len(shown)} findings are in files the policy does not let you read",
+        ),
+    )
