@@ -259,11 +259,31 @@ def load_settings(
     return settings
 
 
-def _sections(settings: Settings, f: SettingsFile, path: Path) -> None:
+def _sections(settings: Settings, f: SettingsFile, path: Path, *, project: bool = False) -> None:
+    """Server tables (`[testing]`, `[deploy]`, ...). A project file adds keys the humans left unset;
+    a key a human set keeps the human's value, and the attempt is kept in `settings.refused`."""
     for name, section in (f.model_extra or {}).items():
-        settings.servers.setdefault(name, {}).update(section)
-        for key in section:
+        table = settings.servers.setdefault(name, {})
+        for key, value in section.items():
+            where = settings.server_sources.get(f"{name}.{key}")
+            if project and where is not None and table.get(key) != value:
+                settings.refused.append(
+                    f"{path}: {name}.{key} = {value!r} ignored: the humans' settings ({where}) set it"
+                )
+                continue
+            table[key] = value
             settings.server_sources[f"{name}.{key}"] = str(path)
+
+
+def humans_only(settings: Settings, name: str, keys: Collection[str]) -> None:
+    """Drop the keys of server table `name` that the project's own file (under the root) set: keys
+    that loosen what a server may reach (hosts it may call, certificates it trusts)."""
+    section = settings.servers.get(name, {})
+    for key in keys:
+        where = settings.server_sources.get(f"{name}.{key}")
+        if key in section and where and Path(where).resolve().is_relative_to(settings.root):
+            section.pop(key)
+            settings.refused.append(f"{where}: {name}.{key} ignored: only the humans' settings may set it")
 
 
 _STRICT: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
@@ -319,7 +339,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
             _set(settings, name, value, path)
         else:
             refuse(key, value, "a project file may only lower limits")
-    _sections(settings, f, path)
+    _sections(settings, f, path, project=True)
 
 
 def _set(settings: Settings, name: str, value: object, path: Path) -> None:

@@ -15,6 +15,7 @@ SERVERS: dict[str, str] = {
     "testing": "servers.testing.server",
     "data": "servers.data.server",
     "evals": "servers.evals.server",
+    "deploy": "servers.deploy.server",
 }
 ALL = "all"
 

@@ -143,7 +143,11 @@ def _decode(data: bytes) -> str | None:
 def _add(tally: Tally, text: str, path: str, where: str, rules: RuleSet, accepted: set[str]) -> None:
     hits, allowlisted = find(text, path, rules)
     tally.allowlisted += allowlisted
+    seen: set[tuple[str, int]] = set()
     for hit in hits:
+        if (hit.rule, hit.line) in seen:
+            continue  # one finding per rule and line, however many matches the line holds
+        seen.add((hit.rule, hit.line))
         if _accepted(accepted, path, hit.rule, hit.line):
             tally.baselined += 1
             continue

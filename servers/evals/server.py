@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mcp.types import ToolAnnotations
 
-from common.config import Settings, server_section
+from common.config import Settings, humans_only, server_section
 from common.server import AccountableServer
 from common.tools import Tool, register_all
 
@@ -36,7 +36,8 @@ def register(server: AccountableServer, settings: Settings) -> None:
     from servers.evals.context import EvalsContext
     from servers.evals.settings import EvalsSettings
 
-    _hosts_from_humans_only(settings)
+    # Allowing a host loosens the policy, so the project's own file (under the root) may not.
+    humans_only(settings, NAME, ("allowed_hosts", "allow_private_hosts"))
     options = server_section(settings, NAME, EvalsSettings)
     ctx = EvalsContext.create(
         settings.root, options, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
@@ -50,20 +51,6 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (endpoint.evaluate_endpoint, CALLS_OUT, "Evaluate a model endpoint"),
     ]
     register_all(server, NAME, ctx, table)
-
-
-def _hosts_from_humans_only(settings: Settings) -> None:
-    """Allowing a host loosens the policy, so the project's own file (under the root) may not."""
-    from pathlib import Path
-
-    section = settings.servers.get(NAME, {})
-    for key in ("allowed_hosts", "allow_private_hosts"):
-        where = settings.server_sources.get(f"{NAME}.{key}")
-        if key in section and where and Path(where).resolve().is_relative_to(settings.root):
-            section.pop(key)
-            settings.refused.append(
-                f"{where}: evals.{key} ignored: only the humans' settings may allow hosts"
-            )
 
 
 def build_server(settings: Settings) -> AccountableServer:
