@@ -113,19 +113,38 @@ async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:
 
 def cmd_gates(args: argparse.Namespace) -> int:
     """check_gates from CI: the same server, settings and audit log; exit 1 on a failing verdict."""
-    import anyio
-
     from common.config import server_section
     from servers.evals.settings import EvalsSettings
 
     options = server_section(_settings(args), "evals", EvalsSettings)
-    strict = args.fail_on_inconclusive or options.fail_on_inconclusive
     arguments: dict[str, Any] = {"candidate": args.candidate}
     if args.baseline:
         arguments["baseline"] = args.baseline
     args.server, args.tool = "evals", "check_gates"
+    return _verdict(args, arguments, strict=args.fail_on_inconclusive or options.fail_on_inconclusive)
 
-    async def gates() -> int:
+
+def cmd_readiness(args: argparse.Namespace) -> int:
+    """readiness_report from CI: the same server, settings and audit log; exit 1 on a failing verdict."""
+    from common.config import server_section
+    from servers.deploy.settings import DeploySettings
+
+    options = server_section(_settings(args), "deploy", DeploySettings)
+    arguments: dict[str, Any] = {}
+    if args.checks:
+        arguments["checks"] = [c.strip() for c in args.checks.split(",") if c.strip()]
+    if args.base:
+        arguments["base"] = args.base
+    args.server, args.tool = "deploy", "readiness_report"
+    return _verdict(args, arguments, strict=args.fail_on_inconclusive or options.fail_on_inconclusive)
+
+
+def _verdict(args: argparse.Namespace, arguments: dict[str, Any], *, strict: bool) -> int:
+    """Call a tool whose result has a `verdict`: exit 0 on a pass, 1 on fail (and on inconclusive
+    when strict), 2 when the call itself failed."""
+    import anyio
+
+    async def call() -> int:
         result = await _result(args, arguments)
         if result.is_error or result.structured_content is None:
             return 2
@@ -137,11 +156,13 @@ def cmd_gates(args: argparse.Namespace) -> int:
     from mcp import MCPError
 
     try:
-        return anyio.run(gates)
+        return anyio.run(call)
     except BrokenPipeError:
         raise
     except (MCPError, OSError, BaseExceptionGroup) as exc:
-        raise OnrecordError(f"the evals server stopped before answering ({_first_cause(exc)})") from exc
+        raise OnrecordError(
+            f"the {args.server} server stopped before answering ({_first_cause(exc)})"
+        ) from exc
 
 
 def _audit_dir(args: argparse.Namespace) -> Path:
@@ -449,6 +470,15 @@ def parser() -> argparse.ArgumentParser:
     )
     add_root(sp)
     sp.set_defaults(func=cmd_gates)
+
+    sp = sub.add_parser(
+        "readiness", help="the deploy readiness report (for CI): exit 1 when a blocker check fails"
+    )
+    sp.add_argument("--checks", help="comma-separated check ids (default: every check that applies)")
+    sp.add_argument("--base", help="the revision the diff checks compare with")
+    sp.add_argument("--fail-on-inconclusive", action="store_true", help="exit 1 when a check was skipped too")
+    add_root(sp)
+    sp.set_defaults(func=cmd_readiness)
 
     sp = sub.add_parser("audit", help="review the audit log")
     sp.add_argument("action", choices=["sessions", "show", "tail", "verify", "for-commit"])

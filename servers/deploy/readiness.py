@@ -427,15 +427,24 @@ async def check_secrets(ctx: DeployContext, base: str | None) -> Found:
     )
 
 
+def is_dockerfile(path: str) -> bool:
+    """Dockerfile, Containerfile, Dockerfile.prod, api.Dockerfile (not dockerfile.py)."""
+    name = PurePosixPath(path).name.lower()
+    if name in ("dockerfile", "containerfile") or name.endswith((".dockerfile", ".containerfile")):
+        return True
+    stem, _, suffix = name.partition(".")
+    return stem in ("dockerfile", "containerfile") and f".{suffix}" not in secrets.CODE_SUFFIXES | {
+        ".md",
+        ".txt",
+        ".rst",
+    }
+
+
 async def dockerfiles(ctx: DeployContext) -> list[str]:
     listed = await ctx.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=False)
-    names = [
-        n
-        for n in listed.text().split("\0")
-        if n and PurePosixPath(n).name.lower().startswith(("dockerfile", "containerfile"))
-    ]
-    if not names and (ctx.root / "Dockerfile").is_file():
-        names = ["Dockerfile"]
+    names = [n for n in listed.text().split("\0") if n and is_dockerfile(n)]
+    if not names and listed.returncode != 0:
+        names = [p.name for p in ctx.root.iterdir() if p.is_file() and is_dockerfile(p.name)]
     return sorted(names)[:10]
 
 
