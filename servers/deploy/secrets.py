@@ -125,12 +125,11 @@ def _unquoted(rule: Rule, text: str, start: int) -> bool:
 
 
 def _excerpt(line: str, rule: Rule) -> str:
-    shown, fired = redact_text(line)
-    if not fired:
-        # A project rule the audit redaction does not know: take out everything it matched.
-        for start, end in reversed(rule.secret_spans(line)):
-            shown = f"{shown[:start]}[REDACTED:{rule.id}]{shown[end:]}"
-    shown = shown.strip()
+    """The line with this rule's secret replaced, and anything else the audit redaction would take."""
+    shown = line
+    for start, end in reversed(rule.secret_spans(line)):
+        shown = f"{shown[:start]}[REDACTED:{rule.id}]{shown[end:]}"
+    shown = redact_text(shown)[0].strip()
     return shown if len(shown) <= EXCERPT_CHARS else shown[: EXCERPT_CHARS - 1] + "…"
 
 

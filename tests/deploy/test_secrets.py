@@ -1,0 +1,149 @@
+"""scan_secrets: every scope, baselines, allowlists, the policy, and never the secret itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import all_audit_text, err, git, ok, write
+
+# Assembled at run time so this file itself holds no secret-shaped literal.
+GH = "ghp_" + "Zq8Lm2Xv9Tr4Wb6Ny1Kc3Hd5Fg7Js0Pa2Qe4R"
+AWS = "AKIA" + "Q7XM2LB5ZP4KD9WF"
+STRIPE = "sk_live_" + "9fQ2xLm7Tb4Wc8Nz1Kd5Hr3V"
+SECRETS = (GH, AWS, STRIPE)
+
+pytestmark = pytest.mark.anyio
+
+
+def _no_secret_anywhere(result: Any, state: Path | None = None) -> None:
+    text = str(result.structured_content) + "".join(getattr(b, "text", "") for b in result.content)
+    for secret in SECRETS:
+        assert secret not in text
+    if state is not None:
+        audit = all_audit_text(state)
+        for secret in SECRETS:
+            assert secret not in audit
+
+
+async def test_clean_repository_has_no_findings(repo: Callable[..., Path], session: Any) -> None:
+    root = repo({"app.py": "print('hello')\n", "config.yaml": "port: 8080\n"})
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+    assert scan["findings"] == [] and scan["total"] == 0
+    assert scan["files_scanned"] == 3 and scan["rules"] >= 20
+    assert scan["gitleaks"].startswith("skipped")
+
+
+async def test_every_worktree_scope_is_scanned_and_no_secret_is_returned(
+    repo: Callable[..., Path], session: Any, tmp_path: Path
+) -> None:
+    root = repo({"tracked.py": f'TOKEN = "{GH}"\n', "edited.ini": "[aws]\nregion = eu-west-1\n", "staged.yml": "a: 1\n"})
+    # unstaged: a tracked file edited on disk
+    write(root, {"edited.ini": f"[aws]\nregion = eu-west-1\naws_access_key_id = {AWS}\n"})
+    # staged: the index has the secret, the file on disk no longer does
+    write(root, {"staged.yml": f"stripe: {STRIPE}\n"})
+    git(root, "add", "staged.yml")
+    write(root, {"staged.yml": "stripe: from-vault\n"})
+    # untracked and not ignored; and an ignored file, which does not ship
+    write(root, {"new/notes.md": f"use {GH} for now\n", "ignored/dump.txt": f"{AWS}\n"})
+    async with session(root) as call:
+        result = await call("scan_secrets")
+    scan = ok(result)
+    found = {(f["path"], f["rule"], f["where"], f["line"]) for f in scan["findings"]}
+    assert found == {
+        ("tracked.py", "github_token", "worktree", 1),
+        ("edited.ini", "aws_access_key_id", "worktree", 3),
+        ("staged.yml", "stripe_key", "staged", 1),
+        ("new/notes.md", "github_token", "worktree", 1),
+    }
+    excerpt = next(f for f in scan["findings"] if f["path"] == "tracked.py")["excerpt"]
+    assert excerpt == 'TOKEN = "[REDACTED:github_token]"'
+    _no_secret_anywhere(result, tmp_path / "state")
+
+
+async def test_history_finds_a_secret_removed_since(repo: Callable[..., Path], session: Any) -> None:
+    root = repo({"app.py": "x = 1\n"})
+    write(root, {"deploy.sh": f"export AWS_ACCESS_KEY_ID={AWS}\n"})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "add deploy script")
+    leaked = git(root, "rev-parse", "HEAD").strip()
+    write(root, {"deploy.sh": "export AWS_ACCESS_KEY_ID=$FROM_VAULT\n"})
+    git(root, "commit", "-qam", "use the vault")
+    async with session(root) as call:
+        now = ok(await call("scan_secrets"))
+        past = await call("scan_secrets", scope="history")
+        narrow = ok(await call("scan_secrets", scope="history", range="HEAD~1..HEAD"))
+        bad = err(await call("scan_secrets", scope="history", range="--output=/tmp/x"))
+        mixed = err(await call("scan_secrets", range="HEAD"))
+    assert now["findings"] == []
+    history = ok(past)
+    assert [(f["path"], f["line"], f["where"]) for f in history["findings"]] == [("deploy.sh", 1, leaked[:12])]
+    assert history["commits_scanned"] == 3
+    assert narrow["findings"] == [] and narrow["commits_scanned"] == 1
+    assert "starts with '-'" in bad and not Path("/tmp/x").exists()
+    assert "scope 'history'" in mixed
+    _no_secret_anywhere(past)
+
+
+async def test_baseline_and_allowlist_suppress_and_are_counted(repo: Callable[..., Path], session: Any) -> None:
+    root = repo(
+        {
+            "fixtures.py": f'KNOWN = "{GH}"\n',
+            "settings.ini": 'password = "changeme"\napi_key = ${API_KEY}\n',
+            "code.py": "password = get_password()\ntoken = os.environ['TOKEN']\n",
+            ".onrecord-secrets-baseline": "# accepted: a revoked token in a fixture\nfixtures.py:github_token:1\n",
+        }
+    )
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+    assert scan["findings"] == []
+    assert scan["suppressed_by_baseline"] == 1
+    assert scan["suppressed_by_allowlist"] >= 3
+
+
+async def test_a_project_rule_file_adds_rules_and_a_broken_one_is_a_clear_error(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    rules = """
+        [[rules]]
+        id = "acme_key"
+        description = "ACME internal key"
+        regex = '''\\bacme_[a-z0-9]{24}\\b'''
+        keywords = ["acme_"]
+    """
+    root = repo({"rules.toml": rules, "app.cfg": "key: acme_0123456789abcdefghijklmn\n"})
+    async with session(root, secret_rules="rules.toml") as call:
+        scan = ok(await call("scan_secrets"))
+    assert [(f["rule"], f["excerpt"]) for f in scan["findings"]] == [("acme_key", "key: [REDACTED:acme_key]")]
+    write(root, {"rules.toml": "[[rules]]\nid = 'x'\nregex = '(unclosed'\n"})
+    async with session(root, secret_rules="rules.toml") as call:
+        message = err(await call("scan_secrets"))
+    assert "rules.toml" in message and "does not compile" in message
+
+
+async def test_findings_in_files_the_policy_denies_are_withheld(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({".env": f"GITHUB_TOKEN={GH}\n", "app.py": f'T = "{GH}"\n'})
+    async with session(root) as call:
+        result = await call("scan_secrets")
+    scan = ok(result)
+    assert [f["path"] for f in scan["findings"]] == ["app.py"]
+    assert scan["total"] == 2 and "policy" in scan["note"]
+    assert ".env" not in str([f for f in scan["findings"]])
+    _no_secret_anywhere(result)
+
+
+async def test_outside_git_the_directory_is_walked(tmp_path: Path, session: Any) -> None:
+    root = tmp_path / "plain"
+    write(root, {"a.py": f'K = "{AWS}"\n', "node_modules/x.js": f'"{AWS}"\n', "img.bin": b"\0\1" + AWS.encode()})
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+        history = err(await call("scan_secrets", scope="history"))
+    assert [(f["path"], f["rule"]) for f in scan["findings"]] == [("a.py", "aws_access_key_id")]
+    assert scan["skipped_files"] == 1
+    assert "git repository" in history
