@@ -556,7 +556,7 @@ async def readiness_report(
     options = ctx.options
     in_git = await secrets._in_git(ctx)
     if checks:
-        chosen = list(dict.fromkeys(checks))
+        chosen = [c for c in CHECK_IDS if c in checks]
     else:
         chosen = [c for c in CHECK_IDS if c not in options.disabled and CHECKS[c].applies(ctx)]
     try:

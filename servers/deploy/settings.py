@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# In the order they run: the git facts first, before running the tests writes caches into the tree.
 CheckId = Literal[
-    "tests",
-    "lint",
     "worktree_clean",
     "pushed",
     "version_bumped",
@@ -19,6 +18,8 @@ CheckId = Literal[
     "secrets",
     "dockerfile",
     "config",
+    "tests",
+    "lint",
 ]
 CHECK_IDS: tuple[str, ...] = CheckId.__args__  # type: ignore[attr-defined]
 # Keys that loosen what the server may reach: only the humans' settings may set them.

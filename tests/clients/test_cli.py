@@ -282,7 +282,8 @@ def test_serve_with_a_bad_policy_file_says_which_file_and_key(
     assert str(bad) in message and "'policy.mode'" in message and "'enforce' or 'shadow'" in message
     assert main(["serve", "nosuch", "--root", str(project)]) == 2
     assert (
-        "unknown server 'nosuch'; choose one of: repo, testing, data, evals, all" in capsys.readouterr().err
+        "unknown server 'nosuch'; choose one of: repo, testing, data, evals, deploy, all"
+        in capsys.readouterr().err
     )
 
 

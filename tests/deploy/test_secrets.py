@@ -41,7 +41,13 @@ async def test_clean_repository_has_no_findings(repo: Callable[..., Path], sessi
 async def test_every_worktree_scope_is_scanned_and_no_secret_is_returned(
     repo: Callable[..., Path], session: Any, tmp_path: Path
 ) -> None:
-    root = repo({"tracked.py": f'TOKEN = "{GH}"\n', "edited.ini": "[aws]\nregion = eu-west-1\n", "staged.yml": "a: 1\n"})
+    root = repo(
+        {
+            "tracked.py": f'TOKEN = "{GH}"\n',
+            "edited.ini": "[aws]\nregion = eu-west-1\n",
+            "staged.yml": "a: 1\n",
+        }
+    )
     # unstaged: a tracked file edited on disk
     write(root, {"edited.ini": f"[aws]\nregion = eu-west-1\naws_access_key_id = {AWS}\n"})
     # staged: the index has the secret, the file on disk no longer does
@@ -81,7 +87,9 @@ async def test_history_finds_a_secret_removed_since(repo: Callable[..., Path], s
         mixed = err(await call("scan_secrets", range="HEAD"))
     assert now["findings"] == []
     history = ok(past)
-    assert [(f["path"], f["line"], f["where"]) for f in history["findings"]] == [("deploy.sh", 1, leaked[:12])]
+    assert [(f["path"], f["line"], f["where"]) for f in history["findings"]] == [
+        ("deploy.sh", 1, leaked[:12])
+    ]
     assert history["commits_scanned"] == 3
     assert narrow["findings"] == [] and narrow["commits_scanned"] == 1
     assert "starts with '-'" in bad and not Path("/tmp/x").exists()
@@ -89,7 +97,9 @@ async def test_history_finds_a_secret_removed_since(repo: Callable[..., Path], s
     _no_secret_anywhere(past)
 
 
-async def test_baseline_and_allowlist_suppress_and_are_counted(repo: Callable[..., Path], session: Any) -> None:
+async def test_baseline_and_allowlist_suppress_and_are_counted(
+    repo: Callable[..., Path], session: Any
+) -> None:
     root = repo(
         {
             "fixtures.py": f'KNOWN = "{GH}"\n',
@@ -140,7 +150,9 @@ async def test_findings_in_files_the_policy_denies_are_withheld(
 
 async def test_outside_git_the_directory_is_walked(tmp_path: Path, session: Any) -> None:
     root = tmp_path / "plain"
-    write(root, {"a.py": f'K = "{AWS}"\n', "node_modules/x.js": f'"{AWS}"\n', "img.bin": b"\0\1" + AWS.encode()})
+    write(
+        root, {"a.py": f'K = "{AWS}"\n', "node_modules/x.js": f'"{AWS}"\n', "img.bin": b"\0\1" + AWS.encode()}
+    )
     async with session(root) as call:
         scan = ok(await call("scan_secrets"))
         history = err(await call("scan_secrets", scope="history"))

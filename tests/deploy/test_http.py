@@ -1,0 +1,211 @@
+"""check_http against real loopback servers: healthy, slow, failing, redirecting, TLS near expiry."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.net import inner_reason
+from tests.helpers import ok, settings_for
+
+pytestmark = pytest.mark.anyio
+
+SEEN_HOSTS: list[str] = []
+
+
+class Service(BaseHTTPRequestHandler):
+    redirect_to = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        SEEN_HOSTS.append(self.headers.get("Host", ""))
+        if self.path == "/health":
+            return self._send(200, json.dumps({"status": "pass"}).encode(), "application/health+json")
+        if self.path == "/degraded":
+            return self._send(200, json.dumps({"status": "fail"}).encode(), "application/health+json")
+        if self.path == "/slow":
+            time.sleep(0.6)
+            return self._send(200, b"late but fine")
+        if self.path == "/boom":
+            return self._send(500, b"internal error")
+        if self.path == "/big":
+            return self._send(200, b"x" * 3_000_000)
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", self.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return self._send(200, b"hello world")
+
+    def _send(self, status: int, data: bytes, kind: str = "text/plain") -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _serve(tls: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+@pytest.fixture
+def service() -> Iterator[int]:
+    server, port = _serve()
+    yield port
+    server.shutdown()
+
+
+ALLOW = '[policy]\nallow = ["deploy.check_http"]\n'
+
+
+def _session(root: Path, session: Callable[..., Any], **options: Any) -> Any:
+    base = {"allowed_hosts": ["localhost"], "allow_private_hosts": ["localhost"]}
+    return session(root, ALLOW, **{**base, **options})
+
+
+async def test_a_healthy_service_passes_with_phases_and_the_pinned_address(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    SEEN_HOSTS.clear()
+    async with _session(root, session) as call:
+        health = ok(await call("check_http", url=f"http://localhost:{service}/health"))
+        body = ok(
+            await call("check_http", url=f"http://localhost:{service}/", contains="world", expect_status=200)
+        )
+        missing = ok(await call("check_http", url=f"http://localhost:{service}/", contains="goodbye"))
+    assert health["verdict"] == "pass" and health["health_status"] == "pass"
+    assert health["address"] == "127.0.0.1" and health["status"] == 200
+    assert {"connect", "first_byte", "total"} <= set(health["latency_ms"])
+    assert SEEN_HOSTS[0] == f"localhost:{service}"  # the Host header keeps the name
+    assert body["verdict"] == "pass" and body["contains_found"] is True
+    assert missing["verdict"] == "fail" and "goodbye" in missing["problems"][0]
+
+
+async def test_slow_failing_degraded_and_big_answers_fail_with_the_reason(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    async with _session(root, session, max_body_bytes=100_000) as call:
+        slow = ok(await call("check_http", url=f"http://localhost:{service}/slow", max_latency_ms=300))
+        timeout = ok(await call("check_http", url=f"http://localhost:{service}/slow", timeout_s=0.2))
+        boom = ok(await call("check_http", url=f"http://localhost:{service}/boom"))
+        degraded = ok(await call("check_http", url=f"http://localhost:{service}/degraded"))
+        big = ok(await call("check_http", url=f"http://localhost:{service}/big"))
+    assert slow["verdict"] == "fail" and "more than 300 ms" in slow["problems"][0]
+    assert timeout["verdict"] == "fail" and "within 0.2 s" in timeout["problems"][0]
+    assert boom["verdict"] == "fail" and boom["problems"] == ["status 500, expected 2xx"]
+    assert degraded["verdict"] == "fail" and degraded["health_status"] == "fail"
+    assert big["verdict"] == "pass" and big["body_truncated"] is True and big["body_bytes"] == 100_000
+
+
+async def test_hosts_must_be_allowed_and_inner_addresses_are_refused_on_every_hop(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = f"http://127.0.0.1:{service}/health"
+    hosts = {"allowed_hosts": ["localhost", "127.0.0.1"], "allow_private_hosts": ["localhost"]}
+    async with session(root, ALLOW, **hosts) as call:
+        redirected = ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+        direct = ok(await call("check_http", url=f"http://127.0.0.1:{service}/health"))
+        unlisted = ok(await call("check_http", url="http://example.invalid/"))
+        metadata = ok(await call("check_http", url="http://169.254.169.254/latest/meta-data/"))
+        creds = ok(await call("check_http", url=f"http://user:pw@localhost:{service}/"))
+    assert redirected["verdict"] == "fail"
+    assert [h["status"] for h in redirected["redirects"]] == [302]
+    assert "resolves to 127.0.0.1, a loopback address" in redirected["problems"][0]
+    assert "loopback" in direct["problems"][0]
+    assert "not in [deploy] allowed_hosts" in unlisted["problems"][0]
+    assert "not in [deploy] allowed_hosts" in metadata["problems"][0]
+    assert "credentials" in creds["problems"][0]
+
+
+async def test_the_project_file_cannot_allow_hosts_or_trust_certificates(
+    repo: Callable[..., Path], service: int
+) -> None:
+    from servers.deploy.server import build_server
+
+    root = repo(
+        {
+            "pyproject.toml": '[tool.onrecord.deploy]\nallowed_hosts = ["localhost"]\n'
+            'allow_private_hosts = ["localhost"]\nca_file = "evil.pem"\n'
+        }
+    )
+    settings = settings_for(root)
+    build_server(settings)
+    assert "allowed_hosts" not in settings.servers.get("deploy", {})
+    refused = "\n".join(settings.refused)
+    assert "deploy.allowed_hosts ignored" in refused and "deploy.ca_file ignored" in refused
+
+
+def _certificate(folder: Path, days: int) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_untrusted_and_near_expiry_fail(
+    repo: Callable[..., Path], session: Any, tmp_path: Path
+) -> None:
+    cert, key = _certificate(tmp_path, days=5)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server, port = _serve(tls)
+    root = repo({"a.txt": "x\n"})
+    try:
+        async with _session(root, session) as call:
+            untrusted = ok(await call("check_http", url=f"https://localhost:{port}/health"))
+        async with _session(root, session, ca_file=str(cert)) as call:
+            trusted = ok(await call("check_http", url=f"https://localhost:{port}/health"))
+    finally:
+        server.shutdown()
+    assert untrusted["verdict"] == "fail" and untrusted["problems"][0].startswith("TLS failed")
+    assert trusted["tls_days_left"] in (4, 5) and trusted["health_status"] == "pass"
+    assert trusted["verdict"] == "fail" and "expires in" in trusted["problems"][0]
+    assert "tls" in trusted["latency_ms"]
+
+
+@pytest.mark.parametrize(
+    ("address", "inner"),
+    [
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+        ("127.0.0.1", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("100.64.0.7", "a carrier-grade NAT address"),
+        ("169.254.169.254", "a cloud metadata address"),
+        ("fd00:ec2::254", "a cloud metadata address"),
+        ("::ffff:127.0.0.1", "a loopback address (inside IPv6 ::ffff:7f00:1)"),
+        ("64:ff9b::a9fe:a9fe", "a cloud metadata address (inside IPv6 64:ff9b::a9fe:a9fe)"),
+        ("2002:0a00:0001::", "a private address (inside IPv6 2002:a00:1::)"),
+        ("::1", "a loopback address"),
+        ("0.0.0.0", "a private address"),  # noqa: S104 - an address under test, not a bind
+    ],
+)
+def test_inner_addresses_are_classified(address: str, inner: str | None) -> None:
+    assert inner_reason(ipaddress.ip_address(address)) == inner
