@@ -14,10 +14,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from common.errors import OnrecordError
 from common.visible import visible
+
+if TYPE_CHECKING:
+    from common.approvals import Approval, Scope
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -292,8 +295,32 @@ def _approvals(policy: str | None, root: str = "") -> Any:
     return ApprovalStore.for_settings(settings)
 
 
+def decide_approval(
+    approval_id: str,
+    *,
+    grant: bool,
+    scope: Scope = "settings",
+    for_s: int | None = None,
+    policy: str | None,
+    audit_dir: Path,
+    via: str,
+) -> Approval:
+    """Grant or decline a pending approval as the human running this, bounded by the humans'
+    settings for its root, and record the decision in the audit log: `onrecord approve` and the
+    review page decide through here, so both leave the same record.
+
+    Raises:
+        ApprovalError: the ID is unknown, or the approval is no longer pending.
+    """
+    pending = _approvals(policy).get(approval_id)
+    approval = _approvals(policy, pending.root).decide(
+        approval_id, grant=grant, by=_who(), scope=scope, for_s=for_s
+    )
+    _approval_audit(audit_dir, approval, via)
+    return approval
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
-    pending = _approvals(args.policy).get(args.id)
     scope, for_s = "settings", None
     if args.once:
         scope = "once"
@@ -303,10 +330,15 @@ def cmd_approve(args: argparse.Namespace) -> int:
         scope, for_s = "for", _duration(args.for_)
     if args.decline and scope != "settings":
         raise OnrecordError("--decline takes no --once, --session or --for")
-    approval = _approvals(args.policy, pending.root).decide(
-        args.id, grant=not args.decline, by=_who(), scope=scope, for_s=for_s
+    approval = decide_approval(
+        args.id,
+        grant=not args.decline,
+        scope=scope,
+        for_s=for_s,
+        policy=args.policy,
+        audit_dir=_audit_dir(args),
+        via="onrecord approve",
     )
-    _approval_audit(args, approval, "onrecord approve")
     verb = "granted" if approval.status == "granted" else "declined"
     print(
         f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)} "
@@ -325,20 +357,20 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(text: str) -> int:
+def _duration(text: str, what: str = "--for") -> int:
     """Seconds in '90s', '10m', '2h' (or a bare number of seconds)."""
     import re
 
     found = re.fullmatch(r"\s*(\d{1,6})\s*([smh]?)\s*", text)
     if not found:
-        raise OnrecordError(f"--for {text!r} is not a duration; write e.g. 90s, 10m or 2h")
+        raise OnrecordError(f"{what} {text!r} is not a duration; write e.g. 90s, 10m or 2h")
     return int(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
 
 
-def _approval_audit(args: argparse.Namespace, approval: Any, via: str) -> None:
+def _approval_audit(directory: Path, approval: Any, via: str) -> None:
     from common.audit import AuditLog
 
-    log = AuditLog(_audit_dir(args), "cli")
+    log = AuditLog(directory, "cli")
     log.write(
         "approval",
         {
@@ -364,7 +396,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         if not args.id:
             raise OnrecordError("approvals revoke needs an ID; `onrecord approvals --all` lists them")
         revoked = store.revoke(args.id, by=_who())
-        _approval_audit(args, revoked, "onrecord approvals revoke")
+        _approval_audit(_audit_dir(args), revoked, "onrecord approvals revoke")
         print(f"approval {revoked.id} revoked: {revoked.call} in {revoked.root or '(unknown root)'}")
         return 0
     items = store.all() if args.all else store.pending()
