@@ -20,7 +20,7 @@ from common.errors import OnrecordError
 from common.visible import visible
 
 if TYPE_CHECKING:
-    from common.approvals import Approval, Scope
+    from common.approvals import Approval, ApprovalStore, Scope
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -281,7 +281,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approvals(policy: str | None, root: str = "") -> Any:
+def approval_store(policy: str | None, root: str = "") -> ApprovalStore:
     """The approval store, with TTL and uses from the humans' settings; for an approval's `root`,
     that project's file counts too (it can only lower them)."""
     from common.approvals import ApprovalStore
@@ -312,8 +312,8 @@ def decide_approval(
     Raises:
         ApprovalError: the ID is unknown, or the approval is no longer pending.
     """
-    pending = _approvals(policy).get(approval_id)
-    approval = _approvals(policy, pending.root).decide(
+    pending = approval_store(policy).get(approval_id)
+    approval = approval_store(policy, pending.root).decide(
         approval_id, grant=grant, by=_who(), scope=scope, for_s=for_s
     )
     _approval_audit(audit_dir, approval, via)
@@ -327,7 +327,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     elif args.session:
         scope = "session"
     elif args.for_:
-        scope, for_s = "for", _duration(args.for_)
+        scope, for_s = "for", parse_duration(args.for_)
     if args.decline and scope != "settings":
         raise OnrecordError("--decline takes no --once, --session or --for")
     approval = decide_approval(
@@ -357,7 +357,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(text: str, what: str = "--for") -> int:
+def parse_duration(text: str, what: str = "--for") -> int:
     """Seconds in '90s', '10m', '2h' (or a bare number of seconds)."""
     import re
 
@@ -391,7 +391,7 @@ def _approval_audit(directory: Path, approval: Any, via: str) -> None:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from clients.review import table
 
-    store = _approvals(None)
+    store = approval_store(None)
     if args.action == "revoke":
         if not args.id:
             raise OnrecordError("approvals revoke needs an ID; `onrecord approvals --all` lists them")
@@ -423,6 +423,37 @@ def cmd_approvals(args: argparse.Namespace) -> int:
             ],
         )
     )
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import secrets
+    import socket
+
+    import uvicorn
+
+    from clients.review_page import build_app
+
+    directory = _audit_dir(args)
+    token = secrets.token_urlsafe(24)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", args.port))  # this machine only, whatever the network
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        raise OnrecordError(
+            f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); pass another --port, or --port 0 for a free one"
+        ) from exc
+    port = sock.getsockname()[1]
+    print(f"onrecord review of {directory}")
+    print(f"  http://127.0.0.1:{port}/?token={token}")
+    print("Open that URL (it holds the page's token); Ctrl-C stops the page.", flush=True)
+    # No access log: each line would print a URL with the token in it.
+    config = uvicorn.Config(
+        build_app(directory, token, policy=args.policy), log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -526,6 +557,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", help="the audit directory for the revoke record")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_approvals)
+
+    sp = sub.add_parser("review", help="a local web page over the audit log, with pending approvals")
+    sp.add_argument("--port", type=int, default=0, help="the port on 127.0.0.1 (default: a free one)")
+    sp.add_argument("--dir", help="the audit directory (default: from settings)")
+    sp.add_argument("--policy", help="the extra policy file the servers run with (its [approvals] counts)")
+    sp.set_defaults(func=cmd_review)
 
     sp = sub.add_parser("demo", help="a scripted agent session against a sample project")
     sp.add_argument("--keep", action="store_true", help="keep the sample project and its audit log")
