@@ -52,6 +52,7 @@ HEADERS = {
     "cache-control": "no-store",
 }
 DECISIONS = ("allow", "deny", "ask")
+MAX_ROWS = 1000  # calls on one timeline page
 STATUSES = (
     "ok",
     "denied",
@@ -137,10 +138,11 @@ class Filters:
 class Pages:
     """The page handlers for one audit directory and one token."""
 
-    def __init__(self, directory: Path, token: str, policy: str | None) -> None:
+    def __init__(self, directory: Path, token: str, policy: str | None, max_rows: int) -> None:
         self.directory = directory
         self.token = token
         self.policy = policy
+        self.max_rows = max_rows
 
     def url(self, path: str, **params: str) -> str:
         return f"{path}?{urlencode({'token': self.token, **params})}"
@@ -271,7 +273,9 @@ class Pages:
         here = "/session/" + quote(path.stem, safe="")
         body += self.filter_form(here, filters, servers, tool=True)
         body += f"<p>{len(shown)} of {len(everything)} call(s).</p>\n"
-        body += _timeline(shown)
+        if len(shown) > self.max_rows:  # a page a browser can still show; the filters find the rest
+            body += f"<p class=notice>Showing the first {self.max_rows}: narrow them with the filters.</p>\n"
+        body += _timeline(shown[: self.max_rows])
         body += self.commits(start, report.records)
         return self.page(f"Session {path.stem}", body)
 
@@ -499,10 +503,10 @@ class _Guard:
         await self.app(scope, receive, strict)
 
 
-def build_app(directory: Path, token: str, *, policy: str | None = None) -> ASGIApp:
+def build_app(directory: Path, token: str, *, policy: str | None = None, max_rows: int = MAX_ROWS) -> ASGIApp:
     """The review page for one audit directory; `policy` is the extra policy file the servers run
     with (its [approvals] settings bound what a grant allows, as for `onrecord approve`)."""
-    pages = Pages(Path(directory), token, policy)
+    pages = Pages(Path(directory), token, policy, max_rows)
     routes = [
         Route("/", pages.sessions),
         Route("/session/{name}", pages.session),

@@ -4,6 +4,7 @@ approvals decided on the page."""
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from mcp import Client
 from starlette.testclient import TestClient
 
+from clients.cli import main
 from clients.review_page import HEADERS, build_app
 from common.approvals import ApprovalStore
 from common.audit import verify_dir
@@ -257,3 +259,26 @@ async def test_a_session_lists_the_commits_in_its_root_during_and_after_it(tmp_p
     commits = text.split("<h2>Commits in its root during and after it</h2>")[1]
     assert sha[:12] in commits and "a change &lt;b&gt;made&lt;/b&gt; after" in commits
     assert "initial" not in commits  # made before the session started
+
+
+async def test_a_long_timeline_shows_its_first_calls_and_says_how_to_find_the_rest(tmp_path: Path) -> None:
+    rec = await recorded(tmp_path)
+    text = (
+        TestClient(build_app(rec.audit, TOKEN, max_rows=2))
+        .get(session_url(rec), params={"token": TOKEN})
+        .text
+    )
+    assert "4 of 4 call(s)" in text and "Showing the first 2: narrow them with the filters" in text
+    assert len(re.findall(r"<code class=args>", text)) == 2
+
+
+def test_review_on_a_port_in_use_says_how_to_pick_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["review", "--port", str(port), "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port 0 for a free one" in err
