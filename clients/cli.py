@@ -14,10 +14,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from common.errors import OnrecordError
 from common.visible import visible
+
+if TYPE_CHECKING:
+    from common.approvals import Approval, ApprovalStore, Scope
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -299,7 +302,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approvals(policy: str | None, root: str = "") -> Any:
+def approval_store(policy: str | None, root: str = "") -> ApprovalStore:
     """The approval store, with TTL and uses from the humans' settings; for an approval's `root`,
     that project's file counts too (it can only lower them)."""
     from common.approvals import ApprovalStore
@@ -313,21 +316,50 @@ def _approvals(policy: str | None, root: str = "") -> Any:
     return ApprovalStore.for_settings(settings)
 
 
+def decide_approval(
+    approval_id: str,
+    *,
+    grant: bool,
+    scope: Scope = "settings",
+    for_s: int | None = None,
+    policy: str | None,
+    audit_dir: Path,
+    via: str,
+) -> Approval:
+    """Grant or decline a pending approval as the human running this, bounded by the humans'
+    settings for its root, and record the decision in the audit log: `onrecord approve` and the
+    review page decide through here, so both leave the same record.
+
+    Raises:
+        ApprovalError: the ID is unknown, or the approval is no longer pending.
+    """
+    pending = approval_store(policy).get(approval_id)
+    approval = approval_store(policy, pending.root).decide(
+        approval_id, grant=grant, by=_who(), scope=scope, for_s=for_s
+    )
+    _approval_audit(audit_dir, approval, via)
+    return approval
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
-    pending = _approvals(args.policy).get(args.id)
     scope, for_s = "settings", None
     if args.once:
         scope = "once"
     elif args.session:
         scope = "session"
     elif args.for_:
-        scope, for_s = "for", _duration(args.for_)
+        scope, for_s = "for", parse_duration(args.for_)
     if args.decline and scope != "settings":
         raise OnrecordError("--decline takes no --once, --session or --for")
-    approval = _approvals(args.policy, pending.root).decide(
-        args.id, grant=not args.decline, by=_who(), scope=scope, for_s=for_s
+    approval = decide_approval(
+        args.id,
+        grant=not args.decline,
+        scope=scope,
+        for_s=for_s,
+        policy=args.policy,
+        audit_dir=_audit_dir(args),
+        via="onrecord approve",
     )
-    _approval_audit(args, approval, "onrecord approve")
     verb = "granted" if approval.status == "granted" else "declined"
     print(
         f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)} "
@@ -346,20 +378,20 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(text: str) -> int:
+def parse_duration(text: str, what: str = "--for") -> int:
     """Seconds in '90s', '10m', '2h' (or a bare number of seconds)."""
     import re
 
     found = re.fullmatch(r"\s*(\d{1,6})\s*([smh]?)\s*", text)
     if not found:
-        raise OnrecordError(f"--for {text!r} is not a duration; write e.g. 90s, 10m or 2h")
+        raise OnrecordError(f"{what} {text!r} is not a duration; write e.g. 90s, 10m or 2h")
     return int(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
 
 
-def _approval_audit(args: argparse.Namespace, approval: Any, via: str) -> None:
+def _approval_audit(directory: Path, approval: Any, via: str) -> None:
     from common.audit import AuditLog
 
-    log = AuditLog(_audit_dir(args), "cli")
+    log = AuditLog(directory, "cli")
     log.write(
         "approval",
         {
@@ -380,12 +412,12 @@ def _approval_audit(args: argparse.Namespace, approval: Any, via: str) -> None:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from clients.review import table
 
-    store = _approvals(None)
+    store = approval_store(None)
     if args.action == "revoke":
         if not args.id:
             raise OnrecordError("approvals revoke needs an ID; `onrecord approvals --all` lists them")
         revoked = store.revoke(args.id, by=_who())
-        _approval_audit(args, revoked, "onrecord approvals revoke")
+        _approval_audit(_audit_dir(args), revoked, "onrecord approvals revoke")
         print(f"approval {revoked.id} revoked: {revoked.call} in {revoked.root or '(unknown root)'}")
         return 0
     items = store.all() if args.all else store.pending()
@@ -412,6 +444,37 @@ def cmd_approvals(args: argparse.Namespace) -> int:
             ],
         )
     )
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import secrets
+    import socket
+
+    import uvicorn
+
+    from clients.review_page import build_app
+
+    directory = _audit_dir(args)
+    token = secrets.token_urlsafe(24)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", args.port))  # this machine only, whatever the network
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        raise OnrecordError(
+            f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); pass another --port, or --port 0 for a free one"
+        ) from exc
+    port = sock.getsockname()[1]
+    print(f"onrecord review of {directory}")
+    print(f"  http://127.0.0.1:{port}/?token={token}")
+    print("Open that URL (it holds the page's token); Ctrl-C stops the page.", flush=True)
+    # No access log: each line would print a URL with the token in it.
+    config = uvicorn.Config(
+        build_app(directory, token, policy=args.policy), log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -524,6 +587,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", help="the audit directory for the revoke record")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_approvals)
+
+    sp = sub.add_parser("review", help="a local web page over the audit log, with pending approvals")
+    sp.add_argument("--port", type=int, default=0, help="the port on 127.0.0.1 (default: a free one)")
+    sp.add_argument("--dir", help="the audit directory (default: from settings)")
+    sp.add_argument("--policy", help="the extra policy file the servers run with (its [approvals] counts)")
+    sp.set_defaults(func=cmd_review)
 
     sp = sub.add_parser("demo", help="a scripted agent session against a sample project")
     sp.add_argument("--keep", action="store_true", help="keep the sample project and its audit log")

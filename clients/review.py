@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -192,14 +193,14 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
             parts += [f"policy {r['policy_mode']}"] if r.get("policy_mode") else []
             parts += [f"client {r['client']}"] if r.get("client") else []
             detail = " ".join(parts)
-            rows.append([r.get("seq"), _time(r), "session", "", "", detail])
+            rows.append([r.get("seq"), clock(r), "session", "", "", detail])
         elif kind == "call":
             d = r.get("decision") or {}
             action = d.get("action", "")
             if d.get("enforced") is False and action != "allow":
                 action = f"{action} (shadow)"
             args = json.dumps(r.get("arguments"), ensure_ascii=False, sort_keys=True)
-            rows.append([r.get("seq"), _time(r), "call", r.get("tool"), action, _clip(args, 70)])
+            rows.append([r.get("seq"), clock(r), "call", r.get("tool"), action, _clip(args, 70)])
             if d:  # which rule decided, from which file, and why: the reviewer's first question
                 # The reason names the rule that matched (or says none did); the source is its file.
                 source = f" [from {d['source']}]" if d.get("source") else ""
@@ -209,7 +210,7 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
             rows.append(
                 [
                     r.get("seq"),
-                    _time(r),
+                    clock(r),
                     "result",
                     r.get("tool"),
                     r.get("status"),
@@ -217,12 +218,12 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
                 ]
             )
         elif kind == "session_end":
-            rows.append([r.get("seq"), _time(r), "session", "", "ended", f"{r.get('records')} records"])
+            rows.append([r.get("seq"), clock(r), "session", "", "ended", f"{r.get('records')} records"])
         elif kind == "approval":
             who = f" by {r['by']}" if r.get("by") else ""
             ident = f" {r['approval_id']}" if r.get("approval_id") else ""
             rows.append(
-                [r.get("seq"), _time(r), "approval", "", r.get("action"), f"via {r.get('via')}{ident}{who}"]
+                [r.get("seq"), clock(r), "approval", "", r.get("action"), f"via {r.get('via')}{ident}{who}"]
             )
     return rows
 
@@ -298,7 +299,7 @@ def render_verify(reports: list[FileReport]) -> str:
     return "\n".join(lines)
 
 
-def _time(record: dict[str, Any]) -> str:
+def clock(record: dict[str, Any]) -> str:
     ts = str(record.get("ts", ""))
     return ts[11:23] if len(ts) >= 23 else ts
 
@@ -376,3 +377,84 @@ def render_for_commit(commit: dict[str, Any], found: list[tuple[Path, list[dict[
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Call:
+    """One call with what followed it: its `call` record, its `result` (None while it runs, or if
+    the process died), and the approval records that name it."""
+
+    call: dict[str, Any]
+    result: dict[str, Any] | None = None
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        d = self.call.get("decision")
+        return d if isinstance(d, dict) else {}
+
+    @property
+    def status(self) -> str:
+        return str(self.result.get("status")) if self.result else "no result"
+
+
+def calls(records: Iterable[dict[str, Any]]) -> list[Call]:
+    """The calls in a session's records, in order, each joined with its result and approvals."""
+    found: dict[object, Call] = {}
+    for r in records:
+        kind, call_id = r.get("type"), r.get("call_id")
+        if kind == "call":
+            found[call_id] = Call(r)
+        elif kind == "result" and call_id in found:
+            found[call_id].result = r
+        elif kind == "approval" and call_id in found:
+            found[call_id].approvals.append(r)
+    return list(found.values())
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    committed: str
+    author: str
+    subject: str
+    during: bool  # made while the session ran (else after it)
+
+
+def commits_since(root: Path, started: str, last: str | None, limit: int = 50) -> list[Commit]:
+    """The commits in the repository at root made since a session started, newest first, each
+    marked as made during the session or after it.
+
+    Raises:
+        OnrecordError: root is not a git repository (or git failed there).
+    """
+    from common.git import Git
+
+    since = _epoch(started)
+    if not since:
+        raise OnrecordError(f"the session's start {started!r} is not a time")
+    until = _epoch(last) if last else since
+    try:
+        git = Git(root)
+        shown = git.run_sync(
+            [
+                "log",
+                f"-{limit}",
+                "--no-show-signature",
+                f"--since={_iso(int(since))}",
+                "--format=%H%x00%ct%x00%an%x00%s",
+            ],
+            check=False,
+        )
+    except OSError as exc:
+        raise OnrecordError(f"{str(root)!r} cannot be read as a git repository ({exc})") from exc
+    if shown.returncode != 0:
+        raise OnrecordError(f"{str(root)!r} is not a git repository with commits")
+    found = []
+    for line in shown.text().splitlines():
+        fields = line.split("\0")
+        if len(fields) != 4 or not fields[1].isdigit():
+            continue
+        committed = int(fields[1])
+        found.append(Commit(fields[0], _iso(committed), fields[2], fields[3], committed <= until + 1))
+    return found

@@ -49,3 +49,12 @@ def test_readme_settings_example_is_a_valid_settings_file(tmp_path: Path) -> Non
     path.write_text(example.group(1), encoding="utf-8")
     parsed = read_settings_file(path)
     assert parsed.policy.deny and parsed.audit.fsync == "batch"
+
+
+def test_the_review_page_section_shows_the_screenshot_the_browser_test_saves() -> None:
+    from tests.clients.test_review_browser import SCREENSHOT
+
+    section = README.split("## Review page", 1)[1].split("\n## ", 1)[0]
+    assert "onrecord review [--port N] [--dir AUDIT_DIR]" in section
+    assert f"]({SCREENSHOT.relative_to(Path(__file__).parent.parent).as_posix()})" in section
+    assert SCREENSHOT.is_file()
