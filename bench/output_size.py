@@ -1,9 +1,9 @@
 """The largest output of each repo tool on a large repository, with maximal arguments.
 
-Each tool is called with the arguments that ask for the most (limit=10**9, context_lines=10**6,
-whole-file windows, the biggest file, the biggest commit); the size is that of the text a host
-puts in the model's context (the JSON text block), in estimated tokens (chars / 3.5, conservative
-for code). Goal: every one under 25,000.
+Each tool is called with the arguments that ask for the most (each `limit` and `context_lines` at
+the maximum its schema allows, whole-file windows, the biggest file, the biggest commit); the size
+is that of the text a host puts in the model's context (the JSON text block), in estimated tokens
+(chars / 3.5, conservative for code). Goal: every one under 25,000.
 
     .venv/bin/python bench/output_size.py
 """
@@ -47,17 +47,17 @@ def calls(root: Path) -> list[tuple[str, dict[str, Any]]]:
     big = biggest_file(root)
     return [
         ("overview", {}),
-        ("list_files", {"limit": BIG, "include_ignored": True}),
+        ("list_files", {"limit": 1000, "include_ignored": True}),
         ("read_file", {"path": big, "start_line": 1, "end_line": BIG}),
-        ("search", {"query": "e", "limit": BIG, "context_lines": 10**6}),
+        ("search", {"query": "e", "limit": 500, "context_lines": 10}),
         ("outline", {"path": big}),
-        ("find_symbol", {"name": "get", "include_references": True, "limit": BIG}),
+        ("find_symbol", {"name": "get", "include_references": True, "limit": 500}),
         ("git_status", {}),
-        ("git_diff", {"context_lines": 10**6}),
-        ("git_log", {"limit": BIG}),
+        ("git_diff", {"context_lines": 50}),
+        ("git_log", {"limit": 100}),
         ("git_show", {"rev": "HEAD"}),
         ("git_blame", {"path": big, "start_line": 1, "end_line": BIG}),
-        ("related_files", {"path": big, "limit": BIG}),
+        ("related_files", {"path": big, "limit": 100}),
     ]
 
 

@@ -47,7 +47,7 @@ from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
-from common import __version__, content, kinds, procs, progress
+from common import __version__, content, kinds, procs, progress, schema
 from common.approvals import Approval, ApprovalStore, policy_digest
 from common.audit import AuditLog, canonical
 from common.config import ConfigError, Settings
@@ -187,6 +187,7 @@ class AccountableServer(MCPServer):
         self._annotations: dict[str, dict[str, bool | None]] = {}
         self._kinds: dict[str, dict[str, kinds.Kind]] = {}
         self._params: dict[str, _Params] = {}
+        self._said: set[tuple[str, str]] = set()  # output descriptions tools/list already gives
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
@@ -234,11 +235,19 @@ class AccountableServer(MCPServer):
             # What clients read: a description without the docstring's indentation, and a schema
             # that says unknown arguments are refused (the call path refuses them).
             registered.description = inspect.cleandoc(registered.description or "")
+            # Defaults as the function declares them: the lean schema leaves out null ones.
+            declared = registered.parameters.get("properties", {})
+            registered.parameters = schema.lean_input(registered.parameters)
             registered.parameters["additionalProperties"] = False
+            if registered.fn_metadata.output_schema is not None:
+                # Read live by the SDK: tools/list publishes the lean schema from here on.
+                output = schema.lean_output(registered.fn_metadata.output_schema)
+                schema.say_once(output, self._said)
+                registered.fn_metadata.output_schema = output
             properties = registered.parameters.get("properties", {})
             self._params[tool_name] = _Params(
                 names=frozenset(properties),
-                defaults={k: v["default"] for k, v in properties.items() if "default" in v},
+                defaults={k: v["default"] for k, v in declared.items() if "default" in v},
                 # Validating costs a second pydantic pass; a rule can only tell the difference on an
                 # argument it names that is not a path (a path's text is the same once valid).
                 validate=any(
@@ -251,6 +260,12 @@ class AccountableServer(MCPServer):
             # signature already, so the wrapper needs none of its own.
             registered.fn = content.wrap(registered.fn, is_async=registered.is_async)
             registered.is_async = True
+            if registered.annotations is not None and registered.annotations.read_only_hint:
+                # The spec gives destructive and idempotent hints meaning only for tools that write;
+                # the policy keeps reading them from _annotations below.
+                registered.annotations = registered.annotations.model_copy(
+                    update={"destructive_hint": None, "idempotent_hint": None}
+                )
         ann: ToolAnnotations | None = kwargs.get("annotations")
         self._annotations[tool_name] = {
             "read_only": ann.read_only_hint if ann else None,

@@ -23,6 +23,7 @@ ALL = "all"
 def build(name: str, settings: Settings) -> AccountableServer:
     """Build one server, or every server's tools in one process for name 'all'."""
     from common.errors import OnrecordError
+    from common.schema import ENVELOPE
     from common.server import AccountableServer
 
     if name != ALL and name not in SERVERS:
@@ -32,7 +33,7 @@ def build(name: str, settings: Settings) -> AccountableServer:
     server = AccountableServer(
         name,
         settings,
-        instructions=" ".join(importlib.import_module(SERVERS[n]).INSTRUCTIONS for n in names),
+        instructions=" ".join([*(importlib.import_module(SERVERS[n]).INSTRUCTIONS for n in names), ENVELOPE]),
     )
     for n in names:
         importlib.import_module(SERVERS[n]).register(server, settings)

@@ -27,13 +27,19 @@ SAMPLE_ROWS = 5
 MAX_CONTRACT_BYTES = 1024 * 1024
 
 
+# More rows than any dataset here holds (DuckDB counts in 64-bit integers).
+MAX_ROWS = 10**15
+
+
 class CheckError(OnrecordError):
     """A check list or contract file is malformed."""
 
 
 class _Base(BaseModel):
     severity: Literal["fail", "warn"] = Field(default="fail", description="What a violation is reported as")
-    max_failures: int = Field(default=0, ge=0, description="Failing rows tolerated before the check fails")
+    max_failures: int = Field(
+        default=0, ge=0, le=MAX_ROWS, description="Failing rows tolerated before the check fails"
+    )
 
 
 class NotNull(_Base):
@@ -69,8 +75,8 @@ class Matches(_Base):
 
 class RowCount(_Base):
     type: Literal["row_count"]
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
+    min: int | None = Field(default=None, ge=0, le=MAX_ROWS)
+    max: int | None = Field(default=None, ge=0, le=MAX_ROWS)
 
 
 class ColumnExists(_Base):
@@ -81,7 +87,7 @@ class ColumnExists(_Base):
 class Freshness(_Base):
     type: Literal["freshness"]
     column: str
-    max_age_hours: float = Field(gt=0, description="The newest value must be at most this old")
+    max_age_hours: float = Field(gt=0, le=10**6, description="The newest value must be at most this old")
 
 
 class NotEvaluated(_Base):

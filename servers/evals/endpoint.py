@@ -463,7 +463,5 @@ async def _finish(
         prompt_tokens=sum(prompt) if prompt else None,
         completion_tokens=sum(completion) if completion else None,
         metrics=metric_list("multiclass", point, {}),
-        total=len(rows),
-        returned=len(rows),
         note=join_notes(*notes),
     )

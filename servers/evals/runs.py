@@ -23,7 +23,7 @@ async def list_runs(
     cursor: Cursor = None,
 ) -> RunList:
     """Runs in the eval store, newest first: id, name, time, git commit and dirty flag, sample size and
-    headline metrics. Paginated: pass `next_cursor` back as `cursor` for the next page."""
+    headline metrics; paginated."""
     limit = clamp(limit, 1, 200, 20)
     offset = cursor_position(cursor, "list_runs", {"name": name})
     runs = await offload.run(ctx.store.all_runs, name)

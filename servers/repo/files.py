@@ -20,6 +20,8 @@ from servers.repo.params import Cursor, FilePath, Rev
 MAX_READ_BYTES = 32 * 1024 * 1024
 MAX_LINE_CHARS = 2000
 MAX_LIST = 1000
+# Any line number a file can have: a window past the end stops at the end.
+MAX_LINE = 10**9
 
 
 def check_range(start_line: int, end_line: int | None) -> None:
@@ -69,11 +71,12 @@ async def list_files(
         str | None, Field(description="Gitignore-style glob on the relative path, e.g. '**/*.py'"), kinds.GLOB
     ] = None,
     max_depth: Annotated[
-        int | None, Field(description="Levels below `path` to show; deeper files are summarised as dirs")
+        int | None,
+        Field(ge=1, le=64, description="Levels below `path` to show; deeper files are summarised as dirs"),
     ] = None,
     include_ignored: Annotated[bool, Field(description="Also list files .gitignore excludes")] = False,
     cursor: Cursor = None,
-    limit: Annotated[int, Field(description="Entries per page (at most 1000)")] = 200,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST, description="Entries per page")] = 200,
 ) -> FileList:
     """List files (path, type, size) under a directory, honouring .gitignore. Paginated: pass
     next_cursor to continue."""
@@ -149,9 +152,9 @@ def _entry(ctx: RepoContext, name: str) -> Entry:
 async def read_file(
     ctx: RepoContext,
     path: FilePath,
-    start_line: Annotated[int, Field(ge=1, description="First line to return (1-based)")] = 1,
+    start_line: Annotated[int, Field(ge=1, le=MAX_LINE, description="First line to return (1-based)")] = 1,
     end_line: Annotated[
-        int | None, Field(ge=1, description="Last line to return; default: as many as fit")
+        int | None, Field(ge=1, le=MAX_LINE, description="Last line to return; default: as many as fit")
     ] = None,
     ref: Rev = None,
 ) -> FileContent:

@@ -13,7 +13,7 @@ from common import content, kinds
 from common.budget import clamp, cursor_position, encode_cursor, join_notes, take_within
 from common.git import GitError, check_date
 from servers.repo.context import RepoContext, decode, visible
-from servers.repo.files import check_range, read_file, refuse_git_internals
+from servers.repo.files import MAX_LINE, check_range, read_file, refuse_git_internals
 from servers.repo.models import (
     BlameCommit,
     BlameRange,
@@ -167,6 +167,8 @@ async def git_status(ctx: RepoContext) -> StatusResult:
         untracked=sorted(untracked)[:MAX_STATUS_ENTRIES],
         conflicted=sorted(conflicted),
         total=total,
+        returned=sum(min(len(x), MAX_STATUS_ENTRIES) for x in (staged, unstaged, untracked))
+        + len(conflicted),
         truncated=cut,
         note=f"each list is cut at {MAX_STATUS_ENTRIES} entries; use list_files or git_diff with path"
         if cut
@@ -231,7 +233,7 @@ async def git_log(
     since: Annotated[str | None, Field(description="Date, e.g. '2026-01-31' or '2 weeks ago'")] = None,
     until: Annotated[str | None, Field(description="Date, e.g. '2026-03-01'")] = None,
     grep: Annotated[str | None, Field(description="Commit message contains this text")] = None,
-    limit: Annotated[int, Field(description="Commits per page (at most 100)")] = 20,
+    limit: Annotated[int, Field(ge=1, le=MAX_LOG, description="Commits per page")] = 20,
     cursor: Cursor = None,
 ) -> LogResult:
     """Commit history: sha, author, date, subject, and files changed with line counts."""
@@ -386,7 +388,7 @@ async def git_diff(
     ] = None,
     staged: Annotated[bool, Field(description="Compare the index (staged changes) with HEAD")] = False,
     path: OptionalPath = None,
-    context_lines: Annotated[int, Field(description="Context lines per hunk (at most 50)")] = 3,
+    context_lines: Annotated[int, Field(ge=0, le=MAX_CONTEXT, description="Context lines per hunk")] = 3,
     cursor: Cursor = None,
 ) -> DiffResult:
     """A diff summarised for reading: per-file stats first, then whole hunks within the budget,
@@ -492,8 +494,8 @@ async def git_show(
 async def git_blame(
     ctx: RepoContext,
     path: FilePath,
-    start_line: Annotated[int, Field(ge=1, description="First line (1-based)")] = 1,
-    end_line: Annotated[int | None, Field(ge=1, description="Last line")] = None,
+    start_line: Annotated[int, Field(ge=1, le=MAX_LINE, description="First line (1-based)")] = 1,
+    end_line: Annotated[int | None, Field(ge=1, le=MAX_LINE, description="Last line")] = None,
     rev: Rev = None,
 ) -> BlameResult:
     """Who last changed each line: ranges of lines with a commit id; each commit's author, date and

@@ -205,7 +205,7 @@ def _framework(ctx: RepoContext, files: list[str]) -> str | None:
 async def related_files(
     ctx: RepoContext,
     path: FilePath,
-    limit: Annotated[int, Field(description="Files to return (at most 100)")] = 10,
+    limit: Annotated[int, Field(ge=1, le=100, description="Files to return")] = 10,
 ) -> RelatedResult:
     """Files related to one file, each with its reasons: changed together in history (recent
     commits weigh more), its tests, what it imports and what imports it."""

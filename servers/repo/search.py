@@ -99,8 +99,10 @@ async def search(
     path_glob: Annotated[
         str | None, Field(description="Only files matching this glob, e.g. 'src/**/*.py'"), kinds.GLOB
     ] = None,
-    context_lines: Annotated[int, Field(description="Lines of context around each match (at most 10)")] = 0,
-    limit: Annotated[int, Field(description="Matches per page (at most 500)")] = 100,
+    context_lines: Annotated[
+        int, Field(ge=0, le=MAX_CONTEXT, description="Lines of context around each match")
+    ] = 0,
+    limit: Annotated[int, Field(ge=1, le=MAX_MATCHES, description="Matches per page")] = 100,
     cursor: Cursor = None,
 ) -> SearchResult:
     """Search file contents (tracked and untracked-not-ignored files; binary files skipped).

@@ -13,8 +13,7 @@ NAME = "repo"
 INSTRUCTIONS = (
     "Git-aware context for the repository at the server's root. Start with overview, then list_files, "
     "search, outline and find_symbol to locate code, read_file to read it, and git_log, git_diff, "
-    "git_blame and related_files for history. Paths are relative to the root. Every result is bounded: "
-    "when `truncated` is true, `note` says what was left out and `next_cursor` / `next_start_line` get more."
+    "git_blame and related_files for history. Paths are relative to the root."
 )
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False

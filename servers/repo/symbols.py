@@ -301,7 +301,7 @@ async def find_symbol(
         str | None, Field(description="Only this kind: class, function, method, variable, type, ...")
     ] = None,
     include_references: Annotated[bool, Field(description="Also list lines that mention the name")] = False,
-    limit: Annotated[int, Field(description="Results to return (at most 500)")] = 50,
+    limit: Annotated[int, Field(ge=1, le=500, description="Results to return")] = 50,
 ) -> SymbolResult:
     """Find where a symbol is defined across the repository, and optionally where it is used."""
     limit = clamp(limit, 1, 500, 50)

@@ -18,10 +18,11 @@ Targets = Annotated[
 Keyword = Annotated[str | None, Field(description="pytest -k expression, e.g. 'login and not slow'")]
 Marker = Annotated[str | None, Field(description="pytest -m expression, e.g. 'not integration'")]
 LastFailed = Annotated[bool, Field(description="Run only the tests that failed last time (all if none did)")]
-MaxFailures = Annotated[int | None, Field(description="Stop after this many failures")]
-Timeout = Annotated[int, Field(description="Seconds before the run is stopped (1 to 86400)")]
+MaxFailures = Annotated[int | None, Field(ge=1, le=100_000, description="Stop after this many failures")]
+Timeout = Annotated[int, Field(ge=1, le=86_400, description="Seconds before the run is stopped")]
 Workers = Annotated[
-    int | Literal["auto"] | None, Field(description="Parallel workers (needs pytest-xdist in the project)")
+    Annotated[int, Field(ge=1, le=64)] | Literal["auto"] | None,
+    Field(description="Parallel workers (needs pytest-xdist in the project)"),
 ]
 Paths = Annotated[
     list[str] | None,

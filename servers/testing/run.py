@@ -445,7 +445,8 @@ async def run_tests(
 ) -> RunResult:
     """Run tests and return status (passed, failed, error, timeout, no_tests, interrupted), counts,
     failures with trimmed tracebacks, failure_groups (failures sharing one cause), the slowest tests
-    and the run id. Sends progress notifications per finished test."""
+    and the run id. The listed items are failures: `total` counts those that exist, `returned` those
+    listed (counts has the tests by outcome). Sends progress notifications per finished test."""
     args = pytest_args(
         project, targets, keyword, marker, last_failed=last_failed, max_failures=max_failures, workers=workers
     )

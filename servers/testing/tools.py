@@ -64,7 +64,7 @@ async def discover_tests(
     path: Annotated[str | None, Field(description="A file or directory to collect from"), kinds.PATH] = None,
     keyword: Keyword = None,
     marker: Marker = None,
-    limit: Annotated[int, Field(description="Node ids per page (at most 5000)")] = 500,
+    limit: Annotated[int, Field(ge=1, le=5000, description="Node ids per page")] = 500,
     cursor: Cursor = None,
 ) -> Discovery:
     """Collect tests without running them: node ids and collection errors with their messages.
@@ -442,7 +442,7 @@ async def format_check(project: Project, paths: Paths = None) -> FormatResult:
 async def check_flaky(
     project: Project,
     node_id: NodeId,
-    runs: Annotated[int, Field(ge=2, le=20, description="How many times to run it (2 to 20)")] = 5,
+    runs: Annotated[int, Field(ge=2, le=20, description="How many times to run it")] = 5,
 ) -> FlakyResult:
     """Run one test several times: the outcome of each run and a verdict (stable_pass, stable_fail, flaky)."""
     target = project.target(node_id)
@@ -512,7 +512,7 @@ def _outcome_of(project: Project, run: RunResult, target: str) -> str:
 async def test_history(
     project: Project,
     node_id: NodeId,
-    limit: Annotated[int, Field(description="Recent runs to return (at most 500)")] = 20,
+    limit: Annotated[int, Field(ge=1, le=500, description="Recent runs to return")] = 20,
 ) -> HistoryResult:
     """Recent recorded outcomes of one test, with HEAD and dirty flag, and its pass and flaky rates.
     Rates count only runs of a commit on a clean tree: a failure on an uncommitted edit says

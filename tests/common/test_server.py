@@ -12,6 +12,7 @@ from mcp.server import MCPServer
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, ElicitResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from common import schema
 from common.audit import verify_file
 from common.errors import OnrecordError
 from common.server import AccountableServer
@@ -354,8 +355,12 @@ async def test_input_schemas_are_the_tools_own_and_refuse_unknown_arguments(tmp_
     theirs = {t.name: t for t in await plain.list_tools()}
     assert set(ours) == set(theirs)
     for name, tool in theirs.items():
-        assert ours[name].input_schema == {**tool.input_schema, "additionalProperties": False}
-        assert ours[name].output_schema == tool.output_schema
+        # The same schemas, said leanly (common.schema): no titles repeating names.
+        assert ours[name].input_schema == {
+            **schema.lean_input(tool.input_schema),
+            "additionalProperties": False,
+        }
+        assert ours[name].output_schema == (tool.output_schema and schema.lean_output(tool.output_schema))
         description = ours[name].description
         assert description is not None
         assert not any(line.startswith((" ", "\t")) for line in description.splitlines())
