@@ -52,7 +52,7 @@ def test_readme_settings_example_is_a_valid_settings_file(tmp_path: Path) -> Non
 
 
 def test_the_review_page_section_shows_the_screenshot_the_browser_test_saves() -> None:
-    from tests.clients.test_review_browser import SCREENSHOT
+    from tests.clients.test_review_browser import README_SCREENSHOT as SCREENSHOT
 
     section = README.split("## Review page", 1)[1].split("\n## ", 1)[0]
     assert "onrecord review [--port N] [--dir AUDIT_DIR]" in section

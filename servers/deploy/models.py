@@ -114,7 +114,7 @@ class Hop(BaseModel):
     location: str | None = None
 
 
-class HttpCheck(BaseModel):
+class HttpCheck(Envelope):
     url: str
     verdict: Literal["pass", "fail"]
     problems: list[str] = Field(description="Why the verdict is fail; empty on pass")
@@ -140,6 +140,6 @@ class ChecklistItem(BaseModel):
     how: str = Field(description="How to answer it")
 
 
-class Checklist(BaseModel):
+class Checklist(Envelope):
     items: list[ChecklistItem]
     open: list[str]

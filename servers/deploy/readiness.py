@@ -687,4 +687,6 @@ async def release_checklist(ctx: DeployContext) -> Checklist:
         raise secrets.DeployError(
             f"[deploy.checklist] has unknown item(s) {', '.join(unknown)}; the items are: {', '.join(ITEMS)}"
         )
-    return Checklist(items=items, open=[i.id for i in items if i.status == "open"])
+    return Checklist(
+        items=items, open=[i.id for i in items if i.status == "open"], total=len(items), returned=len(items)
+    )
