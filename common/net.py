@@ -103,6 +103,8 @@ async def pin(url: httpx.URL, allowed_hosts: list[str], allow_private: list[str]
     return Target(url, host, port, str(addresses[0]))
 
 
-def pinned_request_url(target: Target) -> httpx.URL:
-    """The URL with its host replaced by the pinned address (the Host header and TLS name keep the host)."""
-    return target.url.copy_with(host=target.address)
+def pinned(target: Target) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """(url, headers, extensions) of a request to exactly the pinned address: the URL's host replaced
+    by the address, the Host header and the TLS server name (and so the certificate check) kept."""
+    headers = {"Host": target.url.netloc.decode("ascii")}
+    return target.url.copy_with(host=target.address), headers, {"sni_hostname": target.host}

@@ -20,7 +20,7 @@ import httpx
 from pydantic import Field
 
 from common import kinds
-from common.net import HostRefused, pin, pinned_request_url
+from common.net import HostRefused, pin, pinned
 from common.redact import redact_text
 from servers.deploy.context import DeployContext
 from servers.deploy.models import Hop, HttpCheck
@@ -119,11 +119,12 @@ async def check_http(
                 for hop in range(options.max_redirects + 1):
                     target = await pin(current, options.allowed_hosts, options.allow_private_hosts, "deploy")
                     phases = _Phases()
+                    address_url, headers, extensions = pinned(target)
                     request = client.build_request(
                         "GET",
-                        pinned_request_url(target),
-                        headers={"Host": current.netloc.decode("ascii"), "User-Agent": "onrecord-check-http"},
-                        extensions={"trace": phases, "sni_hostname": target.host},
+                        address_url,
+                        headers={**headers, "User-Agent": "onrecord-check-http"},
+                        extensions={**extensions, "trace": phases},
                     )
                     response = await client.send(request, stream=True)
                     try:

@@ -11,9 +11,7 @@ rerun calls only what is missing.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import anyio
 from pydantic import BaseModel, Field
 
-from common import content, kinds, offload, progress
+from common import content, kinds, net, offload, progress
 from common.budget import Envelope, join_notes
 from common.workspace import WorkspaceError
 from servers.evals import frame, metrics
@@ -85,46 +83,6 @@ class Calls:
     answers: dict[int, Answer] = field(default_factory=dict)
 
 
-def _host_allowed(url: httpx.URL, options: EvalsSettings) -> str:
-    host = url.host
-    port = url.port or (443 if url.scheme == "https" else 80)
-    if url.scheme not in ("http", "https"):
-        raise EvalsError(f"url {str(url)!r}: only http and https endpoints are called")
-    if not host:
-        raise EvalsError(f"url {str(url)!r} has no host")
-    if url.userinfo:
-        raise EvalsError(f"url {str(url)!r} carries credentials; they are never sent")
-    if host not in options.allowed_hosts and f"{host}:{port}" not in options.allowed_hosts:
-        raise EvalsError(
-            f"host {host!r} is not in [evals] allowed_hosts; a human adds it to the settings "
-            "(the project's own file may not) before evaluate_endpoint may call it"
-        )
-    return host
-
-
-def _check_addresses(host: str, port: int, options: EvalsSettings) -> None:
-    """Refuse a host that resolves to an address inside this machine or its network, unless named."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise EvalsError(f"host {host!r} cannot be resolved: {exc.strerror or exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        inner = (
-            address.is_loopback
-            or address.is_private
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-            or address.is_unspecified
-        )
-        if inner and host not in options.allow_private_hosts:
-            raise EvalsError(
-                f"host {host!r} resolves to {address}, a loopback, private, link-local or reserved address; "
-                "such endpoints are refused unless [evals] allow_private_hosts names the host"
-            )
-
-
 def _body(mode: Mode, text: str, model: str | None) -> dict[str, Any]:
     if mode == "chat":
         return {
@@ -168,7 +126,7 @@ def _parse(mode: Mode, data: Any) -> tuple[str, int | None, int | None]:
 
 async def _call_one(
     client: httpx.AsyncClient,
-    url: str,
+    target: net.Target,
     body: dict[str, Any],
     mode: Mode,
     options: EvalsSettings,
@@ -181,7 +139,8 @@ async def _call_one(
         started = time.perf_counter()
         retry_after: float | None = None
         try:
-            response = await client.post(url, json=body)
+            url, headers, extensions = net.pinned(target)
+            response = await client.post(url, json=body, headers=headers, extensions=extensions)
             latency = (time.perf_counter() - started) * 1000
             if response.status_code == 429 or response.status_code >= 500:
                 kind = f"http_{response.status_code}"
@@ -316,9 +275,11 @@ async def evaluate_endpoint(
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise EvalsError(f"url {url!r} is not a valid URL: {exc}") from exc
-    host = _host_allowed(parsed, options)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    await offload.run(_check_addresses, host, port, options)
+    try:
+        # Resolved once; every request goes to this address (common.net).
+        target = await net.pin(parsed, options.allowed_hosts, options.allow_private_hosts, "evals")
+    except net.HostRefused as exc:
+        raise EvalsError(str(exc)) from exc
     resolved = ctx.workspace.resolve(dataset)
     if not content.allows(resolved.relative, follow_links=True):
         raise WorkspaceError(f"path {dataset!r} may not be read under the policy; it is not evaluated")
@@ -350,7 +311,7 @@ async def evaluate_endpoint(
         text = rows[i][0]
         assert text is not None
         async with limiter:
-            answer = await _call_one(client, str(parsed), _body(mode, text, model), mode, options, calls)
+            answer = await _call_one(client, target, _body(mode, text, model), mode, options, calls)
         calls.answers[i] = answer
         async with lock:
             if answer.output is not None:

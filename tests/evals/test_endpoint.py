@@ -169,12 +169,12 @@ async def test_json_mode_reads_output(tmp_path: Any, model: Any) -> None:
 @pytest.mark.parametrize(
     ("url", "options", "message"),
     [
-        ("http://{hostport}/v1", {"allow_private_hosts": []}, "loopback, private, link-local"),
+        ("http://{hostport}/v1", {"allow_private_hosts": []}, "resolves to 127.0.0.1, a loopback address"),
         ("http://example.org/v1", {}, "not in [evals] allowed_hosts"),
         (
             "http://169.254.169.254/latest",
             {"allowed_hosts": ["169.254.169.254"], "allow_private_hosts": []},
-            "link-local",
+            "a cloud metadata address",
         ),
         ("file:///etc/passwd", {}, "only http and https"),
         ("http://user:pw@{hostport}/v1", {}, "credentials"),
