@@ -35,6 +35,7 @@ MAX_FINDINGS = 500
 # Not in shell scripts, where `export TOKEN=abc123` is a literal and a reference starts with `$`
 # (which the allowlist takes out).
 _CODE = "py pyi js mjs cjs ts tsx jsx go rs java kt scala rb php cs c h cc cpp hpp swift m ps1 lua r jl dart ex exs erl hs ml fs vue svelte"
+PROSE_SUFFIXES = frozenset({".md", ".markdown", ".rst", ".txt", ".adoc"})
 CODE_SUFFIXES = frozenset(f".{s}" for s in _CODE.split(" "))
 _SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".tox"})
 
@@ -95,7 +96,9 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
     """The secrets in one text: (hits, matches the allowlist took out). One finding per place: the
     first rule (the most specific; the file lists them so) claims a span."""
     lower = text.lower()
-    code = Path(path).suffix.lower() in CODE_SUFFIXES
+    suffix = Path(path).suffix.lower()
+    code = suffix in CODE_SUFFIXES
+    prose = suffix in PROSE_SUFFIXES
     starts: list[int] = []
     claimed: list[tuple[int, int]] = []
     hits: list[tuple[int, Hit]] = []
@@ -107,7 +110,11 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
             if any(start < e and s < end for s, e in claimed):
                 continue
             secret = text[start:end]
-            if rules.allowlist.allows_secret(secret) or (code and _unquoted(rule, text, start)):
+            if (
+                rules.allowlist.allows_secret(secret)
+                or (code and _unquoted(rule, text, start))
+                or (prose and _prose_word(rule, text, start, secret))
+            ):
                 allowlisted += 1
                 continue
             claimed.append((start, end))
@@ -119,6 +126,12 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
             line_text = text[line_start : line_end if line_end >= 0 else len(text)]
             hits.append((start, Hit(rule.id, index + 1, _excerpt(line_text, rule))))
     return [h for _, h in sorted(hits, key=lambda pair: pair[0])], allowlisted
+
+
+def _prose_word(rule: Rule, text: str, start: int, secret: str) -> bool:
+    """In documentation, `token: every request...` is a sentence: an unquoted keyword value that is a
+    plain word (letters only) is prose, not a credential."""
+    return _unquoted(rule, text, start) and secret.isalpha()
 
 
 def _unquoted(rule: Rule, text: str, start: int) -> bool:

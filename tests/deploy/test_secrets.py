@@ -159,3 +159,17 @@ async def test_outside_git_the_directory_is_walked(tmp_path: Path, session: Any)
     assert [(f["path"], f["rule"]) for f in scan["findings"]] == [("a.py", "aws_access_key_id")]
     assert scan["skipped_files"] == 1
     assert "git repository" in history
+
+
+async def test_prose_is_not_a_credential_but_a_quoted_value_in_docs_is(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo(
+        {
+            "README.md": "It prints a URL which holds a random\ntoken: every request without it is refused.\n",
+            "docs/setup.md": 'Set `password = "Xk9#mQ2vL8"` in the file.\n',
+        }
+    )
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+    assert [(f["path"], f["line"]) for f in scan["findings"]] == [("docs/setup.md", 1)]
