@@ -60,7 +60,9 @@ class Rule:
             start = group_end if self.from_end else group_start
             if start < 0:
                 start = m.start()
-            end = m.end()
+            # A `value` group is the secret itself: what follows it in the match (a closing quote)
+            # stays in place.
+            end = group_end if self.start_group and not self.from_end and group_end >= 0 else m.end()
             if (
                 start < last
                 or end <= start

@@ -173,3 +173,21 @@ async def test_prose_is_not_a_credential_but_a_quoted_value_in_docs_is(
     async with session(root) as call:
         scan = ok(await call("scan_secrets"))
     assert [(f["path"], f["line"]) for f in scan["findings"]] == [("docs/setup.md", 1)]
+
+
+async def test_quoted_values_with_any_characters_are_found_and_shell_substitutions_are_not(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    django = "(k4n#2x!vq9z)@w&b7" + "^m1p"
+    root = repo(
+        {
+            "site/settings.py": f'SECRET_KEY = "{django}"\n',
+            "scripts/run.sh": 'PASSWORD="$(cat /run/secrets/db_password)"\n',
+        }
+    )
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+    assert [(f["path"], f["rule"], f["excerpt"]) for f in scan["findings"]] == [
+        ("site/settings.py", "secret_assignment_quoted", 'SECRET_KEY = "[REDACTED:secret_assignment_quoted]"')
+    ]
+    assert django not in str(scan)
