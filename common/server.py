@@ -708,8 +708,9 @@ def _pending_message(qualified: str, decision: Decision, pending: Approval) -> s
         f"{qualified} {canonical(pending.arguments)} was recorded as pending approval {pending.id} "
         f"and not run (the request expires in {minutes} min). Human, to decide: "
         f"`onrecord approve {pending.id}` (as your settings say; add --once, --session for the rest of "
-        f"this session, or --for 10m) or `onrecord approve {pending.id} --decline`; "
-        "`onrecord approvals` lists what is pending. Agent: tell the human, and after they approve, "
+        f"this session, or --for 10m) or `onrecord approve {pending.id} --decline`, or on the review "
+        "page (`onrecord review`); `onrecord approvals` lists what is pending. Agent: tell the human, "
+        "and after they approve, "
         "retry the same call with exactly the same arguments."
     )
 

@@ -445,6 +445,7 @@ async def test_approvals_on_a_host_without_elicitation_once_session_period_revok
             "--session",
             "--for 10m",
             "--decline",
+            "`onrecord review`",
         ):
             assert part in text, part
         assert decide("approve", once, "--once") == 0
