@@ -101,6 +101,11 @@ class RuleSet:
     rules: tuple[Rule, ...]
     allowlist: Allowlist = field(default_factory=Allowlist)
 
+    @functools.cached_property
+    def keywords(self) -> frozenset[str]:
+        """Every rule's keywords: a text holding none of them needs no keyword-gated rule."""
+        return frozenset(k for r in self.rules for k in r.keywords)
+
     def merged(self, other: RuleSet) -> RuleSet:
         """These rules and `other`'s (a rule with the same id is replaced), both allowlists."""
         ids = {r.id for r in other.rules}

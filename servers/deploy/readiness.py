@@ -334,18 +334,8 @@ async def _added_lines(ctx: DeployContext, base: str) -> list[tuple[str, int, st
         ["diff", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--end-of-options", base, "--"],
         max_output=32 * 1024 * 1024,
     )
-    found: list[tuple[str, int, str]] = []
-    path, number = "", 0
-    for raw in diff.text().split("\n"):
-        if raw.startswith("+++ "):
-            path = raw[6:] if raw.startswith("+++ b/") else ""
-        elif raw.startswith("@@ "):
-            m = re.match(r"@@ -\S+ \+(\d+)", raw)
-            number = int(m.group(1)) if m else 0
-        elif raw.startswith("+") and path:
-            found.append((path, number, raw[1:]))
-            number += 1
-    return found
+    groups, _ = secrets.added_lines(diff.text())
+    return [(g.path, number, text) for g in groups for number, text in g.lines]
 
 
 def _is_test_path(path: str) -> bool:

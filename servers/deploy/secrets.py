@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from common import content, kinds, offload
+from common import content, kinds, offload, progress
 from common.budget import join_notes, take_within
 from common.errors import OnrecordError
 from common.git import GitError, check_ref_text
@@ -30,6 +30,7 @@ from servers.deploy.context import DeployContext
 from servers.deploy.models import SecretFinding, SecretScan
 
 EXCERPT_CHARS = 160
+CHUNK = 2000  # files scanned between progress reports
 MAX_FINDINGS = 500
 # In source code a literal is quoted: `password = get_password()` names a variable, not a secret.
 # Not in shell scripts, where `export TOKEN=abc123` is a literal and a reference starts with `$`
@@ -103,8 +104,9 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
     claimed: list[tuple[int, int]] = []
     hits: list[tuple[int, Hit]] = []
     allowlisted = 0
+    present = {k for k in rules.keywords if k in lower}  # one substring test per keyword, not per rule
     for rule in rules.rules:
-        if not rule.scan or (rule.keywords and not any(k in lower for k in rule.keywords)):
+        if not rule.scan or (rule.keywords and present.isdisjoint(rule.keywords)):
             continue
         for start, end in rule.secret_spans(text):
             if any(start < e and s < end for s, e in claimed):
@@ -154,27 +156,90 @@ def _decode(data: bytes) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def _add(tally: Tally, text: str, path: str, where: str, rules: RuleSet, accepted: set[str]) -> None:
+def _add(
+    tally: Tally,
+    text: str,
+    path: str,
+    where: str,
+    rules: RuleSet,
+    accepted: set[str],
+    numbers: list[int] | None = None,
+) -> None:
+    """Scan one text; `numbers` maps its lines to the file's (for lines taken out of a diff)."""
     hits, allowlisted = find(text, path, rules)
     tally.allowlisted += allowlisted
     seen: set[tuple[str, int]] = set()
     for hit in hits:
-        if (hit.rule, hit.line) in seen:
+        line = numbers[hit.line - 1] if numbers else hit.line
+        if (hit.rule, line) in seen:
             continue  # one finding per rule and line, however many matches the line holds
-        seen.add((hit.rule, hit.line))
-        if _accepted(accepted, path, hit.rule, hit.line):
+        seen.add((hit.rule, line))
+        if _accepted(accepted, path, hit.rule, line):
             tally.baselined += 1
             continue
         tally.findings.append(
             SecretFinding(
                 rule=hit.rule,
                 path=path,
-                line=hit.line,
+                line=line,
                 where=where,
                 excerpt=hit.excerpt,
-                fingerprint=f"{path}:{hit.rule}:{hit.line}",
+                fingerprint=f"{path}:{hit.rule}:{line}",
             )
         )
+
+
+@dataclass
+class Added:
+    """The lines a diff adds to one file (in one commit, for `git log -p`)."""
+
+    commit: str
+    path: str
+    lines: list[tuple[int, str]]  # (line number in the new file, text)
+
+
+COMMIT_MARK = "\x01commit "
+_HUNK = re.compile(r"@@ -\S+ \+(\d+)")
+
+
+def added_lines(diff: str) -> tuple[list[Added], int]:
+    """What a unified diff (`git diff -U0`, or `git log -p` with COMMIT_MARK lines) adds, per file;
+    and how many commits it holds."""
+    found: list[Added] = []
+    commit, path, number, commits = "", "", 0, 0
+    current: list[tuple[int, str]] = []
+
+    def flush() -> None:
+        if path and current:
+            found.append(Added(commit, path, list(current)))
+        current.clear()
+
+    for raw in diff.split("\n"):
+        if raw.startswith(COMMIT_MARK):
+            flush()
+            commit, path = raw[len(COMMIT_MARK) :].strip(), ""
+            commits += 1
+        elif raw.startswith("+++ "):
+            flush()
+            path = raw[6:] if raw.startswith("+++ b/") else ""
+        elif raw.startswith("@@ "):
+            m = _HUNK.match(raw)
+            number = int(m.group(1)) if m else 0
+        elif raw.startswith("+") and path:
+            current.append((number, raw[1:]))
+            number += 1
+    flush()
+    return found, commits
+
+
+def _scan_added(
+    tally: Tally, groups: list[Added], where: str | None, rules: RuleSet, accepted: set[str]
+) -> None:
+    for group in groups:
+        if not rules.allowlist.allows_path(group.path):
+            text = "\n".join(t for _, t in group.lines)
+            numbers = [n for n, _ in group.lines]
+            _add(tally, text, group.path, where or group.commit[:12], rules, accepted, numbers)
 
 
 async def _in_git(ctx: DeployContext) -> bool:
@@ -195,18 +260,22 @@ def _walk(root: Path) -> list[str]:
 
 
 async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tally: Tally) -> None:
-    staged: list[str] = []
+    staged: list[Added] = []
     if await _in_git(ctx):
         listed = await ctx.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
         names = sorted({n for n in listed.text().split("\0") if n})
-        differs = await ctx.git.run(["diff", "-z", "--name-only", "--no-renames"])
-        staged = sorted({n for n in differs.text().split("\0") if n})
+        # What the next commit adds beyond HEAD: one diff, not a process per file.
+        cached = await ctx.git.run(
+            ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--no-textconv"],
+            max_output=64 * 1024 * 1024,
+        )
+        staged, _ = added_lines(cached.text())
     else:
         names = await offload.run(_walk, ctx.root)
     limit = ctx.options.max_file_bytes
 
-    def scan_files() -> None:
-        for name in names:
+    def scan_files(chunk: list[str]) -> None:
+        for name in chunk:
             if rules.allowlist.allows_path(name) or not (ctx.root / name).is_file():
                 continue
             try:
@@ -221,27 +290,17 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
             tally.files += 1
             _add(tally, text, resolved.relative, "worktree", rules, accepted)
 
-    await offload.run(scan_files)
-    for name in staged:
-        if rules.allowlist.allows_path(name):
-            continue
-        blob = await ctx.git.run(["cat-file", "blob", f":{name}"], check=False, max_output=limit + 1)
-        if blob.returncode != 0:
-            continue  # staged as deleted, or an unmerged path
-        text = _decode(blob.stdout) if len(blob.stdout) <= limit else None
-        if text is None:
-            tally.skipped += 1
-            continue
-        before = len(tally.findings)
-        _add(tally, text, name, "staged", rules, accepted)
-        # The same finding in the file on disk is already reported; keep only what the index adds.
-        seen = {(f.path, f.rule, f.excerpt) for f in tally.findings[:before] if f.where == "worktree"}
-        tally.findings[before:] = [
-            f for f in tally.findings[before:] if (f.path, f.rule, f.excerpt) not in seen
-        ]
-
-
-_COMMIT = "\x01commit "
+    for start in range(0, len(names), CHUNK):
+        await offload.run(scan_files, names[start : start + CHUNK])
+        done = min(start + CHUNK, len(names))
+        await progress.report(done, len(names), f"scanned {done} of {len(names)} files")
+    before = len(tally.findings)
+    _scan_added(tally, staged, "staged", rules, accepted)
+    # A staged line that is also in the file on disk is reported once, as the work tree's.
+    on_disk = {(f.path, f.rule, f.excerpt) for f in tally.findings[:before]}
+    tally.findings[before:] = [
+        f for f in tally.findings[before:] if (f.path, f.rule, f.excerpt) not in on_disk
+    ]
 
 
 async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: set[str], tally: Tally) -> bool:
@@ -262,7 +321,7 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
             "--no-renames",
             "--no-textconv",
             f"--max-count={ctx.options.history_commits}",
-            f"--format={_COMMIT}%H",
+            f"--format={COMMIT_MARK}%H",
             "--end-of-options",
             range_,
             "--",
@@ -272,48 +331,8 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
     )
 
     def parse_log() -> None:
-        commit, path, line_no = "", "", 0
-        added: list[tuple[int, str]] = []
-
-        def flush() -> None:
-            if commit and path and added and not rules.allowlist.allows_path(path):
-                numbers = [n for n, _ in added]
-                text = "\n".join(t for _, t in added)
-                hits, allowlisted = find(text, path, rules)
-                tally.allowlisted += allowlisted
-                for hit in hits:
-                    real = numbers[hit.line - 1]
-                    if _accepted(accepted, path, hit.rule, real):
-                        tally.baselined += 1
-                        continue
-                    tally.findings.append(
-                        SecretFinding(
-                            rule=hit.rule,
-                            path=path,
-                            line=real,
-                            where=commit[:12],
-                            excerpt=hit.excerpt,
-                            fingerprint=f"{path}:{hit.rule}:{real}",
-                        )
-                    )
-            added.clear()
-
-        for raw in result.text().split("\n"):
-            if raw.startswith(_COMMIT):
-                flush()
-                commit, path = raw[len(_COMMIT) :].strip(), ""
-                tally.commits += 1
-            elif raw.startswith("+++ "):
-                flush()
-                target = raw[4:]
-                path = target[2:] if target.startswith("b/") else ""
-            elif raw.startswith("@@ "):
-                m = re.match(r"@@ -\S+ \+(\d+)", raw)
-                line_no = int(m.group(1)) if m else 0
-            elif raw.startswith("+") and path:
-                added.append((line_no, raw[1:]))
-                line_no += 1
-        flush()
+        groups, tally.commits = added_lines(result.text())
+        _scan_added(tally, groups, None, rules, accepted)
 
     await offload.run(parse_log)
     return result.stdout_truncated

@@ -29,8 +29,8 @@ class Session:
         self.client = Client(self.server, mode="legacy")
         c = await self.client.__aenter__()
 
-        async def call(tool: str, **arguments: Any) -> CallToolResult:
-            return await c.call_tool(tool, arguments)
+        async def call(tool: str, progress: Any = None, **arguments: Any) -> CallToolResult:
+            return await c.call_tool(tool, arguments, progress_callback=progress)
 
         return call
 

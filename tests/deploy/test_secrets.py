@@ -191,3 +191,22 @@ async def test_quoted_values_with_any_characters_are_found_and_shell_substitutio
         ("site/settings.py", "secret_assignment_quoted", 'SECRET_KEY = "[REDACTED:secret_assignment_quoted]"')
     ]
     assert django not in str(scan)
+
+
+async def test_a_long_scan_reports_progress_as_it_goes(
+    repo: Callable[..., Path], session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers.deploy import secrets
+
+    monkeypatch.setattr(secrets, "CHUNK", 3)
+    root = repo({f"src/m{i}.py": f"X = {i}\n" for i in range(10)})
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append((done, total, message))
+
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets", progress=on_progress))
+    assert scan["files_scanned"] == 11
+    assert [d for d, _, _ in seen] == [3, 6, 9, 11]
+    assert seen[-1][2] == "scanned 11 of 11 files"
