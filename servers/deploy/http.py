@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import ssl
 import time
+import zlib
 from typing import Annotated, Any
 
 import anyio
@@ -63,6 +64,21 @@ class _Phases:
 
     def first(self, suffix: str) -> float | None:
         return next((t for e, t in self.marks.items() if e.endswith(suffix)), None)
+
+
+def _decoded(raw: bytes, encoding: str, cap: int) -> tuple[bytes, bool]:
+    """The body decompressed to at most `cap` bytes, and whether it was cut there."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return raw, False
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return b"", True  # br, zstd, ...: not decoded; body checks say so
+    try:
+        inflater = zlib.decompressobj(47 if encoding != "deflate" else 15)
+        out = inflater.decompress(raw, cap)
+    except zlib.error:
+        return b"", True
+    return out, bool(inflater.unconsumed_tail) or len(out) >= cap
 
 
 def _message(exc: BaseException) -> str:
@@ -123,7 +139,11 @@ async def check_http(
                     request = client.build_request(
                         "GET",
                         address_url,
-                        headers={**headers, "User-Agent": "onrecord-check-http"},
+                        headers={
+                            **headers,
+                            "User-Agent": "onrecord-check-http",
+                            "Accept-Encoding": "gzip, identity",
+                        },
                         extensions={**extensions, "trace": phases},
                     )
                     response = await client.send(request, stream=True)
@@ -144,7 +164,9 @@ async def check_http(
                             continue
                         days, expires = _days_left(response.extensions.get("network_stream"))
                         result.tls_days_left, result.tls_expires = days, expires
-                        async for chunk in response.aiter_bytes():
+                        # The bytes as sent, capped; decompressed below within the same cap (a
+                        # small compressed body cannot become a large one in memory).
+                        async for chunk in response.aiter_raw():
                             body += chunk
                             if len(body) > options.max_body_bytes:
                                 body = body[: options.max_body_bytes]
@@ -175,6 +197,9 @@ async def check_http(
     )
     if sent is not None and headers is not None:
         result.latency_ms["first_byte"] = round((headers - sent) * 1000, 2)
+    if response is not None and body:
+        body, cut = _decoded(body, response.headers.get("content-encoding", ""), options.max_body_bytes)
+        result.body_truncated = result.body_truncated or cut
     result.body_bytes = len(body)
     if response is not None and not result.problems:
         _judge(result, response, body, expect_status, max_latency_ms, contains, options.min_cert_days)

@@ -42,6 +42,27 @@ class Service(BaseHTTPRequestHandler):
             return self._send(500, b"internal error")
         if self.path == "/big":
             return self._send(200, b"x" * 3_000_000)
+        if self.path == "/bomb":
+            # 100 MB of zeros in about 100 KB of gzip, sent whatever the client accepts.
+            import gzip
+
+            data = gzip.compress(b"\0" * 100_000_000, compresslevel=9)
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
+        if self.path == "/gz":
+            import gzip
+
+            data = gzip.compress(b"all systems go")
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         if self.path == "/moved":
             self.send_response(302)
             self.send_header("Location", self.redirect_to)
@@ -113,11 +134,17 @@ async def test_slow_failing_degraded_and_big_answers_fail_with_the_reason(
         boom = ok(await call("check_http", url=f"http://localhost:{service}/boom"))
         degraded = ok(await call("check_http", url=f"http://localhost:{service}/degraded"))
         big = ok(await call("check_http", url=f"http://localhost:{service}/big"))
+        bomb = ok(await call("check_http", url=f"http://localhost:{service}/bomb", contains="x"))
+        gz = ok(await call("check_http", url=f"http://localhost:{service}/gz", contains="systems go"))
     assert slow["verdict"] == "fail" and "more than 300 ms" in slow["problems"][0]
     assert timeout["verdict"] == "fail" and "within 0.2 s" in timeout["problems"][0]
     assert boom["verdict"] == "fail" and boom["problems"] == ["status 500, expected 2xx"]
     assert degraded["verdict"] == "fail" and degraded["health_status"] == "fail"
     assert big["verdict"] == "pass" and big["body_truncated"] is True and big["body_bytes"] == 100_000
+    # A compressed body is inflated only up to the same cap.
+    assert bomb["body_bytes"] == 100_000 and bomb["body_truncated"] is True
+    assert bomb["verdict"] == "fail" and "only the first bytes were read" in bomb["problems"][0]
+    assert gz["verdict"] == "pass" and gz["contains_found"] is True
 
 
 async def test_hosts_must_be_allowed_and_inner_addresses_are_refused_on_every_hop(
