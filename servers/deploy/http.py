@@ -13,24 +13,26 @@ import json
 import ssl
 import time
 import zlib
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-import certifi
-import httpx
 from pydantic import Field
 
-from common import kinds
-from common.net import HostRefused, pin, pinned
+from common import kinds, net
 from common.redact import redact_text
 from servers.deploy.context import DeployContext
 from servers.deploy.models import Hop, HttpCheck
 from servers.deploy.secrets import DeployError
 
+if TYPE_CHECKING:
+    import httpx
+
 _HEALTHY = {"pass", "ok", "up", "healthy"}
 
 
 def _tls_context(ctx: DeployContext) -> ssl.SSLContext:
+    import certifi
+
     context = ssl.create_default_context(cafile=certifi.where())
     if ctx.options.ca_file:
         try:
@@ -116,6 +118,8 @@ async def check_http(
     application/health+json body; a pass or fail verdict with the reasons. Only hosts a human listed
     in [deploy] allowed_hosts are called; loopback, private, link-local, carrier-grade NAT and cloud
     metadata addresses are refused unless [deploy] allow_private_hosts names the host."""
+    import httpx  # on first use: server start does not pay for the HTTP stack
+
     options = ctx.options
     result = HttpCheck(url=url, verdict="fail", problems=[])
     try:
@@ -133,9 +137,11 @@ async def check_http(
                 verify=tls or True, follow_redirects=False, trust_env=False, timeout=timeout_s
             ) as client:
                 for hop in range(options.max_redirects + 1):
-                    target = await pin(current, options.allowed_hosts, options.allow_private_hosts, "deploy")
+                    target = await net.pin(
+                        current, options.allowed_hosts, options.allow_private_hosts, "deploy"
+                    )
                     phases = _Phases()
-                    address_url, headers, extensions = pinned(target)
+                    address_url, headers, extensions = net.pinned(target)
                     request = client.build_request(
                         "GET",
                         address_url,
@@ -175,7 +181,7 @@ async def check_http(
                     finally:
                         await response.aclose()
                     break
-    except HostRefused as exc:
+    except net.HostRefused as exc:
         result.problems.append(f"refused: {exc}")
     except TimeoutError:
         result.problems.append(f"no complete answer within {timeout_s:g} s")
