@@ -385,3 +385,38 @@ async def test_the_users_global_excludes_file_is_honoured(
     async with Client(server, mode="legacy") as client:
         status = (await client.call_tool("git_status", {})).structured_content
     assert status is not None and status["untracked"] == ["real.py"]
+
+
+async def test_core_excludes_file_in_the_users_gitconfig_is_honoured_and_nothing_else_of_it_runs(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    marker = tmp_path / "ran"
+    hook = tmp_path / "monitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n", encoding="utf-8")
+    hook.chmod(0o755)
+    (home / "my-ignores").write_text("*.log\nbuild/\n", encoding="utf-8")
+    (home / ".gitconfig").write_text(
+        f"[core]\n\texcludesFile = ~/my-ignores\n\tfsmonitor = {hook}\n[status]\n\tshowUntrackedFiles = no\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    (repo / "debug.log").write_text("x\n", encoding="utf-8")
+    (repo / "build").mkdir()
+    (repo / "build" / "out.o").write_bytes(b"\x00")
+    (repo / "kept.py").write_text("x = 1\n", encoding="utf-8")
+    from mcp import Client
+
+    from servers.repo.server import build_server
+    from tests.helpers import settings_for
+
+    async with Client(build_server(settings_for(repo, tmp=tmp_path)), mode="legacy") as client:
+        status = (await client.call_tool("git_status", {})).structured_content
+        overview = (await client.call_tool("overview", {})).structured_content
+    # The excludes file applies; the rest of the user's config (a monitor program, hiding
+    # untracked files) does not reach the tools.
+    assert status is not None and status["untracked"] == ["kept.py"]
+    assert overview is not None and overview["dirty"]["untracked"] == 1
+    assert not marker.exists()
