@@ -329,7 +329,10 @@ async def test_untracked_folders_collapse_detached_heads_are_named_and_counts_ar
     venv.mkdir(parents=True)
     for i in range(2000):
         (venv / f"m{i}.py").write_text("", encoding="utf-8")
+    (venv / "big.py").write_text("x = 1\n" * 1000, encoding="utf-8")
     (repo / "loose.txt").write_text("x\n", encoding="utf-8")
+    before = ok(await call("overview"))["languages"]
+    (venv / "big.py").unlink()
     status = ok(await call("git_status"))
     assert status["untracked"] == [".venv/", "loose.txt"]
     assert status["untracked_folders"] == {".venv/": 2000}
@@ -337,6 +340,8 @@ async def test_untracked_folders_collapse_detached_heads_are_named_and_counts_ar
     overview = ok(await call("overview"))
     tracked = len([n for n in git(repo, "ls-files", "-z").split("\0") if n])
     assert overview["files_tracked"] == tracked and overview["dirty"]["untracked"] == 2001
+    # Languages count tracked files: an untracked .venv/ adds nothing to python's bytes.
+    assert overview["exact"] is True and overview["languages"] == before
     assert overview["branch"] == "main" and overview["detached"] is False
     git(repo, "checkout", "-q", "--detach", "HEAD~1")
     detached = ok(await call("git_status"))
