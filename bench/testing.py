@@ -74,7 +74,7 @@ async def main(runs: int) -> int:
     }
     c = data["counts"]
     got = {
-        "total": c["total"],
+        "total": c["tests"],
         "failed": c["failed"],
         "errors": c["errors"],
         "skipped": c["skipped"] + c["xfailed"],

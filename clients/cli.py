@@ -66,22 +66,35 @@ def cmd_call(args: argparse.Namespace) -> int:
     import anyio
     from mcp import MCPError
 
+    from servers import ALL, SERVERS
+
     arguments = _parse_json(args.json, "the call's arguments")
+    if args.server != ALL and args.server not in SERVERS:
+        raise OnrecordError(f"unknown server {args.server!r}; choose one of: {', '.join([*SERVERS, ALL])}")
     _settings(args)  # a bad root or settings file is one clear line here, not a failed connection
     try:
         return anyio.run(_call, args, arguments)
     except BrokenPipeError:
         raise  # our reader left; main() ends quietly
+    except OnrecordError:
+        raise
     except (MCPError, OSError, BaseExceptionGroup) as exc:
+        if isinstance(exc, BaseExceptionGroup) and isinstance(cause := _innermost(exc), OnrecordError):
+            raise cause from exc
         raise OnrecordError(
             f"the {args.server} server stopped before answering ({_first_cause(exc)}); "
             "its own message, if any, is printed above"
         ) from exc
 
 
-def _first_cause(exc: BaseException) -> str:
+def _innermost(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _first_cause(exc: BaseException) -> str:
+    exc = _innermost(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -100,13 +113,35 @@ async def _result(args: argparse.Namespace, arguments: dict[str, Any]) -> Any:
     params = server_params(args.server, Path(args.root).resolve(), policy=args.policy)
     callback = ask_human if sys.stdin.isatty() else None
     async with Client(params, mode="legacy", elicitation_callback=callback) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        if args.tool not in tools:
+            raise OnrecordError(
+                f"the {args.server} server has no tool {args.tool!r}; its tools: {', '.join(sorted(tools))}"
+            )
         result = await client.call_tool(args.tool, arguments)
+    if result.is_error and _invalid_arguments(tools[args.tool].input_schema, arguments):
+        # Bad input, like a bad root: the server's own one-line message, and exit 2.
+        text = " ".join(str(getattr(block, "text", block)) for block in result.content)
+        raise OnrecordError(" ".join(text.split()))
     if result.structured_content is not None and not result.is_error:
         print(json.dumps(result.structured_content, indent=2, ensure_ascii=False))
     else:
         for block in result.content:
             print(getattr(block, "text", block))
     return result
+
+
+def _invalid_arguments(schema: dict[str, Any], arguments: dict[str, Any]) -> bool:
+    """Whether the arguments break the tool's input schema (unknown names, wrong types, bounds)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(arguments, schema)
+    except jsonschema.ValidationError:
+        return True
+    except jsonschema.SchemaError:
+        return False
+    return False
 
 
 async def _call(args: argparse.Namespace, arguments: dict[str, Any]) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from common.errors import OnrecordError
+from common.progress import HEARTBEAT_S
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -85,6 +86,7 @@ class Settings:
     approval_ttl_s: int = 900
     approval_uses: int = 1
     call_timeout_s: float = 600.0
+    heartbeat_s: float = HEARTBEAT_S  # progress at least this often while a call runs
     max_result_tokens: int = 20_000
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
@@ -252,6 +254,7 @@ def load_settings(
         _set(settings, "approval_ttl_s", f.approvals.ttl_s, path)
         _set(settings, "approval_uses", f.approvals.uses, path)
         _set(settings, "call_timeout_s", f.limits.call_timeout_s, path)
+        _set(settings, "heartbeat_s", f.limits.heartbeat_s, path)
         _set(settings, "max_result_tokens", f.limits.max_result_tokens, path)
         _sections(settings, f, path)
     if project is not None:
@@ -329,6 +332,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
         ("approvals.ttl_s", "approval_ttl_s"),
         ("approvals.uses", "approval_uses"),
         ("limits.call_timeout_s", "call_timeout_s"),
+        ("limits.heartbeat_s", "heartbeat_s"),
         ("limits.max_result_tokens", "max_result_tokens"),
     ):
         section, field_name = key.split(".")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import inspect
 import itertools
@@ -446,16 +447,19 @@ class AccountableServer(MCPServer):
                 ]
             gate = self._gate(owner, name, approved)
             token = content.enter(gate)
-            reporting = progress.enter(ctx.report_progress if ctx is not None else None)
             try:
                 # A cancel scope with a deadline is what anyio.fail_after makes, minus its wrapper.
                 result: CallToolResult | InputRequiredResult | None = None
                 with anyio.CancelScope(deadline=anyio.current_time() + self.config.call_timeout_s) as limit:
-                    result = await super().call_tool(name, arguments, context)
+                    result = await progress.beating(
+                        _progress_sender(ctx, rc),
+                        qualified,
+                        self.config.heartbeat_s,
+                        functools.partial(super().call_tool, name, arguments, context),
+                    )
                 if limit.cancelled_caught or result is None:
                     raise TimeoutError
             finally:
-                progress.leave(reporting)
                 content.leave(token)
             if isinstance(result, CallToolResult):
                 _compact_text(result)
@@ -641,6 +645,16 @@ def _screened(gate: content.Gate | None, text: str) -> str:
 
 def _under(path: str, folder: str) -> bool:
     return folder == "." or path == folder or path.startswith(folder + "/")
+
+
+def _progress_sender(
+    ctx: Context[Any, Any] | None, rc: ServerRequestContext[Any] | None
+) -> progress.Reporter | None:
+    """Where the call's progress goes: to the client (the SDK drops it when the client asked for
+    none; a 2026-07-28 in-memory client asks without a token), or nowhere outside a request."""
+    if ctx is None or rc is None:
+        return None
+    return ctx.report_progress
 
 
 def _in_request(ctx: Context[Any, Any] | None) -> bool:

@@ -46,6 +46,7 @@ class ApprovalsFile(_Strict):
 
 class LimitsFile(_Strict):
     call_timeout_s: float | None = Field(default=None, gt=0, le=24 * 3600)
+    heartbeat_s: float | None = Field(default=None, ge=0.1, le=60)
     max_result_tokens: int | None = Field(default=None, ge=1000, le=100_000)
 
 

@@ -132,7 +132,7 @@ async def check_tests(ctx: DeployContext, base: str | None) -> Found:
         evidence.append(_output(result.stderr_tail))
     return Found(
         "fail",
-        f"tests {result.status}: {counts.failed} failed, {counts.errors} errors of {counts.total} (run {result.run_id})",
+        f"tests {result.status}: {counts.failed} failed, {counts.errors} errors of {counts.tests} (run {result.run_id})",
         evidence,
         "run_tests for the full failures, fix them, and run the report again",
     )
@@ -557,6 +557,7 @@ async def readiness_report(
     for index, check_id in enumerate(chosen):
         spec = CHECKS[check_id]
         await progress.report(index, len(chosen), f"{check_id}: {spec.title}")
+        progress.running(f"{check_id} ({spec.title})")
         severity: Severity = (
             "blocker" if check_id in BLOCKERS and check_id not in options.advisory else "advisory"
         )
@@ -565,7 +566,8 @@ async def readiness_report(
             found = Found("skipped", "not a git repository")
         else:
             try:
-                found = await spec.run(ctx, revision)
+                with progress.quiet():  # a check's own progress (the tests') counts something else
+                    found = await spec.run(ctx, revision)
             except OnrecordError as exc:
                 found = Found("skipped", f"could not run: {content.screen(str(exc))[:300]}")
         if found.status == "fail" and severity == "advisory":

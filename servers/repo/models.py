@@ -202,7 +202,11 @@ class Overview(Envelope):
     key_files: dict[str, list[str]]
     tests: dict[str, object]
     last_commits: list[Commit]
-    files_tracked: int
+    files_tracked: int = Field(description="git ls-files --cached: tracked files, exactly")
+    exact: bool = Field(
+        default=True,
+        description="Every count is exact; false when the policy withheld files from languages, top_level and tests",
+    )
     remotes: dict[str, str] = Field(
         default_factory=dict, description="Remote name -> URL; credentials in URLs are replaced by [REDACTED]"
     )

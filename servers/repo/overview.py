@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field
 
 from common import content, offload
-from common.budget import clamp
+from common.budget import clamp, join_notes
 from common.policy import matching
 from common.pyimports import imported_files, module_index, module_name
 from common.redact import redact_text
@@ -79,11 +79,14 @@ MAX_KEY_FILES = 20
 
 
 async def overview(ctx: RepoContext) -> Overview:
-    """A first look at the repository: branch, HEAD, uncommitted counts, languages by bytes,
-    top-level entries, key files (README, manifests, CI, Dockerfiles), test layout, last commits."""
-    files = content.allowed_names(await project_files(ctx))
+    """A first look at the repository: branch (or detached), HEAD, uncommitted counts (as git
+    status counts them), files tracked (git ls-files), languages by bytes of tracked files, top-level
+    entries, key files (README, manifests, CI, Dockerfiles), test layout, last commits. `exact` says
+    whether every count is exact."""
+    every = await project_files(ctx)
+    files = content.allowed_names(every)
+    withheld = len(every) - len(files)
     has_git = ctx.has_git()
-    languages = await offload.run(_languages, ctx, files)
     top: dict[str, Entry] = {}
     for name in files:
         head, _, rest = name.partition("/")
@@ -118,11 +121,16 @@ async def overview(ctx: RepoContext) -> Overview:
             "unstaged": status.counts["unstaged"],
             "untracked": status.counts["untracked_files"],
         }
-        listed = await ctx.git.run(["ls-files", "-z", "--cached"])
-        tracked = sum(1 for n in listed.text().split("\x00") if n)
+        listed = await ctx.git.run(["ls-files", "-z", "--cached", "--deduplicate"])
+        names = {n for n in listed.text().split("\x00") if n}
+        tracked = len(names)
+        # Languages are what the repository holds: tracked files only, not an untracked .venv/.
+        languages = await offload.run(_languages, ctx, [f for f in files if f in names])
         if head:
             out = await ctx.git.run(["log", _LOG_FORMAT, "-n5", "--no-color"])
             commits = _parse_log(out.text())
+    else:
+        languages = await offload.run(_languages, ctx, files)
     entries = sorted(top.values(), key=lambda e: e.path)
     return Overview(
         root=str(ctx.root),
@@ -137,8 +145,16 @@ async def overview(ctx: RepoContext) -> Overview:
         last_commits=commits,
         files_tracked=tracked,
         remotes=remotes,
+        exact=withheld == 0,
         truncated=len(entries) > MAX_TOP_LEVEL,
-        note=None if has_git else "not a git repository: no branch, status or history",
+        note=join_notes(
+            not has_git and "not a git repository: no branch, status or history",
+            withheld > 0
+            and f"{withheld} file(s) the policy withholds are left out of languages, top_level and tests; "
+            "files_tracked and dirty count them",
+            len(entries) > MAX_TOP_LEVEL
+            and f"{len(entries) - MAX_TOP_LEVEL} more top-level entries; list_files lists them",
+        ),
     )
 
 

@@ -36,13 +36,15 @@ class Discovery(Envelope):
 
 
 class Counts(BaseModel):
+    """Tests by outcome, counted as pytest's junit XML counts them; `tests` is all of them."""
+
     passed: int = 0
     failed: int = 0
     errors: int = 0
     skipped: int = 0
     xfailed: int = 0
     xpassed: int = 0
-    total: int = 0
+    tests: int = 0
 
 
 class Failure(FileText):

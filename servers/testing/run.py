@@ -27,8 +27,6 @@ TRACEBACK_CHARS = 2500
 GROUP_MEMBERS = 5
 MAX_GROUPS = 100
 POLL_S = 0.2
-# Progress at least this often while a test runs: hosts drop a call after minutes of silence.
-HEARTBEAT_S = 10.0
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 
 
@@ -109,30 +107,28 @@ async def run_pytest(
         finally:
             tg.cancel_scope.cancel()
 
-    counted: dict[str, Any] = {"total": None, "done": 0, "running": None, "said": time.monotonic()}
+    counted: dict[str, Any] = {"total": None, "done": 0}
 
     async def report(fresh: list[dict[str, Any]]) -> None:
         for event in fresh:
             if event["e"] == "collected" and event.get("count"):
                 counted["total"] = max(counted["total"] or 0, int(event["count"]))
             elif event["e"] == "start":
-                counted["running"] = event.get("nodeid")
+                # What the kit's heartbeat names while this test runs, however long it takes.
+                progress.running(event.get("nodeid"))
             elif event["e"] == "report" and _finishes_test(event):
                 counted["done"] += 1
                 label = outcomes([event]).get(event["nodeid"], event["outcome"])
                 await progress.report(counted["done"], counted["total"], f"{event['nodeid']}: {label}")
-                counted["said"] = time.monotonic()
+            elif event["e"] == "finish":
+                progress.running("pytest finishing the session")
 
     async def watch() -> None:
         while True:
             await anyio.sleep(POLL_S)
             await report(events.read_new())
-            if time.monotonic() - counted["said"] >= HEARTBEAT_S:
-                # A slow test sends nothing for a while: say what runs, so hosts do not give up.
-                running = counted["running"] or "collecting tests"
-                await progress.report(counted["done"], counted["total"], f"still running: {running}")
-                counted["said"] = time.monotonic()
 
+    progress.running("pytest starting and collecting tests")
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         tg.start_soon(execute)
@@ -222,7 +218,7 @@ def count(events: list[dict[str, Any]]) -> Counts:
     for e in events:
         if e["e"] == "collect_error":
             c.errors += 1
-            c.total += 1
+            c.tests += 1
             continue
         if e["e"] != "report":
             continue
@@ -243,7 +239,7 @@ def count(events: list[dict[str, Any]]) -> Counts:
             else:
                 c.passed += 1
         if when == "call" or (when == "setup" and outcome != "passed"):
-            c.total += 1
+            c.tests += 1
     return c
 
 
@@ -446,7 +442,8 @@ async def run_tests(
     """Run tests and return status (passed, failed, error, timeout, no_tests, interrupted), counts,
     failures with trimmed tracebacks, failure_groups (failures sharing one cause), the slowest tests
     and the run id. The listed items are failures: `total` counts those that exist, `returned` those
-    listed (counts has the tests by outcome). Sends progress notifications per finished test."""
+    listed; `counts` has the tests by outcome (`counts.tests` all of them). Sends progress per
+    finished test, and while one test runs long, a heartbeat naming it."""
     args = pytest_args(
         project, targets, keyword, marker, last_failed=last_failed, max_failures=max_failures, workers=workers
     )

@@ -451,6 +451,7 @@ async def check_flaky(
     results: list[FlakyRun] = []
     for i in range(count):
         started = time.monotonic()
+        progress.running(f"run {i + 1} of {count}")
         with progress.quiet():
             run: RunResult = await run_tests(project, targets=[target], timeout_s=600)
         outcome = _outcome_of(project, run, target)

@@ -316,6 +316,46 @@ def test_call_with_a_bad_root_or_settings_file_is_one_clear_line(tmp_path: Path)
         assert out.stderr.startswith("onrecord: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+def test_call_with_an_unknown_server_tool_or_argument_is_one_clear_line(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "proj", {"README.md": "# demo\n"})
+    cases = [
+        (["nosuch", "overview"], "unknown server 'nosuch'; choose one of: repo,"),
+        (["repo", "nosuch"], "the repo server has no tool 'nosuch'; its tools: find_symbol,"),
+        (["repo", "read_file", '{"path": "README.md", "startline": 2}'], "unknown argument(s) 'startline'"),
+        (["repo", "read_file", '{"path": "README.md", "start_line": 0}'], "argument 'start_line'"),
+    ]
+    for argv, said in cases:
+        out = subprocess.run(
+            [sys.executable, "-m", "clients.cli", "call", *argv, "--root", str(root)],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            check=False,
+        )
+        assert out.returncode == 2 and out.stdout == "", (argv, out)
+        assert out.stderr.startswith("onrecord: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert said in out.stderr and "Traceback" not in out.stderr
+    # A tool's own error about a good call is its answer, not bad input: printed, exit 1.
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clients.cli",
+            "call",
+            "repo",
+            "read_file",
+            '{"path": "nope.txt"}',
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+    )
+    assert missing.returncode == 1 and "does not exist" in missing.stdout
+
+
 def test_output_piped_into_a_reader_that_leaves_early_is_quiet(tmp_path: Path) -> None:
     # Far more output than a pipe holds, so the writer meets the closed pipe.
     project = make_repo(

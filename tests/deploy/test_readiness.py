@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from collections.abc import Callable
@@ -169,3 +170,33 @@ def test_onrecord_readiness_exits_non_zero_on_a_failing_verdict(repo: Callable[.
     assert "verdict: pass" in passing.stderr
     assert failing.returncode == 1 and "verdict: fail" in failing.stderr
     assert "Q7XM2LB5ZP4KD9WF" not in failing.stdout
+
+
+async def test_a_slow_test_inside_the_report_still_sends_heartbeats_naming_check_and_test(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    from mcp import Client
+
+    slow = "import time\n\n\ndef test_slow():\n    time.sleep(2)\n"
+    root = repo({**PROJECT, "tests/test_slow.py": slow})
+    heard: list[tuple[float, float | None, str]] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        heard.append((progress, total, message or ""))
+
+    made = session(root)
+    made.server.config.heartbeat_s = 0.3
+    async with Client(made.server, mode="legacy") as client:
+        result = await client.call_tool(
+            "readiness_report", {"checks": ["tests", "lint"]}, progress_callback=progress
+        )
+    assert _by_id(ok(result))["tests"]["status"] == "pass"
+    beats = [m for _, _, m in heard if m.startswith("still running (")]
+    assert any(m.endswith("): tests (Tests pass) > tests/test_slow.py::test_slow") for m in beats), heard
+    # The report's own steps are what the counts say: checks of 2, never the tests inside one.
+    assert [m for _, _, m in heard if not m.startswith("still running")] == [
+        "tests: Tests pass",
+        "lint: Lint is clean",
+    ]
+    assert all(total == 2 for _, total, _ in heard)
+    assert all(a < b for (a, _, _), (b, _, _) in itertools.pairwise(heard))

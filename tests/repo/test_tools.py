@@ -329,7 +329,10 @@ async def test_untracked_folders_collapse_detached_heads_are_named_and_counts_ar
     venv.mkdir(parents=True)
     for i in range(2000):
         (venv / f"m{i}.py").write_text("", encoding="utf-8")
+    (venv / "big.py").write_text("x = 1\n" * 1000, encoding="utf-8")
     (repo / "loose.txt").write_text("x\n", encoding="utf-8")
+    before = ok(await call("overview"))["languages"]
+    (venv / "big.py").unlink()
     status = ok(await call("git_status"))
     assert status["untracked"] == [".venv/", "loose.txt"]
     assert status["untracked_folders"] == {".venv/": 2000}
@@ -337,6 +340,8 @@ async def test_untracked_folders_collapse_detached_heads_are_named_and_counts_ar
     overview = ok(await call("overview"))
     tracked = len([n for n in git(repo, "ls-files", "-z").split("\0") if n])
     assert overview["files_tracked"] == tracked and overview["dirty"]["untracked"] == 2001
+    # Languages count tracked files: an untracked .venv/ adds nothing to python's bytes.
+    assert overview["exact"] is True and overview["languages"] == before
     assert overview["branch"] == "main" and overview["detached"] is False
     git(repo, "checkout", "-q", "--detach", "HEAD~1")
     detached = ok(await call("git_status"))
@@ -385,3 +390,38 @@ async def test_the_users_global_excludes_file_is_honoured(
     async with Client(server, mode="legacy") as client:
         status = (await client.call_tool("git_status", {})).structured_content
     assert status is not None and status["untracked"] == ["real.py"]
+
+
+async def test_core_excludes_file_in_the_users_gitconfig_is_honoured_and_nothing_else_of_it_runs(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    marker = tmp_path / "ran"
+    hook = tmp_path / "monitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n", encoding="utf-8")
+    hook.chmod(0o755)
+    (home / "my-ignores").write_text("*.log\nbuild/\n", encoding="utf-8")
+    (home / ".gitconfig").write_text(
+        f"[core]\n\texcludesFile = ~/my-ignores\n\tfsmonitor = {hook}\n[status]\n\tshowUntrackedFiles = no\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    (repo / "debug.log").write_text("x\n", encoding="utf-8")
+    (repo / "build").mkdir()
+    (repo / "build" / "out.o").write_bytes(b"\x00")
+    (repo / "kept.py").write_text("x = 1\n", encoding="utf-8")
+    from mcp import Client
+
+    from servers.repo.server import build_server
+    from tests.helpers import settings_for
+
+    async with Client(build_server(settings_for(repo, tmp=tmp_path)), mode="legacy") as client:
+        status = (await client.call_tool("git_status", {})).structured_content
+        overview = (await client.call_tool("overview", {})).structured_content
+    # The excludes file applies; the rest of the user's config (a monitor program, hiding
+    # untracked files) does not reach the tools.
+    assert status is not None and status["untracked"] == ["kept.py"]
+    assert overview is not None and overview["dirty"]["untracked"] == 1
+    assert not marker.exists()

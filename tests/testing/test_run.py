@@ -61,8 +61,10 @@ async def test_a_failing_run_reports_counts_failures_and_one_group_per_cause(fai
         "skipped": 1,
         "xfailed": 1,
         "xpassed": 1,
-        "total": 19,
+        "tests": 19,
     }
+    # The envelope counts the result's list, the failures: no second "total" beside counts.
+    assert data["total"] == data["returned"] == len(data["failures"]) == 10
     groups = data["failure_groups"]
     assert groups[0]["count"] == 8 and groups[0]["cause"].startswith("TypeError")
     assert groups[0]["location"] == "calc.py:6" and len(groups[0]["node_ids"]) == 5
@@ -91,7 +93,7 @@ async def test_counts_equal_pytests_own_junit_xml(failing: Call, tmp_path: Path)
     suite = ET.parse(xml).getroot().find("testsuite")  # noqa: S314 - our own pytest wrote it
     assert suite is not None
     c = data["counts"]
-    assert int(suite.get("tests") or -1) == c["total"]
+    assert int(suite.get("tests") or -1) == c["tests"]
     assert int(suite.get("failures") or -1) == c["failed"]
     assert int(suite.get("errors") or -1) == c["errors"]
     assert int(suite.get("skipped") or -1) == c["skipped"] + c["xfailed"]
@@ -99,7 +101,7 @@ async def test_counts_equal_pytests_own_junit_xml(failing: Call, tmp_path: Path)
 
 async def test_selection_options_reach_pytest_as_validated_arguments(failing: Call) -> None:
     one = ok(await failing("run_tests", targets=["tests/test_calc.py::test_add"]))
-    assert one["status"] == "passed" and one["counts"]["total"] == 1
+    assert one["status"] == "passed" and one["counts"]["tests"] == 1
     stopped = ok(await failing("run_tests", max_failures=2))
     assert stopped["counts"]["failed"] == 2 and stopped["status"] == "failed"
     nothing = ok(await failing("run_tests", keyword="no_such_test_name"))
@@ -528,21 +530,62 @@ async def test_check_flaky_refuses_a_node_id_that_names_no_test_and_out_of_range
         assert not (await call("check_flaky", node_id="test_a.py::test_a", runs=2)).is_error
 
 
-async def test_a_slow_test_still_sends_progress_saying_what_runs(
-    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from servers.testing import run
+SLOW = {"test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(2)\n"}
 
-    monkeypatch.setattr(run, "HEARTBEAT_S", 0.5)
-    seen: list[str | None] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        seen.append(message)
+class Heard:
+    """Progress notifications as a client gets them."""
 
-    files = {"test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(2)\n"}
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.values: list[float] = []
+
+    async def __call__(self, done: float, total: float | None, message: str | None) -> None:
+        self.values.append(done)
+        self.messages.append(message or "")
+
+    def beats(self) -> list[str]:
+        return [m for m in self.messages if m.startswith("still running (")]
+
+
+async def test_a_slow_test_still_sends_progress_saying_what_runs(make_client: Callable[..., Any]) -> None:
+    heard = Heard()
+    async with make_client(SLOW) as call:
+        call.server.config.heartbeat_s = 0.3  # type: ignore[attr-defined]
+        assert ok(await call("run_tests", progress=heard))["status"] == "passed"
+    assert len(heard.beats()) >= 3, heard.messages
+    assert any(m.endswith("): test_slow.py::test_slow") for m in heard.beats())
+    assert heard.messages[-1] == "test_slow.py::test_slow: passed"
+    assert all(a < b for a, b in zip(heard.values, heard.values[1:], strict=False))
+
+
+async def test_check_flaky_heartbeats_name_the_run_and_the_test(make_client: Callable[..., Any]) -> None:
+    heard = Heard()
+    async with make_client(SLOW) as call:
+        call.server.config.heartbeat_s = 0.3  # type: ignore[attr-defined]
+        data = ok(await call("check_flaky", node_id="test_slow.py::test_slow", runs=2, progress=heard))
+    assert data["verdict"] == "stable_pass"
+    beats = heard.beats()
+    assert any(m.endswith("): run 1 of 2 > test_slow.py::test_slow") for m in beats), heard.messages
+    assert any(m.endswith("): run 2 of 2 > test_slow.py::test_slow") for m in beats), heard.messages
+    # Only check_flaky's own counts are sent: runs, not the tests inside each run.
+    assert [m for m in heard.messages if not m.startswith("still running")] == [
+        "run 1: passed",
+        "run 2: passed",
+    ]
+
+
+async def test_slow_collection_sends_heartbeats(make_client: Callable[..., Any]) -> None:
+    heard = Heard()
+    files = {"conftest.py": "import time\n\ntime.sleep(1.5)\n", "test_a.py": "def test_a():\n    pass\n"}
     async with make_client(files) as call:
-        assert ok(await call("run_tests", progress=progress))["status"] == "passed"
-    assert "still running: test_slow.py::test_slow" in seen
+        call.server.config.heartbeat_s = 0.3  # type: ignore[attr-defined]
+        assert ok(await call("discover_tests", progress=heard))["node_ids"] == ["test_a.py::test_a"]
+    assert len(heard.beats()) >= 2, heard.messages
+    # Before pytest starts, the heartbeat names the tool; then what pytest is doing.
+    named = {m.split("): ", 1)[1] for m in heard.beats()}
+    said = {"testing.discover_tests", "pytest starting and collecting tests", "pytest finishing the session"}
+    assert "pytest starting and collecting tests" in named and named <= said, heard.messages
 
 
 async def test_affected_selection_ignores_untracked_non_source_and_flags_dynamic_imports(
