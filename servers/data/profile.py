@@ -3,8 +3,9 @@
 Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
 lengths, numeric-looking text, candidate top values, distinct rows by a hash of each row); pass 2 is
 one aggregate that needs pass 1's numbers (histogram bins, outliers beyond the IQR fences, exact
-counts of the top values). Text formats are parsed once into a temporary table first; Parquet is
-read in place."""
+counts of the top values). Text formats are parsed once into a temporary table first, unless the
+file is large for the memory limit: plain CSV and TSV are then read from the file in each pass (in
+small buffers), as Parquet always is."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ FEW_VALUES = 10_000
 SPARSE = 65_536
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PII_SAMPLE = 1000
+STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory limit is not copied
+STREAM_BUFFER = 4 * 1024 * 1024  # bytes per CSV read buffer when streaming
 
 # Alert thresholds, reported with each alert.
 HIGH_MISSING = 0.2
@@ -135,7 +138,12 @@ def _profile(
     sandbox: Sandbox, source: Source, wanted: list[str] | None, sample_rows: int | None
 ) -> DatasetProfile:
     started = time.monotonic()
-    table = reader(source.absolute, source.format)
+    streamed = (
+        source.format in ("csv", "tsv")
+        and not source.gzipped
+        and source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
+    )
+    table = reader(source.absolute, source.format, buffer_bytes=STREAM_BUFFER if streamed else None)
     names, types, _, _ = sandbox.rows(f"SELECT * FROM {table} LIMIT 0", max_rows=0)
     cols = _choose(names, types, wanted)
     notes: list[str] = []
@@ -152,7 +160,7 @@ def _profile(
             f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table} "
             f"USING SAMPLE reservoir({int(sample_rows or 0)} ROWS) REPEATABLE (7)"
         )
-    elif source.format == "parquet":
+    elif source.format == "parquet" or streamed:
         relation = f"(SELECT {selected} FROM {table})"
     else:
         # Text formats are parsed once; both passes then read the parsed columns.

@@ -9,6 +9,9 @@ Every query runs in a fresh in-memory DuckDB connection set up like this, in thi
 - home, extension, secret and temp directories inside a private directory made for this connection
   (so `~` never reaches the user's home, duckdb/duckdb#26064), or no spilling at all;
 - a memory limit, a thread count, then `lock_configuration = true`, so no statement can undo it.
+  The limit is the call's: DuckDB's `memory_limit` covers only its buffer manager (tables, hash
+  tables, sort runs, file buffers), so it gets DUCKDB_SHARE of it and the rest is headroom for what
+  it allocates outside (aggregate states, per-thread scan state, results on their way to Python).
 
 Statements are checked before they run: exactly one, of a read type (SELECT, which covers WITH,
 VALUES, FROM, SUMMARIZE, DESCRIBE and SHOW, or a PIVOT). A timer interrupts a query that runs past
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     import duckdb
 
 MAX_MESSAGE = 1200
+DUCKDB_SHARE = 0.75  # of a call's memory limit, for DuckDB's buffer manager
 
 
 class QueryError(OnrecordError):
@@ -60,6 +64,11 @@ class Limits:
     memory_mb: int = 1024
     threads: int = 2
     spill_mb: int = 2048  # 0: no temp files; a query that outgrows memory fails instead
+
+    @property
+    def duckdb_mb(self) -> int:
+        """DuckDB's own memory_limit: its buffer manager's share of the call's limit."""
+        return max(1, int(self.memory_mb * DUCKDB_SHARE))
 
 
 @dataclass
@@ -93,7 +102,7 @@ class Sandbox:
             "extension_directory": os.path.join(private, "extensions"),
             "secret_directory": os.path.join(private, "secrets"),
             "temp_directory": spill if self.limits.spill_mb else "",
-            "memory_limit": f"{self.limits.memory_mb}MB",
+            "memory_limit": f"{self.limits.duckdb_mb}MB",
             "threads": self.limits.threads,
         }
         if self.limits.spill_mb:
