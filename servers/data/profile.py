@@ -226,7 +226,7 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> tuple[int,
     quantile = f"quantile_cont({{}}, {list(QUANTILES)})"
     if not exact:
         numbers = sum(c.kind == "number" for c in cols)
-        every, sample = _sample_plan(rows, numbers, sandbox.limits.memory_mb, sandbox.limits.threads)
+        every, sample = _sample_plan(rows, numbers, sandbox.limits.memory_mb, sandbox.limits.duckdb_threads)
         in_sample = f"FILTER (WHERE {row_hash} % {every} = 0)"
         top = f"approx_top_k({{}}, {TOP_CANDIDATES}) {in_sample}"
         quantile = f"{quantile} {in_sample}" if sample else f"approx_quantile({{}}, {list(QUANTILES)})"

@@ -18,7 +18,9 @@ class DataSettings(BaseModel):
         description="Memory limit per call (DuckDB's buffer manager gets three quarters, the rest is headroom "
         "for what it allocates outside it)",
     )
-    threads: int = Field(default=2, ge=1, le=256, description="DuckDB threads per call")
+    threads: int = Field(
+        default=2, ge=1, le=256, description="DuckDB threads per call (at most one per 64 MB of memory_mb)"
+    )
     spill_mb: int = Field(
         default=2048, ge=0, le=1_048_576, description="Temp space for queries larger than memory; 0: none"
     )
