@@ -144,7 +144,13 @@ def _profile(
         and source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
     )
     table = reader(source.absolute, source.format, buffer_bytes=STREAM_BUFFER if streamed else None)
-    names, types, _, _ = sandbox.rows(f"SELECT * FROM {table} LIMIT 0", max_rows=0)
+    # A text file profiled whole is parsed once into a table, which both passes then read; when
+    # every column is profiled, that parse also tells the columns (one sniff of the file, not two).
+    copied = source.format != "parquet" and not streamed and sample_rows is None and wanted is None
+    if copied:
+        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT * FROM {table}")
+    described = "profiled" if copied else table
+    names, types, _, _ = sandbox.rows(f"SELECT * FROM {described} LIMIT 0", max_rows=0)
     cols = _choose(names, types, wanted)
     notes: list[str] = []
     if wanted is None and len(names) > MAX_COLUMNS:
@@ -162,8 +168,7 @@ def _profile(
         )
     elif source.format == "parquet" or streamed:
         relation = f"(SELECT {selected} FROM {table})"
-    else:
-        # Text formats are parsed once; both passes then read the parsed columns.
+    elif not copied:
         sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
     profiled_rows, distinct_rows = _first_pass(sandbox, relation, cols)
     if rows is None:
