@@ -93,8 +93,9 @@ def main() -> None:
         mine += anyio.run(ours, root, 1)
     o, b = statistics.median(mine), statistics.median(base)
     print(f"{args.rows:,} rows, {csv.stat().st_size / 1e6:.0f} MB CSV, {args.runs} runs each, alternating")
-    print(f"anchor ydata-profiling minimal: median {b:6.2f} s (min {min(base):.2f})")
-    print(f"profile_dataset:                median {o:6.2f} s (min {min(mine):.2f})")
+    print(f"anchor ydata-profiling minimal: median {b:6.2f} s (min {min(base):.2f}, max {max(base):.2f})")
+    print(f"profile_dataset:                median {o:6.2f} s (min {min(mine):.2f}, max {max(mine):.2f})")
+    print(f"per-run ratios (alternating pairs): {[round(x / y, 1) for x, y in zip(base, mine, strict=True)]}")
     print(f"ydata / ours: {b / o:.1f}x faster  (goal >= 12x)")
 
 

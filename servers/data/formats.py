@@ -50,8 +50,9 @@ def require_format(name: str) -> tuple[Format, bool]:
     return found
 
 
-def reader(path: Path, fmt: Format, *, all_varchar: bool = False) -> str:
-    """The table function that reads `path` (absolute) as `fmt`."""
+def reader(path: Path, fmt: Format, *, all_varchar: bool = False, buffer_bytes: int | None = None) -> str:
+    """The table function that reads `path` (absolute) as `fmt`; CSV and TSV in buffers of
+    `buffer_bytes` when given (DuckDB's default is 32 MB per buffer, several held per thread)."""
     quoted = sql_string(str(path))
     if fmt == "parquet":
         return f"read_parquet({quoted})"
@@ -61,6 +62,8 @@ def reader(path: Path, fmt: Format, *, all_varchar: bool = False) -> str:
     options = ", delim='\\t'" if fmt == "tsv" else ""
     if all_varchar:
         options += ", all_varchar=true"
+    if buffer_bytes is not None:
+        options += f", buffer_size={int(buffer_bytes)}"
     return f"read_csv({quoted}{options})"
 
 

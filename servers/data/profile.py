@@ -1,10 +1,11 @@
 """profile_dataset: per-column statistics and alerts, computed in two aggregate passes.
 
 Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
-lengths, numeric-looking text, candidate top values); pass 2 is one aggregate that needs pass 1's
-numbers (histogram bins, outliers beyond the IQR fences, exact counts of the top values, duplicate
-rows). Text formats are parsed once into a temporary table first; Parquet is read in place.
-"""
+lengths, numeric-looking text, candidate top values, distinct rows by a hash of each row); pass 2 is
+one aggregate that needs pass 1's numbers (histogram bins, outliers beyond the IQR fences, exact
+counts of the top values). Text formats are parsed once into a temporary table first, unless the
+file is large for the memory limit: plain CSV and TSV are then read from the file in each pass (in
+small buffers), as Parquet always is."""
 
 from __future__ import annotations
 
@@ -27,8 +28,24 @@ MAX_COLUMNS = 200
 TOP_K = 5
 BINS = 10
 EXACT_ROWS = 200_000  # at most this many rows: exact distinct counts and quantiles
+# Above EXACT_ROWS, top-value candidates and quantiles come from a sample of the rows: those whose
+# hash (of the whole row, so the sample is the same on every run) is divisible by `every`, at least
+# one row in MIN_EVERY and about SAMPLE_ROWS rows in all. Quantiles are exact over the sample, which
+# holds its values in memory: SAMPLE_SHARE of the memory limit at most, or a sketch over every row
+# (approx_quantile) when that allows fewer than MIN_SAMPLE_ROWS. Top values' counts are exact over
+# every row (pass 2); a column with at most FEW_VALUES distinct values, or at most SPARSE values,
+# gets the exact count of each of its values instead of candidates.
+MIN_EVERY = 8
+SAMPLE_ROWS = 250_000
+MIN_SAMPLE_ROWS = 50_000
+SAMPLE_SHARE = 1 / 8
+TOP_CANDIDATES = 2 * TOP_K
+FEW_VALUES = 10_000
+SPARSE = 65_536
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PII_SAMPLE = 1000
+STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory limit is not copied
+STREAM_BUFFER = 4 * 1024 * 1024  # bytes per CSV read buffer when streaming
 
 # Alert thresholds, reported with each alert.
 HIGH_MISSING = 0.2
@@ -121,8 +138,19 @@ def _profile(
     sandbox: Sandbox, source: Source, wanted: list[str] | None, sample_rows: int | None
 ) -> DatasetProfile:
     started = time.monotonic()
-    table = reader(source.absolute, source.format)
-    names, types, _, _ = sandbox.rows(f"SELECT * FROM {table} LIMIT 0", max_rows=0)
+    streamed = (
+        source.format in ("csv", "tsv")
+        and not source.gzipped
+        and source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
+    )
+    table = reader(source.absolute, source.format, buffer_bytes=STREAM_BUFFER if streamed else None)
+    # A text file profiled whole is parsed once into a table, which both passes then read; when
+    # every column is profiled, that parse also tells the columns (one sniff of the file, not two).
+    copied = source.format != "parquet" and not streamed and sample_rows is None and wanted is None
+    if copied:
+        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT * FROM {table}")
+    described = "profiled" if copied else table
+    names, types, _, _ = sandbox.rows(f"SELECT * FROM {described} LIMIT 0", max_rows=0)
     cols = _choose(names, types, wanted)
     notes: list[str] = []
     if wanted is None and len(names) > MAX_COLUMNS:
@@ -138,15 +166,17 @@ def _profile(
             f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table} "
             f"USING SAMPLE reservoir({int(sample_rows or 0)} ROWS) REPEATABLE (7)"
         )
-    elif source.format == "parquet":
+    elif source.format == "parquet" or streamed:
         relation = f"(SELECT {selected} FROM {table})"
-    else:
-        # Text formats are parsed once; both passes then read the parsed columns.
+    elif not copied:
         sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
-    profiled_rows = _first_pass(sandbox, relation, cols)
+    profiled_rows, distinct_rows = _first_pass(sandbox, relation, cols)
     if rows is None:
         rows = profiled_rows
-    duplicates = _second_pass(sandbox, relation, cols, profiled_rows)
+    duplicates = None if distinct_rows is None else profiled_rows - distinct_rows
+    if duplicates is None and not profiled_rows:
+        duplicates = 0
+    _second_pass(sandbox, relation, cols, profiled_rows)
     _pii_pass(sandbox, relation, cols)
     profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
     alerts = _alerts(cols, profiles, profiled_rows, duplicates)
@@ -185,7 +215,8 @@ def _choose(names: list[str], types: list[str], wanted: list[str] | None) -> lis
 # ---------------------------------------------------------------------------------------- passes
 
 
-def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
+def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> tuple[int, int | None]:
+    """(rows, distinct rows); the distinct rows are None when there are no columns."""
     exprs: list[str] = ["count(*)"]
     keys: list[tuple[_Col, str]] = []
 
@@ -195,40 +226,75 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
 
     (rows,) = sandbox.one(f"SELECT count(*) FROM {relation}")
     exact = rows <= EXACT_ROWS
+    row_hash = sql_ident(_fresh_name("row_hash", [c.name for c in cols]))
+    top = f"approx_top_k({{}}, {TOP_K})"
+    quantile = f"quantile_cont({{}}, {list(QUANTILES)})"
+    if not exact:
+        numbers = sum(c.kind == "number" for c in cols)
+        every, sample = _sample_plan(rows, numbers, sandbox.limits.memory_mb, sandbox.limits.duckdb_threads)
+        in_sample = f"FILTER (WHERE {row_hash} % {every} = 0)"
+        top = f"approx_top_k({{}}, {TOP_CANDIDATES}) {in_sample}"
+        quantile = f"{quantile} {in_sample}" if sample else f"approx_quantile({{}}, {list(QUANTILES)})"
     for c in cols:
         add(c, "count", f"count({c.ident})")
         if c.kind != "other":
             distinct = f"count(DISTINCT {c.ident})" if exact else f"approx_count_distinct({c.ident})"
             add(c, "distinct", distinct)
-            add(c, "top", f"approx_top_k({c.ident}, {TOP_K})")
+            add(c, "top", top.format(c.ident))
         if c.kind in ("number", "time", "text"):
             add(c, "min", f"min({c.ident})")
             add(c, "max", f"max({c.ident})")
         if c.kind == "number":
             x = c.as_double
-            quantile = "quantile_cont" if exact else "approx_quantile"
             add(c, "mean", f"avg({x})")
             add(c, "std", f"stddev_samp({x})")
             add(c, "skew", f"skewness({x})")
-            add(c, "quantiles", f"{quantile}({x}, {list(QUANTILES)})")
+            add(c, "quantiles", quantile.format(x))
             add(c, "zeros", f"count_if({c.ident} = 0)")
             add(c, "negatives", f"count_if({c.ident} < 0)")
         elif c.kind == "text":
             add(c, "min_length", f"min(length({c.ident}))")
             add(c, "max_length", f"max(length({c.ident}))")
             add(c, "mean_length", f"avg(length({c.ident}))")
-            add(c, "numeric_text", f"count_if(TRY_CAST({c.ident} AS DOUBLE) IS NOT NULL)")
+            add(c, "numeric_text", f"count({_as_number(c.ident)})")
         elif c.kind == "bool":
             add(c, "trues", f"count_if({c.ident})")
-    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}")
-    for (col, key), value in zip(keys, row[1:], strict=True):
+    source = relation
+    if cols:
+        exprs.append(f"count(DISTINCT {row_hash})")
+        fields = ", ".join(c.ident for c in cols)
+        source = f"(SELECT {fields}, hash({fields}) AS {row_hash} FROM {relation})"
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {source}")
+    for (col, key), value in zip(keys, row[1 : len(keys) + 1], strict=True):
         col.stats[key] = value
-    return int(row[0])
+    return int(row[0]), int(row[-1]) if cols else None
 
 
-def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -> int | None:
+def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple[int, bool]:
+    """(every, whether quantiles come from the sample): the sample is the rows whose hash is
+    divisible by `every`."""
+    every = max(MIN_EVERY, -(-rows // SAMPLE_ROWS))
+    held = (rows // every) * 8 * max(numbers, 1) * max(threads, 1)  # one DOUBLE per value, per thread
+    return every, held <= memory_mb * 1024 * 1024 * SAMPLE_SHARE and rows // every >= MIN_SAMPLE_ROWS
+
+
+def _as_number(ident: str) -> str:
+    """The text value as a DOUBLE, or NULL. Only text starting with whitespace, a sign, a digit, a
+    dot, `inf` or `nan` can cast, so the cast (the costly part) runs only on those."""
+    first = f"ascii({ident})"
+    return f"CASE WHEN {first} <= 57 OR {first} IN (73, 78, 105, 110) THEN TRY_CAST({ident} AS DOUBLE) END"
+
+
+def _fresh_name(base: str, taken: list[str]) -> str:
+    name = base
+    while name in taken:
+        name = "_" + name
+    return name
+
+
+def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -> None:
     exprs: list[str] = []
-    keys: list[tuple[_Col | None, str, Any]] = []
+    keys: list[tuple[_Col, str, Any]] = []
     params: list[Any] = []
     for c in cols:
         lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
@@ -245,30 +311,31 @@ def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -
                 low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
                 exprs.append(f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})")
                 keys.append((c, "outliers", None))
-        for value in (c.stats.get("top") or [])[:TOP_K]:
+            else:  # no value fell in the sample, so there are few: take them all
+                exprs.append(f"quantile_cont({c.as_double}, {list(QUANTILES)})")
+                keys.append((c, "quantiles", None))
+        distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
+        if rows > EXACT_ROWS and distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE):
+            exprs.append(f"histogram({c.ident})")
+            keys.append((c, "value_counts", None))
+            continue
+        for value in (c.stats.get("top") or [])[:TOP_CANDIDATES]:
             if value is None:
                 continue
             params.append(value)
             exprs.append(f"count_if({c.ident} = ${len(params)})")
             keys.append((c, "top_count", value))
-    duplicates_at = None
-    if cols and rows:
-        fields = ", ".join(c.ident for c in cols)
-        exprs.append(f"count(DISTINCT hash({fields}))")
-        duplicates_at = len(exprs) - 1
     if not exprs:
-        return 0 if not rows else None
+        return
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}", params or None)
     for i, (col, key, value) in enumerate(keys):
-        if col is None:
-            continue
         if key == "top_count":
             col.stats.setdefault("top_counts", []).append((value, int(row[i])))
+        elif key == "value_counts":
+            counts = [(v, int(n)) for v, n in (row[i] or {}).items() if v is not None]
+            col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
         else:
             col.stats[key] = row[i]
-    if duplicates_at is None:
-        return 0
-    return rows - int(row[duplicates_at])
 
 
 def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
@@ -310,7 +377,7 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
             Bin(low=_edge(lo + i * width), high=_edge(lo + (i + 1) * width), count=counts.get(i, 0))
             for i in range(BINS)
         ]
-    top = sorted(s.get("top_counts", []), key=lambda vc: -vc[1])
+    top = sorted(s.get("top_counts", []), key=lambda vc: -vc[1])[:TOP_K]
     if s.get("distinct") is not None and s["distinct"] >= count:
         top = []  # every value is different: any five of them say nothing
     return ColumnProfile(

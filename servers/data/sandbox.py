@@ -8,7 +8,10 @@ Every query runs in a fresh in-memory DuckDB connection set up like this, in thi
   extensions off, persistent secrets off;
 - home, extension, secret and temp directories inside a private directory made for this connection
   (so `~` never reaches the user's home, duckdb/duckdb#26064), or no spilling at all;
-- a memory limit, a thread count, then `lock_configuration = true`, so no statement can undo it.
+- a memory limit, a thread count (at most one per 64 MB of the limit), then `lock_configuration = true`, so no statement can undo it.
+  The limit is the call's: DuckDB's `memory_limit` covers only its buffer manager (tables, hash
+  tables, sort runs, file buffers), so it gets DUCKDB_SHARE of it and the rest is headroom for what
+  it allocates outside (aggregate states, per-thread scan state, results on their way to Python).
 
 Statements are checked before they run: exactly one, of a read type (SELECT, which covers WITH,
 VALUES, FROM, SUMMARIZE, DESCRIBE and SHOW, or a PIVOT). A timer interrupts a query that runs past
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     import duckdb
 
 MAX_MESSAGE = 1200
+DUCKDB_SHARE = 0.75  # of a call's memory limit, for DuckDB's buffer manager
+MB_PER_THREAD = 64  # each thread holds its own scan buffers and partial hash tables
 
 
 class QueryError(OnrecordError):
@@ -60,6 +65,16 @@ class Limits:
     memory_mb: int = 1024
     threads: int = 2
     spill_mb: int = 2048  # 0: no temp files; a query that outgrows memory fails instead
+
+    @property
+    def duckdb_mb(self) -> int:
+        """DuckDB's own memory_limit: its buffer manager's share of the call's limit."""
+        return max(1, int(self.memory_mb * DUCKDB_SHARE))
+
+    @property
+    def duckdb_threads(self) -> int:
+        """The thread count, at most one per MB_PER_THREAD of the memory limit."""
+        return max(1, min(self.threads, self.memory_mb // MB_PER_THREAD))
 
 
 @dataclass
@@ -93,8 +108,8 @@ class Sandbox:
             "extension_directory": os.path.join(private, "extensions"),
             "secret_directory": os.path.join(private, "secrets"),
             "temp_directory": spill if self.limits.spill_mb else "",
-            "memory_limit": f"{self.limits.memory_mb}MB",
-            "threads": self.limits.threads,
+            "memory_limit": f"{self.limits.duckdb_mb}MB",
+            "threads": self.limits.duckdb_threads,
         }
         if self.limits.spill_mb:
             config["max_temp_directory_size"] = f"{self.limits.spill_mb}MB"

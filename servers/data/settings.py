@@ -11,8 +11,16 @@ class DataSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Time limit of one call's queries")
-    memory_mb: int = Field(default=1024, ge=64, le=1_048_576, description="DuckDB's memory limit per call")
-    threads: int = Field(default=2, ge=1, le=256, description="DuckDB threads per call")
+    memory_mb: int = Field(
+        default=1024,
+        ge=64,
+        le=1_048_576,
+        description="Memory limit per call (DuckDB's buffer manager gets three quarters, the rest is headroom "
+        "for what it allocates outside it)",
+    )
+    threads: int = Field(
+        default=2, ge=1, le=256, description="DuckDB threads per call (at most one per 64 MB of memory_mb)"
+    )
     spill_mb: int = Field(
         default=2048, ge=0, le=1_048_576, description="Temp space for queries larger than memory; 0: none"
     )
