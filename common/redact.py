@@ -138,6 +138,18 @@ def redact(value: Any, where: str = "", *, budget: int | None = None) -> tuple[A
 PREVIEW_MARGIN = 512
 
 
+_KEY_NAMES: dict[str, bool] = {}  # whether a key names a secret, for the keys seen so far
+
+
+def _secret_key(key: str) -> bool:
+    named = _KEY_NAMES.get(key)
+    if named is None:
+        named = _SECRET_KEY.search(key) is not None
+        if len(_KEY_NAMES) < 4096:
+            _KEY_NAMES[key] = named
+    return named
+
+
 def _walk(value: Any, where: str, found: list[Redaction], budget: list[int] | None = None) -> Any:
     if budget is not None and budget[0] <= 0:
         return "…"
@@ -160,10 +172,17 @@ def _walk(value: Any, where: str, found: list[Redaction], budget: list[int] | No
                         shown += "'"
                     out[shown] = _walk(item, f"{where}.{shown}" if where else shown, found, budget)
                     continue
+            if budget is None and type(item) is str and type(key) is str and not _secret_key(key):
+                # The common case, a string under a plain name: its path is built only if a rule fires.
+                new, fired = redact_text(item)
+                if fired:
+                    found.extend(Redaction(rule, f"{where}.{key}" if where else key) for rule in fired)
+                out[key] = new
+                continue
             child = f"{where}.{key}" if where else str(key)
             if (
                 isinstance(key, str)
-                and _SECRET_KEY.search(key)
+                and _secret_key(key)
                 and isinstance(item, str | int | float)
                 and not isinstance(item, bool)
                 and item != ""
