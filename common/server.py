@@ -243,12 +243,12 @@ class AccountableServer(MCPServer):
 
         from common import wire
 
-        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as tg:
-            screened = await wire.screen(read_stream, write_stream, tg)
+        async with stdio_server() as (read_stream, write_stream):
             await self._lowlevel_server.run(
-                screened, write_stream, self._lowlevel_server.create_initialization_options()
+                wire.Screened(read_stream, write_stream),
+                write_stream,
+                self._lowlevel_server.create_initialization_options(),
             )
-            tg.cancel_scope.cancel()
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:
         """The SDK's app, with malformed messages answered as on stdio (common.wire)."""
@@ -807,11 +807,30 @@ _REQUEST: contextvars.ContextVar[ServerRequestContext[Any] | None] = contextvars
 _CLIENTS: weakref.WeakKeyDictionary[Any, tuple[str | None, str]] = weakref.WeakKeyDictionary()
 
 
+_LAST_CLIENT: tuple[weakref.ref[Any], tuple[str | None, str]] | None = None
+
+
+def _remember_client(session: Any, fields: tuple[str | None, str]) -> None:
+    global _LAST_CLIENT
+    with contextlib.suppress(TypeError):
+        _LAST_CLIENT = (weakref.ref(session), fields)
+
+
 def _client_fields(rc: ServerRequestContext[Any] | None) -> tuple[str | None, str, str, str]:
     """The client ("name/version"), and the record's client, protocol and request_id as JSON."""
     if rc is None:
         return None, "null", "null", "null"
     session = rc.session
+    last = _LAST_CLIENT
+    if last is not None and last[0]() is session:  # the connection of the previous call
+        client, client_json = last[1]
+        protocol = rc.protocol_version
+        return (
+            client,
+            client_json,
+            quote(protocol) if protocol is not None else "null",
+            quote(str(rc.request_id)),
+        )
     try:
         client, client_json = _CLIENTS[session]
     except (KeyError, TypeError):
@@ -821,6 +840,7 @@ def _client_fields(rc: ServerRequestContext[Any] | None) -> tuple[str | None, st
         client_json = quote(client) if client is not None else "null"
         with contextlib.suppress(TypeError):
             _CLIENTS[session] = client, client_json
+    _remember_client(session, (client, client_json))
     protocol = rc.protocol_version
     return client, client_json, quote(protocol) if protocol is not None else "null", quote(str(rc.request_id))
 
@@ -833,9 +853,10 @@ def _compact_text(result: CallToolResult) -> bytes | None:
     block = result.content[0]
     if not isinstance(block, TextContent):
         return None
-    # pydantic_core writes compact JSON in a fifth of json.dumps' time.
+    # pydantic_core writes compact JSON in a fifth of json.dumps' time. The field is a str either
+    # way: set it without pydantic's assignment machinery.
     data = pydantic_core.to_json(result.structured_content)
-    block.text = data.decode("utf-8")
+    vars(block)["text"] = data.decode("utf-8")
     return data
 
 
