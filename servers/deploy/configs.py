@@ -14,7 +14,6 @@ from collections import defaultdict
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field
 
 from common import content, kinds, offload
@@ -63,6 +62,8 @@ def _problem(
 
 
 def _yaml_documents(text: str, path: str) -> tuple[list[tuple[int, Any]], ConfigProblem | None]:
+    import yaml  # on the first YAML config, not when the server starts
+
     try:
         docs = []
         loader = yaml.SafeLoader(text)

@@ -12,11 +12,10 @@ import datetime as dt
 import json
 import ssl
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import certifi
-import httpx
 from pydantic import Field
 
 from common import kinds
@@ -25,6 +24,9 @@ from common.redact import redact_text
 from servers.deploy.context import DeployContext
 from servers.deploy.models import Hop, HttpCheck
 from servers.deploy.secrets import DeployError
+
+if TYPE_CHECKING:
+    import httpx
 
 _HEALTHY = {"pass", "ok", "up", "healthy"}
 
@@ -100,6 +102,8 @@ async def check_http(
     application/health+json body; a pass or fail verdict with the reasons. Only hosts a human listed
     in [deploy] allowed_hosts are called; loopback, private, link-local, carrier-grade NAT and cloud
     metadata addresses are refused unless [deploy] allow_private_hosts names the host."""
+    import httpx  # on the first probe, not when the server starts
+
     options = ctx.options
     result = HttpCheck(url=url, verdict="fail", problems=[])
     try:
