@@ -3,9 +3,9 @@
 Ours: `onrecord serve repo --root REPO`. Anchor: the reference `mcp-server-git --repository REPO`,
 installed from the package registry into a venv of its own under the bench cache. Both are driven
 with raw JSON-RPC lines (no client SDK in the measurement), alternating, the same number of runs.
-Goal: ratio <= 1.0.
+Goal: ratio <= 1.0 for `serve repo`, <= 1.05 for `serve all` (--server all).
 
-    .venv/bin/python bench/cold_start.py [--runs 10]
+    .venv/bin/python bench/cold_start.py [--runs 10] [--server repo|all]
 """
 
 from __future__ import annotations
@@ -71,9 +71,12 @@ def time_start(command: list[str]) -> tuple[float, int]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument(
+        "--server", default="repo", help="which of ours to start: repo (goal <= 1.0) or all (<= 1.05)"
+    )
     args = p.parse_args()
     repo = Path(__file__).resolve().parent.parent
-    ours_cmd = [sys.executable, "-m", "clients.cli", "serve", "repo", "--root", str(repo)]
+    ours_cmd = [sys.executable, "-m", "clients.cli", "serve", args.server, "--root", str(repo)]
     anchor_cmd = anchor_command(repo)
     os.environ.setdefault("ONRECORD_STATE_DIR", str(cache_dir() / "state"))
     time_start(ours_cmd)  # warm the page cache for both
@@ -89,12 +92,13 @@ def main() -> None:
     o, a = statistics.median(ours), statistics.median(anchor)
     print(f"runs: {args.runs} each, alternating")
     print(
-        f"anchor  mcp-server-git ({tools[1]} tools):  median {a * 1000:7.1f} ms  (min {min(anchor) * 1000:.1f})"
+        f"anchor  mcp-server-git ({tools[1]} tools):  median {a * 1000:7.1f} ms  (min {min(anchor) * 1000:.1f}, max {max(anchor) * 1000:.1f})"
     )
     print(
-        f"onrecord serve repo ({tools[0]} tools):   median {o * 1000:7.1f} ms  (min {min(ours) * 1000:.1f})"
+        f"onrecord serve {args.server} ({tools[0]} tools):   median {o * 1000:7.1f} ms  (min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f})"
     )
-    print(f"ratio onrecord / mcp-server-git: {o / a:.3f}  (goal <= 1.0)")
+    goal = "1.0" if args.server == "repo" else "1.05"
+    print(f"ratio onrecord / mcp-server-git: {o / a:.3f}  (goal <= {goal}); load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

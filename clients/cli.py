@@ -533,7 +533,9 @@ def _who() -> str:
 # ----------------------------------------------------------------------------------------- parser
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(*, hosts: bool = True) -> argparse.ArgumentParser:
+    """The command line; `hosts=False` leaves out install and doctor (their modules), which a
+    server being started does not need."""
     p = argparse.ArgumentParser(
         prog="onrecord", description="MCP tool servers with every AI action on the record."
     )
@@ -633,10 +635,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--keep", action="store_true", help="keep the sample project and its audit log")
     sp.set_defaults(func=cmd_demo)
 
-    from clients import doctor, install
+    if hosts:
+        from clients import doctor, install
 
-    install.add_parsers(sub)
-    doctor.add_parser(sub)
+        install.add_parsers(sub)
+        doctor.add_parser(sub)
     return p
 
 
@@ -663,7 +666,8 @@ class _Visible(io.TextIOBase):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(hosts=argv[:1] != ["serve"]).parse_args(argv)
     out, err = sys.stdout, sys.stderr
     if args.func is not cmd_serve:  # serve's stdout is the protocol, already JSON-escaped
         sys.stdout, sys.stderr = _Visible(out), _Visible(err)

@@ -33,20 +33,50 @@ FsyncMode = Literal["record", "batch", "off"]
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+# The same encoder's C core, built once (JSONEncoder.encode builds it on every call, which costs
+# more than encoding a small record). No circular-reference markers: records are trees.
+_C_ENCODE = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None,
+        str,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        True,
+        False,
+        True,  # type: ignore[attr-defined]
+    )
+    if json.encoder.c_make_encoder is not None  # type: ignore[attr-defined]
+    else None
+)
 
 
-def canonical(record: dict[str, Any]) -> str:
-    return _ENCODER.encode(record)
+def canonical(record: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text as is: the form every record's hash is taken over."""
+    if _C_ENCODE is None or isinstance(record, str):
+        return _ENCODER.encode(record)
+    return "".join(_C_ENCODE(record, 0))
 
 
 def chain_hash(prev: str, record: dict[str, Any]) -> str:
     return hashlib.sha256((prev + canonical(record)).encode("utf-8")).hexdigest()
 
 
+# A JSON string exactly as `canonical` writes it (the encoder's own function).
+quote: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def utc_now() -> str:
+    global _second
     now = time.time()
     seconds = int(now)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((now - seconds) * 1e6):06d}Z"
+    last = _second
+    if last[0] != seconds:
+        last = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{last[1]}.{int((now - seconds) * 1e6):06d}Z"
 
 
 def host_identity() -> dict[str, Any]:
@@ -114,25 +144,41 @@ class AuditLog:
                 self._open()
             return self._append(kind, fields)
 
+    def write_encoded(self, kind: RecordType, fields: dict[str, str]) -> str:
+        """`write` for fields given as their canonical JSON (`canonical(value)`, or a cached copy of
+        it): the line is byte for byte what `write` makes of the decoded fields, without encoding the
+        parts that repeat from call to call again. Returns the record's hash."""
+        with self._lock:
+            if self._fd is None:
+                self._open()
+            fields = {**fields, "seq": str(self._seq), "ts": f'"{utc_now()}"', "type": f'"{kind}"'}
+            # Keys are plain names (no escapes): sorted as the canonical encoder sorts them.
+            body = "{" + ",".join([f'"{key}":{fields[key]}' for key in sorted(fields)]) + "}"
+            return self._emit(body)
+
     def _append(self, kind: RecordType, fields: dict[str, Any]) -> dict[str, Any]:
-        assert self._fd is not None
         record = {"seq": self._seq, "ts": utc_now(), "type": kind, **fields}
-        body = canonical(record)
+        record["hash"] = self._emit(canonical(record))
+        return record
+
+    def _emit(self, body: str) -> str:
+        """Chain and write one record's canonical JSON (one write()); returns its hash."""
+        assert self._fd is not None
         try:
             data = body.encode("utf-8")
         except UnicodeEncodeError:
             # A lone surrogate (from a client that sent one) cannot be written as UTF-8: it is
             # recorded as U+FFFD, so the record is kept and stays valid, verifiable JSON.
             data = body.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
-        record["hash"] = hashlib.sha256(self._prev.encode("ascii") + data).hexdigest()
+        digest = hashlib.sha256(self._prev.encode("ascii") + data).hexdigest()
         # The line is the canonical body with the hash appended: one serialisation per record.
-        line = data[:-1] + b',"hash":"' + record["hash"].encode("ascii") + b'"}\n'
+        line = data[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
         view = memoryview(line)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
         self._seq += 1
-        self._prev = record["hash"]
+        self._prev = digest
         self._dirty = True
         if self.fsync == "record":
             self._sync()
@@ -141,7 +187,7 @@ class AuditLog:
             self._timer = threading.Timer(self.batch_s, self._background_sync)
             self._timer.daemon = True
             self._timer.start()
-        return record
+        return digest
 
     def _sync(self) -> None:
         if self._fd is not None and self._dirty:

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import re2
 
+from common.audit import canonical
 from common.config import SCOPES, Action, ConfigError, RuleSource, Settings
 from common.errors import OnrecordError
 from common.kinds import PATH, Kind
@@ -73,6 +74,11 @@ class Decision:
     def record(self) -> dict[str, Any]:
         """as_record(), computed once: decisions are frozen and cached per tool."""
         return self.as_record()
+
+    @functools.cached_property
+    def record_json(self) -> str:
+        """The record as canonical JSON (common.audit), computed once: the call record splices it in."""
+        return canonical(self.record)
 
     def as_record(self) -> dict[str, Any]:
         return {

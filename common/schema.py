@@ -257,9 +257,15 @@ def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
             uses = counts.get(key, 0)
             if _reaches(key, body, defs, set()):
                 continue
-            ref_cost = size({"$ref": f"#/$defs/{key}"})
             # Inlined: the body at every use. Kept: the body once under its key, a $ref at every use.
-            if uses * size(body) < size({key: body}) + uses * ref_cost:
+            # Used once or never, inlining always shrinks it: no need to measure.
+            if uses <= 1:
+                chosen = key
+                break
+            body_cost = size(body)
+            ref_cost = size({"$ref": f"#/$defs/{key}"})
+            kept_cost = body_cost + size(key) + 3  # `{"key":body}` is the body, its key, `{`, `:` and `}`
+            if uses * body_cost < kept_cost + uses * ref_cost:
                 chosen = key
                 break
         if chosen is None:

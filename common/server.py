@@ -7,6 +7,7 @@ timeouts all get a result record. Tool input schemas are untouched: the layer ad
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import functools
@@ -15,6 +16,7 @@ import inspect
 import itertools
 import json
 import logging
+import math
 import os
 import time
 import weakref
@@ -50,7 +52,7 @@ from starlette.applications import Starlette
 
 from common import __version__, content, kinds, procs, progress, schema
 from common.approvals import Approval, ApprovalStore, policy_digest
-from common.audit import AuditLog, canonical
+from common.audit import AuditLog, canonical, quote
 from common.config import ConfigError, Settings
 from common.errors import OnrecordError
 from common.git import Git
@@ -102,42 +104,65 @@ class Outcome:
     def fail(self, status: Status, error: str) -> None:
         self.status, self.error = status, error
 
-    def describe(self, result: CallToolResult) -> None:
-        """Status, size, digest and redacted preview of what the client reads."""
+    def describe(self, result: CallToolResult, data: bytes | None = None) -> None:
+        """Status, size, digest and redacted preview of what the client reads (`data`: its text
+        already encoded, when the caller has it)."""
         # The text blocks are what the client reads (for structured results, the SDK's JSON mirror
         # of structured_content), so size, digest and preview come from them without serialising again.
-        text = "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+        blocks = result.content
+        if len(blocks) == 1 and isinstance(blocks[0], TextContent):
+            text = blocks[0].text
+        else:
+            text = "\n".join([c.text for c in blocks if isinstance(c, TextContent)])
+            data = None
         if not text and result.structured_content is not None:
             text = json.dumps(result.structured_content, ensure_ascii=False, sort_keys=True, default=str)
+            data = None
         elif not text:
-            text = json.dumps([c.model_dump(mode="json", by_alias=True) for c in result.content], default=str)
-        data = text.encode("utf-8")
+            text = json.dumps([c.model_dump(mode="json", by_alias=True) for c in blocks], default=str)
+            data = None
+        if data is None:
+            data = text.encode("utf-8")
         # Redact before cutting, so a secret is never left half-visible at the cut.
         preview, fired = redact_text(text[: PREVIEW_CHARS + PREVIEW_MARGIN])
         self.status = "tool_error" if result.is_error else "ok"
         self.size = len(data)
         self.digest = "sha256:" + hashlib.sha256(data).hexdigest()
         self.preview = _clip(preview, PREVIEW_CHARS)
-        self.redactions += [Redaction(rule, "result") for rule in fired]
+        if fired:
+            self.redactions += [Redaction(rule, "result") for rule in fired]
         if result.is_error:
             self.error = text
 
-    def fields(self) -> dict[str, Any]:
-        """The record's fields, with the error redacted and clipped."""
-        out: dict[str, Any] = {"status": self.status}
-        found = list(self.redactions)
+    def encoded(self) -> dict[str, str]:
+        """`fields()` as canonical JSON per field (common.audit.AuditLog.write_encoded), built
+        without encoding the record twice."""
+        out: dict[str, str] = {"status": quote(self.status)}
+        redactions = self.redactions
         if self.error is not None:
             text, fired = redact_text(self.error)
-            found += [Redaction(rule, "error") for rule in fired]
-            out["error"] = _clip(text, ERROR_CHARS)
-        for key in ("approved", "approval_id", "size", "digest", "preview"):
-            if (value := getattr(self, key)) is not None:
-                out[key] = value
+            if fired:
+                redactions = [*redactions, *(Redaction(rule, "error") for rule in fired)]
+            out["error"] = quote(_clip(text, ERROR_CHARS))
+        if self.approved is not None:
+            out["approved"] = "true" if self.approved else "false"
+        if self.approval_id is not None:
+            out["approval_id"] = quote(self.approval_id)
+        if self.size is not None:
+            out["size"] = str(self.size)
+        if self.digest is not None:
+            out["digest"] = quote(self.digest)
+        if self.preview is not None:
+            out["preview"] = quote(self.preview)
         if self.excluded is not None:
-            out["excluded_by_policy"] = self.excluded
-        if found:
-            out["redactions"] = [r.as_record() for r in found]
+            out["excluded_by_policy"] = canonical(self.excluded)
+        if redactions:
+            out["redactions"] = canonical([r.as_record() for r in redactions])
         return out
+
+    def fields(self) -> dict[str, Any]:
+        """The record's fields, with the error redacted and clipped."""
+        return {key: json.loads(value) for key, value in self.encoded().items()}
 
 
 @dataclass(frozen=True)
@@ -156,6 +181,23 @@ class _Params:
     defaults: dict[str, Any]
     validate: bool
     lists: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What every call of one registered tool shares, worked out on its first call."""
+
+    owner: str
+    qualified: str
+    tool_json: str  # "tool" of its records, as canonical JSON
+    annotations: dict[str, bool | None] | None
+    kinds: dict[str, kinds.Kind]
+    params: _Params | None
+    # The decision when it cannot depend on the arguments (no path-like parameter, none a rule
+    # conditions on): valid for every call that sends only the tool's own arguments.
+    static: Decision | None
+    decide: content.Decides  # the content check of a call no human approved
+    policy: Policy  # the policy these were worked out under
 
 
 class AccountableServer(MCPServer):
@@ -188,10 +230,12 @@ class AccountableServer(MCPServer):
         self._annotations: dict[str, dict[str, bool | None]] = {}
         self._kinds: dict[str, dict[str, kinds.Kind]] = {}
         self._params: dict[str, _Params] = {}
+        self._facts: dict[str, _Facts] = {}
         self._said: set[tuple[str, str]] = set()  # output descriptions tools/list already gives
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
+        self._limits = _CallLimits()
         self._policy_digest = policy_digest(settings)
 
     async def run_stdio_async(self) -> None:
@@ -200,12 +244,12 @@ class AccountableServer(MCPServer):
 
         from common import wire
 
-        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as tg:
-            screened = await wire.screen(read_stream, write_stream, tg)
+        async with stdio_server() as (read_stream, write_stream):
             await self._lowlevel_server.run(
-                screened, write_stream, self._lowlevel_server.create_initialization_options()
+                wire.Screened(read_stream, write_stream),
+                write_stream,
+                self._lowlevel_server.create_initialization_options(),
             )
-            tg.cancel_scope.cancel()
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:
         """The SDK's app, with malformed messages answered as on stdio (common.wire)."""
@@ -228,6 +272,7 @@ class AccountableServer(MCPServer):
                 f"{owner or self.name!r}; tool names must be unique within one process"
             )
         super().add_tool(fn, name, *args, **kwargs)
+        self._facts.clear()  # a sibling can change which path-only rules cover a server's tools
         self._owners[tool_name] = owner or self.name
         self.policy.register(owner or self.name, tool_name)
         self._kinds[tool_name] = found = kinds.of_function(fn)
@@ -277,6 +322,7 @@ class AccountableServer(MCPServer):
 
     def remove_tool(self, name: str) -> None:
         super().remove_tool(name)
+        self._facts.clear()
         self._owners.pop(name, None)
         self._kinds.pop(name, None)
         self._annotations.pop(name, None)
@@ -367,7 +413,11 @@ class AccountableServer(MCPServer):
 
     def _gate(self, owner: str, name: str, approved: list[str] | None) -> content.Gate:
         """The content check of one call; `approved` are the paths a human approved it for."""
+        return content.Gate(
+            self._decider(owner, name, approved), screen=self.policy.content_screen(owner, name)
+        )
 
+    def _decider(self, owner: str, name: str, approved: list[str] | None) -> content.Decides:
         def decide(path: str, *, follow_links: bool) -> tuple[bool, str, bool]:
             d = self.policy.content_decision(owner, name, path, follow_links=follow_links)
             if d.effective == "allow":
@@ -378,7 +428,35 @@ class AccountableServer(MCPServer):
                     return True, d.reason, True
             return False, d.reason, d.action == "ask"
 
-        return content.Gate(decide, screen=self.policy.content_screen(owner, name))
+        return decide
+
+    def _facts_of(self, name: str) -> _Facts | None:
+        """The shared facts of a registered tool (None for a name no tool has)."""
+        facts = self._facts.get(name)
+        if (facts is None or facts.policy is not self.policy) and name in self._owners:
+            owner, qualified = self.qualified(name)
+            found = self._kinds.get(name, {})
+            params = self._params.get(name)
+            annotations = self._annotations.get(name)
+            static = None
+            if (
+                params is not None
+                and not any(k.path_like for k in found.values())
+                and params.names.isdisjoint(self.policy.conditioned)
+            ):
+                static = self.policy.decide(owner, name, {}, annotations, kinds=found)
+            facts = self._facts[name] = _Facts(
+                owner,
+                qualified,
+                quote(qualified),
+                annotations,
+                found,
+                params,
+                static,
+                self._decider(owner, name, None),
+                self.policy,
+            )
+        return facts
 
     # ----------------------------------------------------------------------------------- the call
 
@@ -387,29 +465,49 @@ class AccountableServer(MCPServer):
     ) -> CallToolResult | InputRequiredResult:
         started = time.perf_counter()
         call_id = f"{self._pid}-{next(self._calls)}"
-        owner, qualified = self.qualified(name)
         rc = _REQUEST.get() if context is not None else None
         if rc is None and _in_request(context):  # a Context made outside the SDK's call hook
             assert context is not None
             rc = context.request_context
         ctx = context if rc is not None else None
-        validated = self.seen_arguments(name, arguments)
-        call_kinds = self._kinds.get(name, {})
-        decision = self.policy.decide(owner, name, validated, self._annotations.get(name), kinds=call_kinds)
+        facts = self._facts_of(name)
+        if facts is None:  # an unknown tool: the SDK refuses it, the records still say so
+            owner, qualified = self.qualified(name)
+            call_kinds: dict[str, kinds.Kind] = {}
+            validated = arguments
+            decision = self.policy.decide(owner, name, arguments, None, kinds=call_kinds)
+            tool_json = quote(qualified)
+        else:
+            owner, qualified, tool_json, call_kinds = (
+                facts.owner,
+                facts.qualified,
+                facts.tool_json,
+                facts.kinds,
+            )
+            params = facts.params
+            if facts.static is not None and params is not None and params.names.issuperset(arguments):
+                validated = arguments  # read again only when a human is asked (below)
+                decision = facts.static
+            else:
+                validated = self.seen_arguments(name, arguments)
+                decision = self.policy.decide(owner, name, validated, facts.annotations, kinds=call_kinds)
         shown_args, redactions = redact(arguments, "arguments")
-        call_record: dict[str, Any] = {
-            "call_id": call_id,
-            "tool": qualified,
-            "arguments": shown_args,
-            "decision": decision.record,
-            **_client_fields(rc),
+        client, client_json, protocol_json, request_json = _client_fields(rc)
+        call_record = {
+            "arguments": canonical(shown_args),
+            "call_id": f'"{call_id}"',
+            "client": client_json,
+            "decision": decision.record_json,
+            "protocol": protocol_json,
+            "request_id": request_json,
+            "tool": tool_json,
         }
         if redactions:
-            call_record["redactions"] = [r.as_record() for r in redactions]
+            call_record["redactions"] = canonical([r.as_record() for r in redactions])
         if self.audit.path is None:
-            self._first_client = call_record["client"]
+            self._first_client = client
         try:
-            self.audit.write("call", call_record)
+            self.audit.write_encoded("call", call_record)
         except OSError as exc:
             # Fail closed: no call runs unrecorded.
             raise ToolError(
@@ -445,25 +543,30 @@ class AccountableServer(MCPServer):
                     for v in values
                     for n in v
                 ]
-            gate = self._gate(owner, name, approved)
+            if approved is None and facts is not None:
+                gate = content.Gate(facts.decide, screen=self.policy.content_screen(owner, name))
+            else:
+                gate = self._gate(owner, name, approved)
             token = content.enter(gate)
             try:
-                # A cancel scope with a deadline is what anyio.fail_after makes, minus its wrapper.
                 result: CallToolResult | InputRequiredResult | None = None
-                with anyio.CancelScope(deadline=anyio.current_time() + self.config.call_timeout_s) as limit:
-                    result = await progress.beating(
-                        _progress_sender(ctx, rc),
-                        qualified,
-                        self.config.heartbeat_s,
-                        functools.partial(super().call_tool, name, arguments, context),
-                    )
+                with anyio.CancelScope() as limit:
+                    self._limits.watch(limit, self.config.call_timeout_s)
+                    try:
+                        result = await progress.beating(
+                            _progress_sender(ctx, rc),
+                            qualified,
+                            self.config.heartbeat_s,
+                            functools.partial(super().call_tool, name, arguments, context),
+                        )
+                    finally:
+                        self._limits.done(limit)
                 if limit.cancelled_caught or result is None:
                     raise TimeoutError
             finally:
                 content.leave(token)
             if isinstance(result, CallToolResult):
-                _compact_text(result)
-                outcome.describe(result)
+                outcome.describe(result, _compact_text(result))
             else:
                 outcome.status = "input_required"
             return result
@@ -509,17 +612,15 @@ class AccountableServer(MCPServer):
         finally:
             if gate is not None and (gate.excluded or gate.hidden):
                 outcome.excluded = {"files": gate.excluded[:50], "hidden": gate.hidden}
-            self._write_result(call_id, qualified, started, outcome)
+            self._write_result(call_id, tool_json, started, outcome)
 
-    def _write_result(self, call_id: str, qualified: str, started: float, outcome: Outcome) -> None:
-        record: dict[str, Any] = {
-            "call_id": call_id,
-            "tool": qualified,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            **outcome.fields(),
-        }
+    def _write_result(self, call_id: str, tool_json: str, started: float, outcome: Outcome) -> None:
+        record = outcome.encoded()
+        record["call_id"] = f'"{call_id}"'
+        record["tool"] = tool_json
+        record["duration_ms"] = repr(round((time.perf_counter() - started) * 1000, 3))
         try:
-            self.audit.write("result", record)
+            self.audit.write_encoded("result", record)
         except OSError:
             log.exception("could not write the audit result record for call %s", call_id)
             raise
@@ -614,6 +715,53 @@ class AccountableServer(MCPServer):
 # ---------------------------------------------------------------------------------------- helpers
 
 
+class _CallLimits:
+    """The call time limit of every call in flight, enforced by one timer on the event loop instead
+    of one per call: a cancel scope with a deadline arms and cancels a loop timer on every call,
+    which costs more than the rest of the scope. The timer fires at the earliest deadline in flight
+    and cancels the scopes that are due (anyio's own cancellation, shields respected)."""
+
+    def __init__(self) -> None:
+        self._due: dict[anyio.CancelScope, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf
+
+    def watch(self, limit: anyio.CancelScope, seconds: float) -> None:
+        """Cancel `limit` (entered, with no deadline of its own) once `seconds` have passed."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another backend: the scope's own deadline does it
+            limit.deadline = anyio.current_time() + seconds
+            return
+        if loop is not self._loop:  # a new event loop: nothing of the old one is in flight
+            self._loop, self._timer, self._armed = loop, None, math.inf
+            self._due.clear()
+        due = self._due[limit] = loop.time() + seconds
+        if due < self._armed:
+            self._arm(loop, due)
+
+    def done(self, limit: anyio.CancelScope) -> None:
+        self._due.pop(limit, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = due
+        self._timer = loop.call_at(due, self._expire)
+
+    def _expire(self) -> None:
+        self._timer, self._armed = None, math.inf
+        assert self._loop is not None
+        now = self._loop.time()
+        for limit, due in list(self._due.items()):
+            if due <= now:
+                limit.cancel()
+        later = [due for due in self._due.values() if due > now]
+        if later:
+            self._arm(self._loop, min(later))
+
+
 def _invalid(exc: ValidationError, properties: dict[str, Any]) -> str:
     """One line per invalid argument: what was given, what is expected, and the argument's own
     description (which carries an example), instead of pydantic's report and documentation links."""
@@ -670,32 +818,60 @@ _REQUEST: contextvars.ContextVar[ServerRequestContext[Any] | None] = contextvars
 
 # Client identity per connection: reading it through the SDK's models costs more than the rest of
 # the call record, and it does not change within a session.
-_CLIENTS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+_CLIENTS: weakref.WeakKeyDictionary[Any, tuple[str | None, str]] = weakref.WeakKeyDictionary()
 
 
-def _client_fields(rc: ServerRequestContext[Any] | None) -> dict[str, Any]:
+_LAST_CLIENT: tuple[weakref.ref[Any], tuple[str | None, str]] | None = None
+
+
+def _remember_client(session: Any, fields: tuple[str | None, str]) -> None:
+    global _LAST_CLIENT
+    with contextlib.suppress(TypeError):
+        _LAST_CLIENT = (weakref.ref(session), fields)
+
+
+def _client_fields(rc: ServerRequestContext[Any] | None) -> tuple[str | None, str, str, str]:
+    """The client ("name/version"), and the record's client, protocol and request_id as JSON."""
     if rc is None:
-        return {"client": None, "protocol": None, "request_id": None}
+        return None, "null", "null", "null"
     session = rc.session
+    last = _LAST_CLIENT
+    if last is not None and last[0]() is session:  # the connection of the previous call
+        client, client_json = last[1]
+        protocol = rc.protocol_version
+        return (
+            client,
+            client_json,
+            quote(protocol) if protocol is not None else "null",
+            quote(str(rc.request_id)),
+        )
     try:
-        client = _CLIENTS[session]
+        client, client_json = _CLIENTS[session]
     except (KeyError, TypeError):
         params = session.client_params
         info = params.client_info if params else None
         client = f"{info.name}/{info.version}" if info else None
+        client_json = quote(client) if client is not None else "null"
         with contextlib.suppress(TypeError):
-            _CLIENTS[session] = client
-    return {"client": client, "protocol": rc.protocol_version, "request_id": str(rc.request_id)}
+            _CLIENTS[session] = client, client_json
+    _remember_client(session, (client, client_json))
+    protocol = rc.protocol_version
+    return client, client_json, quote(protocol) if protocol is not None else "null", quote(str(rc.request_id))
 
 
-def _compact_text(result: CallToolResult) -> None:
-    """Make the text mirror of a structured result compact JSON: the same data, fewer tokens."""
+def _compact_text(result: CallToolResult) -> bytes | None:
+    """Make the text mirror of a structured result compact JSON: the same data, fewer tokens.
+    Returns the text as UTF-8 when it made it."""
     if result.structured_content is None or len(result.content) != 1:
-        return
+        return None
     block = result.content[0]
-    if isinstance(block, TextContent):
-        # pydantic_core writes compact JSON in a fifth of json.dumps' time.
-        block.text = pydantic_core.to_json(result.structured_content).decode("utf-8")
+    if not isinstance(block, TextContent):
+        return None
+    # pydantic_core writes compact JSON in a fifth of json.dumps' time. The field is a str either
+    # way: set it without pydantic's assignment machinery.
+    data = pydantic_core.to_json(result.structured_content)
+    vars(block)["text"] = data.decode("utf-8")
+    return data
 
 
 def _clip(text: str, limit: int) -> str:

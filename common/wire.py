@@ -13,15 +13,16 @@ Over streamable HTTP the SDK does answer, but a body that is JSON and no JSON-RP
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+from types import TracebackType
 from typing import Any
 
 import anyio
 import mcp_types as types
 import pydantic_core
-from anyio.abc import TaskGroup
-from mcp.shared._context_streams import ContextReceiveStream, ContextSendStream, create_context_streams
+from mcp.shared._context_streams import ContextReceiveStream, ContextSendStream
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,30 +31,59 @@ log = logging.getLogger("onrecord")
 MAX_ID_CHARS = 200
 
 
-async def screen(
-    read_stream: ContextReceiveStream[SessionMessage | Exception],
-    write_stream: ContextSendStream[SessionMessage],
-    tg: TaskGroup,
-) -> ContextReceiveStream[SessionMessage | Exception]:
-    """A read stream like `read_stream` whose malformed items are answered on `write_stream`."""
-    forward, screened = create_context_streams[SessionMessage | Exception](0)
+class Screened:
+    """A read stream like the transport's whose malformed items are answered on `write_stream`
+    instead of being delivered (the server would drop them). It screens as it is read: no task and
+    no stream of its own, so a message costs no extra hop between tasks."""
 
-    async def pump() -> None:
-        async with forward, read_stream:
-            async for item in read_stream:
-                if isinstance(item, SessionMessage):
-                    await forward.send(item)
-                    continue
-                reply = error_reply(item)
-                log.warning("malformed message from the client answered with an error: %s", _summary(item))
-                if reply is not None:
-                    try:
-                        await write_stream.send(SessionMessage(reply))
-                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                        return
+    __slots__ = ("_inner", "_write", "last_context")
 
-    tg.start_soon(pump)
-    return screened
+    def __init__(
+        self,
+        read_stream: ContextReceiveStream[SessionMessage | Exception],
+        write_stream: ContextSendStream[SessionMessage],
+    ) -> None:
+        self._inner = read_stream
+        self._write = write_stream
+        self.last_context: contextvars.Context | None = None
+
+    async def receive(self) -> SessionMessage | Exception:
+        while True:
+            item = await self._inner.receive()
+            if isinstance(item, SessionMessage):
+                self.last_context = self._inner.last_context
+                return item
+            reply = error_reply(item)
+            log.warning("malformed message from the client answered with an error: %s", _summary(item))
+            if reply is not None:
+                try:
+                    await self._write.send(SessionMessage(reply))
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    raise anyio.EndOfStream from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> Screened:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Screened:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
 
 
 def error_reply(exc: Exception) -> types.JSONRPCError | None:

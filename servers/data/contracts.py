@@ -21,12 +21,10 @@ SodaCL (`checks for NAME:`): `row_count <op> N` and `row_count between A and B`,
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
-
-import yaml
-from yaml.composer import ComposerError
 
 from common.errors import OnrecordError
 
@@ -35,21 +33,30 @@ class ContractError(OnrecordError):
     """A contract file cannot be read as one of the formats we know."""
 
 
-class _NoAliases(yaml.SafeLoader):
-    """YAML without anchors and aliases: a small file cannot expand into a huge structure."""
+@functools.cache
+def _loader() -> Any:
+    """A YAML loader without anchors and aliases (a small file cannot expand into a huge
+    structure); yaml is imported on the first contract, not when the server starts."""
+    import yaml
+    from yaml.composer import ComposerError
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise ComposerError(
-                None, None, "anchors and aliases are not accepted in a contract", event.start_mark
-            )
-        return super().compose_node(parent, index)
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ComposerError(
+                    None, None, "anchors and aliases are not accepted in a contract", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliases
 
 
 def load_yaml(text: str, where: str) -> Any:
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ContractError(f"contract {where!r} is not valid YAML: {str(exc)[:300]}") from None
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 Task = Literal["binary", "multiclass", "regression"]
 EPS = 2.220446049250313e-16  # float64 machine epsilon, scikit-learn's clip for log loss and MAPE

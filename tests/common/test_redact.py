@@ -247,3 +247,32 @@ def test_a_plain_url_is_not_a_high_entropy_assignment() -> None:
     shown, fired = redact_text("https://deploy:s3cr3tPassw0rd@example.com/hook")
     assert "s3cr3tPassw0rd" not in shown and fired
     assert redact_text("nonce: ab12CD34ef56GH78ij90KL12mn")[1] == ["high_entropy_assignment"]
+
+
+def test_fast_gate_and_token_tests_agree_with_the_plain_ones() -> None:
+    import random
+
+    from common.redact import _LONG_TOKEN, _all_gates, _has_long_token, _present_gates
+
+    rng = random.Random(11)
+    pieces = [
+        *sorted(_all_gates()),
+        "a",
+        "Z",
+        "0",
+        "=",
+        ".",
+        ":",
+        " ",
+        "\n",
+        '"',
+        "é",
+        "名",
+        "\ud800",
+        "x" * 19,
+    ]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        lower = text.lower()
+        assert _present_gates(lower) == {g for g in _all_gates() if g in lower}, repr(text)
+        assert _has_long_token(text) == bool(_LONG_TOKEN.search(text)), repr(text)

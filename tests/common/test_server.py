@@ -13,7 +13,7 @@ from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, ElicitResult
 from pydantic import BaseModel, Field
 
 from common import schema
-from common.audit import verify_file
+from common.audit import canonical, verify_file
 from common.errors import OnrecordError
 from common.server import AccountableServer
 from tests.helpers import first_text, of_type, records, settings_for
@@ -537,6 +537,11 @@ async def test_records_from_the_call_path_verify_byte_for_byte_whatever_the_argu
     async with Client(server, mode="legacy") as client:
         for text in hostile:
             await client.call_tool("echo", {"text": text})
+        # Off the fast path: an argument the tool does not take, under a hostile secret-naming key.
+        refused = await client.call_tool(
+            "echo", {"text": "x", 'api_key"\n\u202e': "hunter2hunter2", "n": 1.5}
+        )
+        assert refused.is_error
     server.audit.close()
     assert server.audit.path is not None
     report = verify_file(server.audit.path)
@@ -545,3 +550,9 @@ async def test_records_from_the_call_path_verify_byte_for_byte_whatever_the_argu
     assert "ghp_" + "a" * 36 not in raw and "AKIA" + "B" * 16 not in raw
     echoed = [r["arguments"]["text"] for r in report.records if r["type"] == "call"]
     assert echoed[0] == hostile[0] and "\ufffd" in echoed[1] and "\x1b[2J" in echoed[1]
+    # The spliced fast path writes, byte for byte, the canonical JSON of the record it reads back.
+    for line, record in zip(server.audit.path.read_bytes().splitlines(), report.records, strict=True):
+        body = {k: v for k, v in record.items() if k != "hash"}
+        assert line == canonical(body).encode("utf-8")[:-1] + f',"hash":"{record["hash"]}"}}'.encode()
+    assert {r["type"] for r in report.records} == {"session_start", "call", "result", "session_end"}
+    assert any(r.get("redactions") for r in report.records if r["type"] == "call")
