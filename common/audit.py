@@ -144,17 +144,16 @@ class AuditLog:
                 self._open()
             return self._append(kind, fields)
 
-    def write_encoded(self, kind: RecordType, fields: dict[str, str]) -> str:
-        """`write` for fields given as their canonical JSON (`canonical(value)`, or a cached copy of
-        it): the line is byte for byte what `write` makes of the decoded fields, without encoding the
-        parts that repeat from call to call again. Returns the record's hash."""
+    def write_spliced(self, kind: RecordType, head: str, middle: str = "") -> str:
+        """`write` for a record whose fields the caller has already written as canonical JSON, in
+        canonical (sorted) order: `head` holds those sorting before `seq`, `middle` those between
+        `seq` and `ts`, each as `"key":value,` (no field of ours sorts after `type`). The line is
+        byte for byte what `write` makes of the decoded fields, without encoding the parts that
+        repeat from call to call again, or sorting. Returns the record's hash."""
         with self._lock:
             if self._fd is None:
                 self._open()
-            fields = {**fields, "seq": str(self._seq), "ts": f'"{utc_now()}"', "type": f'"{kind}"'}
-            # Keys are plain names (no escapes): sorted as the canonical encoder sorts them.
-            body = "{" + ",".join([f'"{key}":{fields[key]}' for key in sorted(fields)]) + "}"
-            return self._emit(body)
+            return self._emit(f'{{{head}"seq":{self._seq},{middle}"ts":"{utc_now()}","type":"{kind}"}}')
 
     def _append(self, kind: RecordType, fields: dict[str, Any]) -> dict[str, Any]:
         record = {"seq": self._seq, "ts": utc_now(), "type": kind, **fields}

@@ -87,6 +87,21 @@ class Approve(BaseModel):
     approve: bool = Field(description="Allow this one call with exactly these arguments")
 
 
+# The result record's keys in canonical (sorted) order, before `seq` and between `seq` and `ts`.
+_RESULT_BEFORE_SEQ = (
+    "approval_id",
+    "approved",
+    "call_id",
+    "digest",
+    "duration_ms",
+    "error",
+    "excluded_by_policy",
+    "preview",
+    "redactions",
+)
+_RESULT_SEQ_TO_TS = ("size", "status", "tool")
+
+
 @dataclass
 class Outcome:
     """How one call ended: what its `result` record says (fields left None are left out)."""
@@ -134,9 +149,19 @@ class Outcome:
         if result.is_error:
             self.error = text
 
+    def spliced(self, call_id: str, tool_json: str, duration_ms: float) -> tuple[str, str]:
+        """The result record's fields as canonical JSON in canonical order, split around `seq`
+        (common.audit.AuditLog.write_spliced)."""
+        out = self.encoded()
+        out["call_id"] = f'"{call_id}"'
+        out["duration_ms"] = repr(duration_ms)
+        out["tool"] = tool_json
+        head = "".join([f'"{key}":{out[key]},' for key in _RESULT_BEFORE_SEQ if key in out])
+        middle = "".join([f'"{key}":{out[key]},' for key in _RESULT_SEQ_TO_TS if key in out])
+        return head, middle
+
     def encoded(self) -> dict[str, str]:
-        """`fields()` as canonical JSON per field (common.audit.AuditLog.write_encoded), built
-        without encoding the record twice."""
+        """`fields()` as canonical JSON per field, built without encoding the record twice."""
         out: dict[str, str] = {"status": quote(self.status)}
         redactions = self.redactions
         if self.error is not None:
@@ -493,21 +518,16 @@ class AccountableServer(MCPServer):
                 decision = self.policy.decide(owner, name, validated, facts.annotations, kinds=call_kinds)
         shown_args, redactions = redact(arguments, "arguments")
         client, client_json, protocol_json, request_json = _client_fields(rc)
-        call_record = {
-            "arguments": canonical(shown_args),
-            "call_id": f'"{call_id}"',
-            "client": client_json,
-            "decision": decision.record_json,
-            "protocol": protocol_json,
-            "request_id": request_json,
-            "tool": tool_json,
-        }
-        if redactions:
-            call_record["redactions"] = canonical([r.as_record() for r in redactions])
+        # The call record's fields in canonical (sorted) order, split around `seq`.
+        noted = f'"redactions":{canonical([r.as_record() for r in redactions])},' if redactions else ""
+        head = (
+            f'"arguments":{canonical(shown_args)},"call_id":"{call_id}","client":{client_json},'
+            f'"decision":{decision.record_json},"protocol":{protocol_json},{noted}"request_id":{request_json},'
+        )
         if self.audit.path is None:
             self._first_client = client
         try:
-            self.audit.write_encoded("call", call_record)
+            self.audit.write_spliced("call", head, f'"tool":{tool_json},')
         except OSError as exc:
             # Fail closed: no call runs unrecorded.
             raise ToolError(
@@ -615,12 +635,9 @@ class AccountableServer(MCPServer):
             self._write_result(call_id, tool_json, started, outcome)
 
     def _write_result(self, call_id: str, tool_json: str, started: float, outcome: Outcome) -> None:
-        record = outcome.encoded()
-        record["call_id"] = f'"{call_id}"'
-        record["tool"] = tool_json
-        record["duration_ms"] = repr(round((time.perf_counter() - started) * 1000, 3))
+        head, middle = outcome.spliced(call_id, tool_json, round((time.perf_counter() - started) * 1000, 3))
         try:
-            self.audit.write_encoded("result", record)
+            self.audit.write_spliced("result", head, middle)
         except OSError:
             log.exception("could not write the audit result record for call %s", call_id)
             raise
