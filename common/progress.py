@@ -5,7 +5,7 @@ The accountable server runs every call inside `beating(...)` with the client's p
 and `running(...)` to name what runs at the moment. Outside a call reports go nowhere.
 
 Heartbeats: a host drops a call after minutes of silence, and one slow test (or one slow check, or
-one slow endpoint row) sends nothing for that long. So while a call runs, a heartbeat task sends a
+one slow endpoint row) sends nothing for that long. So while a call runs, a loop timer sends a
 progress notification whenever nothing was sent for `interval_s` (limits.heartbeat_s), saying what
 runs now: the innermost `running(...)` names (a step inside `quiet()` adds its own after its
 caller's), else the last message sent, else the tool. Its progress value is the last one sent plus a
@@ -18,6 +18,7 @@ the heartbeat.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -63,20 +64,47 @@ class _Call:
             return " > ".join(named)
         return self.message or self.what
 
+    async def pulse(self) -> None:
+        """One heartbeat: what runs now, with a progress value a little above the last one."""
+        elapsed = time.monotonic() - self.started
+        # A little more each time, far from the next step the tool will report.
+        value = round(self.value + 0.001, 3) if self.value >= 0 else 0.0
+        message = f"still running ({elapsed:.0f}s): {self.now()}"
+        try:
+            await self.emit(value, self.total, message)
+        except Exception as exc:  # a heartbeat must never fail the call it keeps alive
+            log.debug("heartbeat not sent: %r", exc)
+            self.said_at = time.monotonic()
+
     async def beat(self, interval_s: float) -> None:
         while True:
             await anyio.sleep(max(0.0, self.said_at + interval_s - time.monotonic()))
-            if time.monotonic() - self.said_at < interval_s:
-                continue  # the tool spoke meanwhile
-            elapsed = time.monotonic() - self.started
-            # A little more each time, far from the next step the tool will report.
-            value = round(self.value + 0.001, 3) if self.value >= 0 else 0.0
-            message = f"still running ({elapsed:.0f}s): {self.now()}"
-            try:
-                await self.emit(value, self.total, message)
-            except Exception as exc:  # a heartbeat must never fail the call it keeps alive
-                log.debug("heartbeat not sent: %r", exc)
-                self.said_at = time.monotonic()
+            if time.monotonic() - self.said_at >= interval_s:  # else the tool spoke meanwhile
+                await self.pulse()
+
+
+class _Timer:
+    """Heartbeats of one call from a loop timer: nothing runs (no task, no task group) until a beat
+    is due, so a call that ends within the interval costs one timer armed and cancelled."""
+
+    def __init__(self, call: _Call, interval_s: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.call, self.interval_s, self.loop = call, interval_s, loop
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.handle = loop.call_later(interval_s, self.fire)
+
+    def fire(self) -> None:
+        wait = self.call.said_at + self.interval_s - time.monotonic()
+        if wait <= 0:
+            task = self.loop.create_task(self.call.pulse())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            wait = self.interval_s
+        self.handle = self.loop.call_later(wait, self.fire)
+
+    def stop(self) -> None:
+        self.handle.cancel()
+        for task in list(self.tasks):
+            task.cancel()
 
 
 @dataclass(frozen=True)
@@ -122,19 +150,34 @@ async def beating(send: Reporter | None, what: str, interval_s: float, body: Cal
             _CURRENT.reset(token)
     call = _Call(send, what)
     token = _CURRENT.set(_Scope(call))
-    caught: Exception | None = None
-    result: list[T] = []
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(call.beat, interval_s)
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    try:
+        if loop is not None:
+            timer = _Timer(call, interval_s, loop)
             try:
-                result.append(await body())
-            except Exception as exc:  # re-raised below, not inside the task group's exception group
-                caught = exc
+                return await body()
             finally:
-                tg.cancel_scope.cancel()
+                timer.stop()
+        return await _beating_in_task(call, interval_s, body)
     finally:
         _CURRENT.reset(token)
+
+
+async def _beating_in_task(call: _Call, interval_s: float, body: Callable[[], Awaitable[T]]) -> T:
+    """The same, with a heartbeat task, for an event loop other than asyncio's."""
+    caught: Exception | None = None
+    result: list[T] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call.beat, interval_s)
+        try:
+            result.append(await body())
+        except Exception as exc:  # re-raised below, not inside the task group's exception group
+            caught = exc
+        finally:
+            tg.cancel_scope.cancel()
     if caught is not None:
         raise caught
     return result[0]
