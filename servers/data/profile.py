@@ -34,7 +34,8 @@ EXACT_ROWS = 200_000  # at most this many rows: exact distinct counts and quanti
 # holds its values in memory: SAMPLE_SHARE of the memory limit at most, or a sketch over every row
 # (approx_quantile) when that allows fewer than MIN_SAMPLE_ROWS. Top values' counts are exact over
 # every row (pass 2); a column with at most FEW_VALUES distinct values, or at most SPARSE values,
-# gets the exact count of each of its values instead of candidates.
+# gets the exact count of each of its values instead of candidates, while all those counts fit
+# SAMPLE_SHARE of the memory limit.
 MIN_EVERY = 8
 SAMPLE_ROWS = 250_000
 MIN_SAMPLE_ROWS = 50_000
@@ -42,6 +43,7 @@ SAMPLE_SHARE = 1 / 8
 TOP_CANDIDATES = 2 * TOP_K
 FEW_VALUES = 10_000
 SPARSE = 65_536
+VALUE_BYTES = 256  # what one counted value may hold, per thread (the counts live outside DuckDB's buffers)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PII_SAMPLE = 1000
 STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory limit is not copied
@@ -296,6 +298,8 @@ def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -
     exprs: list[str] = []
     keys: list[tuple[_Col, str, Any]] = []
     params: list[Any] = []
+    limits = sandbox.limits
+    room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
     for c in cols:
         lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
         if c.kind == "number" and lo is not None and hi is not None and hi > lo:
@@ -315,7 +319,9 @@ def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -
                 exprs.append(f"quantile_cont({c.as_double}, {list(QUANTILES)})")
                 keys.append((c, "quantiles", None))
         distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
-        if rows > EXACT_ROWS and distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE):
+        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
+        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
+            room -= min(int(distinct or 0), count)
             exprs.append(f"histogram({c.ident})")
             keys.append((c, "value_counts", None))
             continue
