@@ -1,9 +1,9 @@
 """profile_dataset: per-column statistics and alerts, computed in two aggregate passes.
 
 Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
-lengths, numeric-looking text, candidate top values, distinct rows by a hash of each row); pass 2 is
-one aggregate that needs pass 1's numbers (histogram bins, outliers beyond the IQR fences, exact
-counts of the top values). Text formats are parsed once into a temporary table first, unless the
+lengths, numeric-looking text, candidate top values); pass 2 is one aggregate that needs pass 1's
+numbers (histogram bins, outliers beyond the IQR fences, exact counts of the top values), with the
+duplicate rows. Text formats are parsed once into a temporary table first, unless the
 file is large for the memory limit: plain CSV and TSV are then read from the file in each pass (in
 small buffers), as Parquet always is."""
 
@@ -34,7 +34,8 @@ EXACT_ROWS = 200_000  # at most this many rows: exact distinct counts and quanti
 # holds its values in memory: SAMPLE_SHARE of the memory limit at most, or a sketch over every row
 # (approx_quantile) when that allows fewer than MIN_SAMPLE_ROWS. Top values' counts are exact over
 # every row (pass 2); a column with at most FEW_VALUES distinct values, or at most SPARSE values,
-# gets the exact count of each of its values instead of candidates.
+# gets the exact count of each of its values instead of candidates, while all those counts fit
+# SAMPLE_SHARE of the memory limit.
 MIN_EVERY = 8
 SAMPLE_ROWS = 250_000
 MIN_SAMPLE_ROWS = 50_000
@@ -42,6 +43,7 @@ SAMPLE_SHARE = 1 / 8
 TOP_CANDIDATES = 2 * TOP_K
 FEW_VALUES = 10_000
 SPARSE = 65_536
+VALUE_BYTES = 256  # what one counted value may hold, per thread (the counts live outside DuckDB's buffers)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PII_SAMPLE = 1000
 STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory limit is not copied
@@ -170,13 +172,10 @@ def _profile(
         relation = f"(SELECT {selected} FROM {table})"
     elif not copied:
         sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
-    profiled_rows, distinct_rows = _first_pass(sandbox, relation, cols)
+    profiled_rows = _first_pass(sandbox, relation, cols)
     if rows is None:
         rows = profiled_rows
-    duplicates = None if distinct_rows is None else profiled_rows - distinct_rows
-    if duplicates is None and not profiled_rows:
-        duplicates = 0
-    _second_pass(sandbox, relation, cols, profiled_rows)
+    duplicates = _second_pass(sandbox, relation, cols, profiled_rows)
     _pii_pass(sandbox, relation, cols)
     profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
     alerts = _alerts(cols, profiles, profiled_rows, duplicates)
@@ -215,8 +214,7 @@ def _choose(names: list[str], types: list[str], wanted: list[str] | None) -> lis
 # ---------------------------------------------------------------------------------------- passes
 
 
-def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> tuple[int, int | None]:
-    """(rows, distinct rows); the distinct rows are None when there are no columns."""
+def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
     exprs: list[str] = ["count(*)"]
     keys: list[tuple[_Col, str]] = []
 
@@ -260,14 +258,13 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> tuple[int,
         elif c.kind == "bool":
             add(c, "trues", f"count_if({c.ident})")
     source = relation
-    if cols:
-        exprs.append(f"count(DISTINCT {row_hash})")
+    if cols and not exact:
         fields = ", ".join(c.ident for c in cols)
         source = f"(SELECT {fields}, hash({fields}) AS {row_hash} FROM {relation})"
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {source}")
-    for (col, key), value in zip(keys, row[1 : len(keys) + 1], strict=True):
+    for (col, key), value in zip(keys, row[1:], strict=True):
         col.stats[key] = value
-    return int(row[0]), int(row[-1]) if cols else None
+    return int(row[0])
 
 
 def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple[int, bool]:
@@ -292,10 +289,13 @@ def _fresh_name(base: str, taken: list[str]) -> str:
     return name
 
 
-def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -> None:
+def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -> int | None:
+    """Pass 2; returns the number of duplicate rows (None when there are rows but no columns)."""
     exprs: list[str] = []
     keys: list[tuple[_Col, str, Any]] = []
     params: list[Any] = []
+    limits = sandbox.limits
+    room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
     for c in cols:
         lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
         if c.kind == "number" and lo is not None and hi is not None and hi > lo:
@@ -315,7 +315,9 @@ def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -
                 exprs.append(f"quantile_cont({c.as_double}, {list(QUANTILES)})")
                 keys.append((c, "quantiles", None))
         distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
-        if rows > EXACT_ROWS and distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE):
+        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
+        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
+            room -= min(int(distinct or 0), count)
             exprs.append(f"histogram({c.ident})")
             keys.append((c, "value_counts", None))
             continue
@@ -325,8 +327,15 @@ def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -
             params.append(value)
             exprs.append(f"count_if({c.ident} = ${len(params)})")
             keys.append((c, "top_count", value))
+    # Duplicate rows here, not in pass 1: alone with its hash table, the distinct count spills far
+    # less when memory is short (10M rows, 96 MB: 2.9 s in pass 2 against 5.0 s in pass 1).
+    duplicates_at = None
+    if cols and rows:
+        fields = ", ".join(c.ident for c in cols)
+        exprs.append(f"count(DISTINCT hash({fields}))")
+        duplicates_at = len(exprs) - 1
     if not exprs:
-        return
+        return 0 if not rows else None
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}", params or None)
     for i, (col, key, value) in enumerate(keys):
         if key == "top_count":
@@ -336,6 +345,7 @@ def _second_pass(sandbox: Sandbox, relation: str, cols: list[_Col], rows: int) -
             col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
         else:
             col.stats[key] = row[i]
+    return 0 if duplicates_at is None else rows - int(row[duplicates_at])
 
 
 def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:

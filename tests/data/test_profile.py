@@ -166,3 +166,27 @@ async def test_an_unknown_column_is_an_error_naming_the_columns(call: Call) -> N
 
 async def test_profile_of_a_denied_file_is_refused(call: Call) -> None:
     assert "Denied by policy" in err(await call("profile_dataset", path="secrets.csv"))
+
+
+async def test_a_large_dataset_keeps_exact_counts_and_close_quantiles(call: Call, project: Path) -> None:
+    """Above 200,000 rows distinct counts are approximate and quantiles and top-value candidates
+    come from a sample of the rows; counts of top values and duplicate rows stay exact."""
+    rng = random.Random(7)
+    n = 240_000
+    rows = [(i, rng.choice("abcdefgh") if i % 50 else "rare", round(rng.gauss(100, 15), 2)) for i in range(n)]
+    rows += rows[:3]  # three duplicate rows
+    text = "id,kind,value\n" + "".join(f"{i},{k},{v}\n" for i, k, v in rows)
+    (project / "data" / "large.csv").write_text(text, encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/large.csv"))
+    assert data["rows"] == n + 3 and data["duplicate_rows"] == 3
+    kind = column(data, "kind")
+    counts = Counter(k for _, k, _ in rows)
+    assert [(t["value"], t["count"]) for t in kind["top_values"]] == counts.most_common(5)
+    assert kind["distinct_approximate"] is True and abs(kind["distinct"] - len(counts)) <= 1
+    values = [v for _, _, v in rows]
+    value = column(data, "value")
+    for key, q in (("p05", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95)):
+        assert value["quantiles"][key] == pytest.approx(quantile(values, q), abs=1.0), key
+    assert value["min"] == min(values) and value["max"] == max(values)
+    assert value["mean"] == pytest.approx(statistics.fmean(values))
+    assert sum(b["count"] for b in value["histogram"]) == len(values)
