@@ -19,9 +19,8 @@ from pydantic import Field
 from common import content, kinds, offload
 from common.budget import join_notes, take_within
 from common.workspace import WorkspaceError
-from servers.deploy.context import DeployContext
+from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import ConfigProblem, ConfigReport
-from servers.deploy.secrets import DeployError, _in_git, _walk
 
 MAX_BYTES = 2_000_000
 MAX_FILES = 5000
@@ -43,12 +42,7 @@ def is_config(path: str) -> bool:
 
 
 async def config_files(ctx: DeployContext) -> list[str]:
-    if await _in_git(ctx):
-        listed = await ctx.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-        names = sorted({n for n in listed.text().split("\0") if n})
-    else:
-        names = await offload.run(_walk, ctx.root)
-    return [n for n in names if is_config(n)]
+    return [n for n in await ctx.shipped_files() if is_config(n)]
 
 
 def _problem(

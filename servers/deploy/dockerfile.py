@@ -15,9 +15,8 @@ from common import kinds, procs
 from common.budget import join_notes, take_within
 from common.redact import redact_text
 from common.workspace import WorkspaceError
-from servers.deploy.context import DeployContext
+from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import DockerfileReport, DockerFinding
-from servers.deploy.secrets import DeployError
 
 MAX_BYTES = 1_000_000
 _SECRET_NAME = re.compile(r"(?i)(pass(word|wd)?|secret|token|api_?key|access_?key|private_?key|credential)")

@@ -20,9 +20,8 @@ from pydantic import Field
 
 from common import kinds, net
 from common.redact import redact_text
-from servers.deploy.context import DeployContext
+from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import Hop, HttpCheck
-from servers.deploy.secrets import DeployError
 
 if TYPE_CHECKING:
     import httpx

@@ -24,7 +24,7 @@ from common.git import GitError
 from common.redact import redact_text
 from common.workspace import WorkspaceError
 from servers.deploy import configs, dockerfile, secrets
-from servers.deploy.context import DeployContext
+from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import (
     Check,
     Checklist,
@@ -431,11 +431,7 @@ def is_dockerfile(path: str) -> bool:
 
 
 async def dockerfiles(ctx: DeployContext) -> list[str]:
-    listed = await ctx.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=False)
-    names = [n for n in listed.text().split("\0") if n and is_dockerfile(n)]
-    if not names and listed.returncode != 0:
-        names = [p.name for p in ctx.root.iterdir() if p.is_file() and is_dockerfile(p.name)]
-    return sorted(names)[:10]
+    return [n for n in await ctx.shipped_files() if is_dockerfile(n)][:10]
 
 
 async def check_dockerfile(ctx: DeployContext, base: str | None) -> Found:
@@ -544,7 +540,7 @@ async def readiness_report(
     (file and line, or command output) and how to fix it; the verdict is fail when a blocker check
     fails, inconclusive when one was skipped. Runs the project's tests, so it can take minutes."""
     options = ctx.options
-    in_git = await secrets._in_git(ctx)
+    in_git = await ctx.in_git()
     if checks:
         chosen = [c for c in CHECK_IDS if c in checks]
     else:
@@ -552,7 +548,7 @@ async def readiness_report(
     try:
         revision, why = await base_revision(ctx, base) if in_git else (None, "not a git repository")
     except GitError as exc:
-        raise secrets.DeployError(str(exc)) from exc
+        raise DeployError(str(exc)) from exc
     results: list[Check] = []
     for index, check_id in enumerate(chosen):
         spec = CHECKS[check_id]
@@ -676,7 +672,7 @@ async def release_checklist(ctx: DeployContext) -> Checklist:
             )
         )
     if unknown:
-        raise secrets.DeployError(
+        raise DeployError(
             f"[deploy.checklist] has unknown item(s) {', '.join(unknown)}; the items are: {', '.join(ITEMS)}"
         )
     return Checklist(

@@ -10,7 +10,6 @@ file, line and the line with the secret replaced by `[REDACTED:rule]`, never the
 from __future__ import annotations
 
 import bisect
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from common.git import GitError, check_ref_text
 from common.redact import redact_text
 from common.secret_rules import Rule, RuleSet, builtin, parse
 from common.workspace import WorkspaceError
-from servers.deploy.context import DeployContext
+from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import SecretFinding, SecretScan
 
 EXCERPT_CHARS = 160
@@ -38,11 +37,6 @@ MAX_FINDINGS = 500
 _CODE = "py pyi js mjs cjs ts tsx jsx go rs java kt scala rb php cs c h cc cpp hpp swift m ps1 lua r jl dart ex exs erl hs ml fs vue svelte"
 PROSE_SUFFIXES = frozenset({".md", ".markdown", ".rst", ".txt", ".adoc"})
 CODE_SUFFIXES = frozenset(f".{s}" for s in _CODE.split(" "))
-_SKIP_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".tox"})
-
-
-class DeployError(OnrecordError):
-    """A deploy tool could not do what was asked; the message says why and what to do."""
 
 
 @dataclass
@@ -242,36 +236,16 @@ def _scan_added(
             _add(tally, text, group.path, where or group.commit[:12], rules, accepted, numbers)
 
 
-async def _in_git(ctx: DeployContext) -> bool:
-    try:
-        result = await ctx.git.run(["rev-parse", "--is-inside-work-tree"], check=False)
-    except OnrecordError:
-        return False
-    return result.returncode == 0 and result.text().strip() == "true"
-
-
-def _walk(root: Path) -> list[str]:
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-        rel = Path(folder).relative_to(root)
-        found += [(rel / f).as_posix() for f in sorted(files)]
-    return found
-
-
 async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tally: Tally) -> None:
     staged: list[Added] = []
-    if await _in_git(ctx):
-        listed = await ctx.git.run(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-        names = sorted({n for n in listed.text().split("\0") if n})
+    names = await ctx.shipped_files()
+    if await ctx.in_git():
         # What the next commit adds beyond HEAD: one diff, not a process per file.
         cached = await ctx.git.run(
             ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--no-textconv"],
             max_output=64 * 1024 * 1024,
         )
         staged, _ = added_lines(cached.text())
-    else:
-        names = await offload.run(_walk, ctx.root)
     limit = ctx.options.max_file_bytes
 
     def scan_files(chunk: list[str]) -> None:
@@ -305,7 +279,7 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
 
 async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: set[str], tally: Tally) -> bool:
     """Lines added by each commit in the range. True when git's output was cut at the size bound."""
-    if not await _in_git(ctx):
+    if not await ctx.in_git():
         raise DeployError("scope 'history' needs a git repository; use scope 'worktree' here")
     check_ref_text(range_, "range")
     for side in re.split(r"\.\.\.?", range_):
