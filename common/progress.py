@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -39,18 +39,80 @@ HEARTBEAT_S = 5.0
 """The default interval: well inside the 10 s the issue asks for, and far inside any host's patience."""
 
 
-@dataclass
+class Alarms:
+    """Callbacks due at event-loop times for every call in flight, from one loop timer.
+
+    Arming and cancelling a loop timer (or a cancel scope with a deadline) on every call costs more
+    than the rest of what the call needs; calls that end before anything is due (nearly all) cost a
+    dict entry here instead. The timer fires at the earliest time due, runs what is due and re-arms
+    for the next. Used on asyncio's loop only; `set` says False on another backend."""
+
+    __slots__ = ("_armed", "_due", "_loop", "_timer")
+
+    def __init__(self) -> None:
+        self._due: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = math.inf
+
+    def set(self, key: object, delay_s: float, callback: Callable[[], None]) -> bool:
+        """Run `callback` in `delay_s` seconds unless `cancel(key)` comes first (a key has one
+        alarm; setting it again replaces it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if loop is not self._loop:  # a new event loop: nothing of the old one is in flight
+            self._loop, self._timer, self._armed = loop, None, math.inf
+            self._due.clear()
+        due = loop.time() + delay_s
+        self._due[key] = (due, callback)
+        if due < self._armed:
+            self._arm(loop, due)
+        return True
+
+    def cancel(self, key: object) -> None:
+        self._due.pop(key, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = due
+        self._timer = loop.call_at(due, self._expire)
+
+    def _expire(self) -> None:
+        self._timer, self._armed = None, math.inf
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for key, (due, callback) in [item for item in self._due.items() if item[1][0] <= now]:
+            if self._due.get(key, (None,))[0] == due:  # not cancelled or replaced meanwhile
+                del self._due[key]
+                try:
+                    callback()
+                except Exception:  # one call's alarm must not stop the others'
+                    log.exception("alarm callback failed")
+        if self._due and self._timer is None:
+            self._arm(loop, min(due for due, _ in self._due.values()))
+
+
+ALARMS = Alarms()
+"""The process's alarms: heartbeats here, call time limits in common.server."""
+
+
 class _Call:
     """What one call has said so far."""
 
-    send: Reporter
-    what: str
-    started: float = field(default_factory=time.monotonic)
-    said_at: float = field(default_factory=time.monotonic)
-    value: float = -math.inf  # the last progress value sent
-    total: float | None = None
-    message: str | None = None
-    names: list[str | None] = field(default_factory=list[str | None])  # running(...) per depth
+    __slots__ = ("message", "names", "pulses", "said_at", "send", "started", "total", "value", "what")
+
+    def __init__(self, send: Reporter, what: str) -> None:
+        self.send, self.what = send, what
+        self.started = self.said_at = time.monotonic()
+        self.value = -math.inf  # the last progress value sent
+        self.total: float | None = None
+        self.message: str | None = None
+        self.names: list[str | None] = []  # running(...) per depth
+        self.pulses: set[asyncio.Task[None]] | None = None  # heartbeats being sent
 
     async def emit(self, value: float, total: float | None, message: str | None) -> None:
         self.value, self.total, self.said_at = value, total, time.monotonic()
@@ -82,36 +144,30 @@ class _Call:
             if time.monotonic() - self.said_at >= interval_s:  # else the tool spoke meanwhile
                 await self.pulse()
 
-
-class _Timer:
-    """Heartbeats of one call from a loop timer: nothing runs (no task, no task group) until a beat
-    is due, so a call that ends within the interval costs one timer armed and cancelled."""
-
-    def __init__(self, call: _Call, interval_s: float, loop: asyncio.AbstractEventLoop) -> None:
-        self.call, self.interval_s, self.loop = call, interval_s, loop
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.handle = loop.call_later(interval_s, self.fire)
-
-    def fire(self) -> None:
-        wait = self.call.said_at + self.interval_s - time.monotonic()
+    def alarm(self, interval_s: float) -> None:
+        """Heartbeats from ALARMS: nothing runs until a beat is due, so a call that ends within
+        the interval costs an alarm set and cancelled."""
+        wait = self.said_at + interval_s - time.monotonic()
         if wait <= 0:
-            task = self.loop.create_task(self.call.pulse())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            wait = self.interval_s
-        self.handle = self.loop.call_later(wait, self.fire)
+            task = asyncio.get_running_loop().create_task(self.pulse())
+            if self.pulses is None:
+                self.pulses = set()
+            self.pulses.add(task)
+            task.add_done_callback(self.pulses.discard)
+            wait = interval_s
+        ALARMS.set(self, wait, functools.partial(self.alarm, interval_s))
 
     def stop(self) -> None:
-        self.handle.cancel()
-        for task in list(self.tasks):
+        ALARMS.cancel(self)
+        for task in list(self.pulses or ()):
             task.cancel()
 
 
-@dataclass(frozen=True)
 class _Scope:
-    call: _Call
-    depth: int = 0
-    muted: bool = False
+    __slots__ = ("call", "depth", "muted")
+
+    def __init__(self, call: _Call, depth: int = 0, muted: bool = False) -> None:
+        self.call, self.depth, self.muted = call, depth, muted
 
 
 _CURRENT: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("onrecord_progress", default=None)
@@ -151,16 +207,11 @@ async def beating(send: Reporter | None, what: str, interval_s: float, body: Cal
     call = _Call(send, what)
     token = _CURRENT.set(_Scope(call))
     try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    try:
-        if loop is not None:
-            timer = _Timer(call, interval_s, loop)
+        if ALARMS.set(call, interval_s, functools.partial(call.alarm, interval_s)):
             try:
                 return await body()
             finally:
-                timer.stop()
+                call.stop()
         return await _beating_in_task(call, interval_s, body)
     finally:
         _CURRENT.reset(token)

@@ -7,7 +7,6 @@ timeouts all get a result record. Tool input schemas are untouched: the layer ad
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import functools
@@ -16,7 +15,6 @@ import inspect
 import itertools
 import json
 import logging
-import math
 import os
 import time
 import weakref
@@ -260,7 +258,6 @@ class AccountableServer(MCPServer):
         self._calls = itertools.count(1)
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
-        self._limits = _CallLimits()
         self._policy_digest = policy_digest(settings)
 
     async def run_stdio_async(self) -> None:
@@ -571,7 +568,10 @@ class AccountableServer(MCPServer):
             try:
                 result: CallToolResult | InputRequiredResult | None = None
                 with anyio.CancelScope() as limit:
-                    self._limits.watch(limit, self.config.call_timeout_s)
+                    # The call time limit, from the process's one loop timer (common.progress):
+                    # a deadline of the scope's own would arm and cancel a timer on every call.
+                    if not progress.ALARMS.set(limit, self.config.call_timeout_s, limit.cancel):
+                        limit.deadline = anyio.current_time() + self.config.call_timeout_s
                     try:
                         result = await progress.beating(
                             _progress_sender(ctx, rc),
@@ -580,7 +580,7 @@ class AccountableServer(MCPServer):
                             functools.partial(super().call_tool, name, arguments, context),
                         )
                     finally:
-                        self._limits.done(limit)
+                        progress.ALARMS.cancel(limit)
                 if limit.cancelled_caught or result is None:
                     raise TimeoutError
             finally:
@@ -730,53 +730,6 @@ class AccountableServer(MCPServer):
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-class _CallLimits:
-    """The call time limit of every call in flight, enforced by one timer on the event loop instead
-    of one per call: a cancel scope with a deadline arms and cancels a loop timer on every call,
-    which costs more than the rest of the scope. The timer fires at the earliest deadline in flight
-    and cancels the scopes that are due (anyio's own cancellation, shields respected)."""
-
-    def __init__(self) -> None:
-        self._due: dict[anyio.CancelScope, float] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed = math.inf
-
-    def watch(self, limit: anyio.CancelScope, seconds: float) -> None:
-        """Cancel `limit` (entered, with no deadline of its own) once `seconds` have passed."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # another backend: the scope's own deadline does it
-            limit.deadline = anyio.current_time() + seconds
-            return
-        if loop is not self._loop:  # a new event loop: nothing of the old one is in flight
-            self._loop, self._timer, self._armed = loop, None, math.inf
-            self._due.clear()
-        due = self._due[limit] = loop.time() + seconds
-        if due < self._armed:
-            self._arm(loop, due)
-
-    def done(self, limit: anyio.CancelScope) -> None:
-        self._due.pop(limit, None)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._armed = due
-        self._timer = loop.call_at(due, self._expire)
-
-    def _expire(self) -> None:
-        self._timer, self._armed = None, math.inf
-        assert self._loop is not None
-        now = self._loop.time()
-        for limit, due in list(self._due.items()):
-            if due <= now:
-                limit.cancel()
-        later = [due for due in self._due.values() if due > now]
-        if later:
-            self._arm(self._loop, min(later))
 
 
 def _invalid(exc: ValidationError, properties: dict[str, Any]) -> str:

@@ -163,3 +163,25 @@ async def test_outside_a_call_progress_goes_nowhere() -> None:
     progress.running("nothing")
     with progress.quiet():
         progress.running("still nothing")
+
+
+async def test_alarms_fire_what_is_due_and_nothing_cancelled_or_replaced() -> None:
+    alarms = progress.Alarms()
+    fired: list[str] = []
+
+    def broken() -> None:
+        fired.append("broken")
+        raise RuntimeError("one call's alarm fails")
+
+    assert alarms.set("a", 0.05, lambda: fired.append("a"))
+    assert alarms.set("b", 0.05, broken)
+    assert alarms.set("c", 0.02, lambda: fired.append("c-old"))
+    assert alarms.set("c", 0.08, lambda: fired.append("c"))  # replaces the earlier alarm
+    assert alarms.set("d", 0.03, lambda: fired.append("d"))
+    alarms.cancel("d")
+    with anyio.fail_after(5):
+        while "c" not in fired:
+            await anyio.sleep(0.01)
+    await anyio.sleep(0.05)
+    # The failing callback stopped neither the alarm due with it nor the later one.
+    assert sorted(fired) == ["a", "broken", "c"]
