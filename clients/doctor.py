@@ -89,26 +89,34 @@ def settings_findings(root: Path, policy: str | None) -> tuple[list[Finding], Se
     """Each settings file, most trusted first, then the merged result and what a project was refused."""
     from common.config import (
         ConfigError,
-        _project_file,
         load_settings,
         managed_policy_path,
+        read_project_file,
         read_settings_file,
+        server_section,
         user_config_path,
     )
-    from servers import SERVERS
+    from servers import SERVERS, settings_model
 
     files: list[tuple[str, Path | None, bool]] = [("managed", managed_policy_path(), False)]
     if policy is not None:
         files.append(("cli", Path(policy), False))
     files.append(("user", user_config_path(), False))
-    project = _project_file(root)
-    files.append(("project", project[0] if project else None, project[1] if project else False))
+    # Read as the servers read it: untrusted, so what is wrong in it is refused (listed below), not a problem.
+    project = read_project_file(root.resolve(), SERVERS, lambda _: None) if root.is_dir() else None
+    files.append(("project", project.path if project else None, project.pyproject if project else False))
 
     findings: list[Finding] = []
     for scope, path, pyproject in files:
         check = f"settings ({scope})"
         if path is None:
             findings.append(Finding(check, "note", f"no project settings in {root}"))
+            continue
+        if scope == "project" and project is not None:
+            if project.settings is None:
+                findings.append(Finding(check, "note", f"{path}: ignored (the reason is listed below)"))
+            else:
+                findings.append(Finding(check, "ok", f"{path}: parses"))
             continue
         if not path.is_file():
             status: Status = "problem" if scope == "cli" else "note"
@@ -141,6 +149,11 @@ def settings_findings(root: Path, policy: str | None) -> tuple[list[Finding], Se
     except ConfigError as exc:
         findings.append(Finding("settings", "problem", str(exc), "fix the file the message names"))
         return findings, None
+    for name in SERVERS:
+        try:
+            server_section(settings, name, settings_model(name))  # what a project's table was refused
+        except ConfigError as exc:
+            findings.append(Finding("settings", "problem", str(exc), "fix the file the message names"))
     for refused in settings.refused:
         findings.append(
             Finding(

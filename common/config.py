@@ -11,13 +11,23 @@ Rules from every scope are kept with the file they came from; scalar settings co
 highest human scope that sets them. A managed file with `lock = true` drops allow rules and scalar
 policy settings from lower scopes. The project file comes with the repository and may only
 tighten (see `load_settings`).
+
+Trust comes from the scope a value was loaded from, recorded when it is loaded, never from where a
+file's path leads. A server table's keys from the project file are kept apart
+(`Settings.project_servers`) and applied by `server_section`, which reads what each key of the
+server's model lets a project do (`ProjectMay`, metadata on the field; none means never). A project
+file that is a symbolic link, does not parse, or holds keys or values that are not allowed is
+refused, in whole or key by key, with the reason in `Settings.refused`; the server starts with the
+humans' settings.
 """
 
 from __future__ import annotations
 
 import os
+import reprlib
+import stat
 import tomllib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -58,6 +68,44 @@ class ConfigError(OnrecordError):
     """A settings file is unreadable or holds a key or value that is not allowed."""
 
 
+ProjectRule = Literal["set", "lower", "raise", "narrow", "add", "never"]
+
+
+@dataclass(frozen=True)
+class ProjectMay:
+    """What the project's own file may do to one server setting; `Annotated` metadata on the field
+    of the server's settings model. A field without it is the humans' alone (`never`).
+
+    set     any value, where the humans left the key unset
+    lower   a number at most the humans' value (or the default): a limit or a cost
+    raise   a number (or true) at least the humans' value: a stricter threshold
+    narrow  a list holding only entries of the humans' list (each entry loosens something)
+    add     a table: entries under names the humans' table lacks (theirs stay as they are)
+    never   nothing: the key loosens what the server may reach or what counts as passing
+    """
+
+    rule: ProjectRule
+
+
+PROJECT_SETS = ProjectMay("set")
+PROJECT_LOWERS = ProjectMay("lower")
+PROJECT_RAISES = ProjectMay("raise")
+PROJECT_NARROWS = ProjectMay("narrow")
+PROJECT_ADDS = ProjectMay("add")
+HUMANS_ONLY = ProjectMay("never")
+# The largest project settings file read: a settings file is a few kilobytes.
+MAX_PROJECT_FILE_BYTES = 1_000_000
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 120
+_SHOWN.maxlist = _SHOWN.maxdict = 12
+_SHOWN.maxlevel = 3
+
+
+def shown(value: object) -> str:
+    """A value from a settings file in a message: its repr, bounded (a hostile file can be large)."""
+    return _SHOWN.repr(value)
+
+
 @dataclass(frozen=True)
 class RuleSource:
     """One rule as written, with where it was written."""
@@ -92,6 +140,10 @@ class Settings:
     files: list[Path] = field(default_factory=list)
     scalar_sources: dict[str, str] = field(default_factory=dict)
     server_sources: dict[str, str] = field(default_factory=dict)  # "testing.python" -> the file
+    server_scopes: dict[str, Scope] = field(default_factory=dict)  # "testing.python" -> its scope
+    # The project file's server tables, as written; `server_section` takes what each key allows.
+    project_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    project_file: Path | None = None
     refused: list[str] = field(default_factory=list)  # what a project file tried and may not do
 
     @property
@@ -107,6 +159,18 @@ class Settings:
         protected = [self.audit_path, self.state_dir]
         protected += [f for f in self.files if f.name != "pyproject.toml"]
         return protected
+
+    def refuse(self, message: str) -> None:
+        """Keep what a project file tried and was not allowed (once: a table may be read twice)."""
+        if message not in self.refused:
+            self.refused.append(message)
+
+    def origin(self, name: str, key: str) -> tuple[str, Scope] | None:
+        """The file and scope that set key `key` of server table `name`; None when nothing did."""
+        where = self.server_sources.get(f"{name}.{key}")
+        if where is None:
+            return None
+        return where, self.server_scopes.get(f"{name}.{key}", "user")
 
 
 def state_dir() -> Path:
@@ -126,24 +190,49 @@ def user_config_path() -> Path:
     return Path(base) / "onrecord" / "config.toml"
 
 
+def _parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """TOML text as a table; a ConfigError naming the file for anything tomllib cannot take."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: not read: its tables or arrays are nested too deeply") from exc
+    except ValueError as exc:  # an integer with more digits than Python converts
+        raise ConfigError(f"{path}: not read: {exc}") from exc
+
+
+def _onrecord_table(raw: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The [tool.onrecord] table of a pyproject.toml; None when it has none."""
+    tool = raw.get("tool")
+    if not isinstance(tool, dict) or "onrecord" not in tool:
+        return None
+    table = tool["onrecord"]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: key 'tool.onrecord' must be a table, e.g. [tool.onrecord.policy]")
+    return table
+
+
 def read_settings_file(
     path: Path, *, pyproject: bool = False, sections: Collection[str] = ()
 ) -> SettingsFile:
-    """Parse one file; raise ConfigError naming the file, the key and what is allowed. Tables
-    named in `sections` (one per server) are kept for their server to validate."""
+    """Parse one of the humans' files; raise ConfigError naming the file, the key and what is
+    allowed. Tables named in `sections` (one per server) are kept for their server to validate."""
     # The schema's models are built only when there is a file to check (start-up time).
     from pydantic import ValidationError
 
     from common.settings_file import SettingsFile
 
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    raw: dict[str, Any] | None = _parse_toml(text, path)
     if pyproject:
-        raw = raw.get("tool", {}).get("onrecord", {})
+        raw = _onrecord_table(raw or {}, path)
+    raw = raw or {}
     prefix = "tool.onrecord." if pyproject else ""
     for key, value in raw.items():
         if key in sections and not isinstance(value, dict):
@@ -165,24 +254,129 @@ def _describe(path: Path, exc: ValidationError, prefix: str) -> str:
         if err["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown key {key!r}; see README 'Settings' for the keys allowed")
         else:
-            lines.append(f"{path}: key {key!r}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"{path}: key {key!r}: {err['msg']} (got {shown(err.get('input'))})")
     return "\n".join(lines)
 
 
+@dataclass
+class ProjectFile:
+    """The project's settings file, read as hostile input."""
+
+    path: Path
+    pyproject: bool
+    settings: SettingsFile | None  # None: refused whole (the reason is in the refusals)
+
+
+def _project_bytes(path: Path) -> bytes:
+    """The bytes of a project settings file, which must be a regular file in the root, not a link.
+
+    Raises:
+        ConfigError: the file is a link, not a regular file, too large or unreadable.
+    """
+    link = f"{path}: a symbolic link; a project settings file must be a regular file in the root"
+    if path.is_symlink():
+        raise ConfigError(link)
+    # O_NOFOLLOW: a file swapped for a link after the check; O_NONBLOCK: a FIFO does not hang the start.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ConfigError(link if path.is_symlink() else f"{path}: cannot read: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        data = file.read(MAX_PROJECT_FILE_BYTES + 1)
+    if len(data) > MAX_PROJECT_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_PROJECT_FILE_BYTES} bytes; not read")
+    return data
+
+
 def _project_file(root: Path) -> tuple[Path, bool] | None:
+    """Where the project's settings would be: ROOT/.onrecord.toml when present (a link too, to be
+    refused), else ROOT/pyproject.toml when present (its [tool.onrecord] table, if it has one)."""
     dedicated = root / ".onrecord.toml"
-    if dedicated.is_file():
+    if os.path.lexists(dedicated):
         return dedicated, False
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            has_section = "onrecord" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            # A broken pyproject.toml belongs to the project; it is not ours to reject.
-            return None
-        if has_section:
-            return pyproject, True
+    if pyproject.is_symlink() or pyproject.is_file():
+        return pyproject, True
     return None
+
+
+def read_project_file(
+    root: Path, sections: Collection[str], refuse: Callable[[str], None]
+) -> ProjectFile | None:
+    """The project's settings, untrusted: a file that cannot be read as a regular TOML file in the
+    root is refused whole, a key that is unknown or holds a wrong value is refused alone; each
+    refusal is passed to `refuse` with its reason. None when the project has no settings file."""
+    found = _project_file(root)
+    if found is None:
+        return None
+    path, pyproject = found
+    try:
+        raw: dict[str, Any] | None = _parse_toml(_project_bytes(path).decode("utf-8"), path)
+        if pyproject:
+            raw = _onrecord_table(raw or {}, path)
+    except (ConfigError, UnicodeDecodeError) as exc:
+        problem = str(exc) if isinstance(exc, ConfigError) else f"{path}: not valid TOML: {exc}"
+        if pyproject and "tool.onrecord" not in problem:
+            # The project's own pyproject.toml is not ours to reject; what it may hold for us is not read.
+            refuse(f"{problem}; its [tool.onrecord] table, if any, is not read")
+        else:
+            refuse(f"{problem}; the project's settings are ignored, the humans' apply")
+        return ProjectFile(path, pyproject, None)
+    if raw is None:
+        return None
+    return ProjectFile(path, pyproject, _lenient(path, raw, pyproject, sections, refuse))
+
+
+def _lenient(
+    path: Path, raw: dict[str, Any], pyproject: bool, sections: Collection[str], refuse: Callable[[str], None]
+) -> SettingsFile:
+    """A project file's table as a SettingsFile, each key that is unknown or wrong left out."""
+    from pydantic import ValidationError
+
+    from common.settings_file import SettingsFile
+
+    prefix = "tool.onrecord." if pyproject else ""
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in sections and key not in SettingsFile.model_fields:
+            refuse(
+                f"{path}: {prefix}{key} = {shown(value)} ignored: unknown key; "
+                "see README 'Settings' for the keys allowed"
+            )
+        elif not isinstance(value, dict):
+            refuse(f"{path}: {prefix}{key} = {shown(value)} ignored: must be a table, e.g. [{prefix}{key}]")
+        else:
+            kept[key] = value
+    # Each round drops the keys pydantic names; a table has finitely many keys, so this ends.
+    for _ in range(1000):
+        try:
+            return SettingsFile.model_validate(kept)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc, dropped = _drop(kept, err["loc"])
+                key = prefix + ".".join(str(p) for p in loc)
+                why = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                if len(err["loc"]) > len(loc):  # an element of a list: the list goes
+                    why = f"{'.'.join(str(p) for p in err['loc'][len(loc) :])}: {why}"
+                refuse(f"{path}: {key} = {shown(dropped)} ignored: {why}")
+    refuse(f"{path}: ignored: too many keys that are not valid; the humans' settings apply")
+    return SettingsFile()
+
+
+def _drop(table: dict[str, Any], loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], Any]:
+    """Remove the innermost table key on the path `loc` of a validation error: its path and value."""
+    node: Any = table
+    for i, part in enumerate(loc):
+        value = node.get(part) if isinstance(node, dict) else None
+        if i == len(loc) - 1 or not isinstance(value, dict):
+            if isinstance(node, dict):
+                node.pop(part, None)
+            return loc[: i + 1], value
+        node = value
+    return loc, None
 
 
 def load_settings(
@@ -197,10 +391,11 @@ def load_settings(
 ) -> Settings:
     """Merge every scope into one Settings for a server rooted at `root`.
 
-    The managed file, `--policy` and the user's config are the humans' settings (highest first).
-    The project's file comes with the repository, which nobody vetted: it may add deny and ask
-    rules and lower limits, nothing else; what else it tried is kept in `settings.refused`.
-    `sections` are the server tables a file may hold (`[testing]`, ...), named by the caller.
+    The managed file, `--policy` and the user's config are the humans' settings (highest first); an
+    error in one is a ConfigError. The project's file comes with the repository, which nobody vetted:
+    it may add deny and ask rules and lower limits; its server tables are applied by `server_section`
+    as each key allows. What else it tried, and any key or file that is not valid, is kept in
+    `settings.refused`. `sections` are the server tables a file may hold (`[testing]`, ...).
     """
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
@@ -217,11 +412,10 @@ def load_settings(
     user = user_file if user_file is not None else user_config_path()
     if user.is_file():
         humans.append(("user", user, read_settings_file(user, sections=sections)))
-    project: tuple[Path, SettingsFile] | None = None
-    if use_project and (found := _project_file(root_path)):
-        project = (found[0], read_settings_file(found[0], pyproject=found[1], sections=sections))
 
     settings = Settings(root=root_path, state_dir=state if state is not None else state_dir())
+    found = read_project_file(root_path, sections, settings.refuse) if use_project else None
+    project = (found.path, found.settings) if found is not None and found.settings is not None else None
     settings.files = [path for _, path, _ in humans] + ([project[0]] if project else [])
     use_defaults = next(
         (f.policy.default_denies for _, _, f in humans if f.policy.default_denies is not None), True
@@ -256,37 +450,20 @@ def load_settings(
         _set(settings, "call_timeout_s", f.limits.call_timeout_s, path)
         _set(settings, "heartbeat_s", f.limits.heartbeat_s, path)
         _set(settings, "max_result_tokens", f.limits.max_result_tokens, path)
-        _sections(settings, f, path)
+        _sections(settings, f, path, scope)
     if project is not None:
         _tighten(settings, *project)
     return settings
 
 
-def _sections(settings: Settings, f: SettingsFile, path: Path, *, project: bool = False) -> None:
-    """Server tables (`[testing]`, `[deploy]`, ...). A project file adds keys the humans left unset;
-    a key a human set keeps the human's value, and the attempt is kept in `settings.refused`."""
+def _sections(settings: Settings, f: SettingsFile, path: Path, scope: Scope) -> None:
+    """The humans' server tables (`[testing]`, `[deploy]`, ...): a higher scope overwrites a key."""
     for name, section in (f.model_extra or {}).items():
         table = settings.servers.setdefault(name, {})
         for key, value in section.items():
-            where = settings.server_sources.get(f"{name}.{key}")
-            if project and where is not None and table.get(key) != value:
-                settings.refused.append(
-                    f"{path}: {name}.{key} = {value!r} ignored: the humans' settings ({where}) set it"
-                )
-                continue
             table[key] = value
             settings.server_sources[f"{name}.{key}"] = str(path)
-
-
-def humans_only(settings: Settings, name: str, keys: Collection[str]) -> None:
-    """Drop the keys of server table `name` that the project's own file (under the root) set: keys
-    that loosen what a server may reach (hosts it may call, certificates it trusts)."""
-    section = settings.servers.get(name, {})
-    for key in keys:
-        where = settings.server_sources.get(f"{name}.{key}")
-        if key in section and where and Path(where).resolve().is_relative_to(settings.root):
-            section.pop(key)
-            settings.refused.append(f"{where}: {name}.{key} ignored: only the humans' settings may set it")
+            settings.server_scopes[f"{name}.{key}"] = scope
 
 
 _STRICT: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
@@ -297,7 +474,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
     where = str(path)
 
     def refuse(key: str, value: object, why: str = "a project file may only tighten the policy") -> None:
-        settings.refused.append(f"{where}: {key} = {value!r} ignored: {why}")
+        settings.refuse(f"{where}: {key} = {shown(value)} ignored: {why}")
 
     policy = f.policy
     for action in ("deny", "ask"):
@@ -343,7 +520,8 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
             _set(settings, name, value, path)
         else:
             refuse(key, value, "a project file may only lower limits")
-    _sections(settings, f, path, project=True)
+    settings.project_file = path
+    settings.project_servers = {name: dict(table) for name, table in (f.model_extra or {}).items()}
 
 
 def _set(settings: Settings, name: str, value: object, path: Path) -> None:
@@ -356,23 +534,109 @@ SectionT = TypeVar("SectionT", bound="BaseModel")
 
 
 def server_section(settings: Settings, name: str, model: type[SectionT]) -> SectionT:
-    """A server's table (`[name]`), validated by the server's own model; a ConfigError names the
-    file and the key when a key is unknown or its value wrong."""
+    """A server's table (`[name]`), validated by the server's own model: the humans' keys as they
+    wrote them (a ConfigError names the file and the key when one is unknown or wrong), then each key
+    of the project's table as far as the field's `ProjectMay` lets it; the rest is refused and kept
+    in `settings.refused`."""
     from pydantic import ValidationError
 
     raw = settings.servers.get(name, {})
     try:
-        return model.model_validate(raw)
+        humans = model.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = f"{name}." + ".".join(str(p) for p in err["loc"])
-            where = settings.server_sources.get(key) or settings.server_sources.get(
-                f"{name}.{err['loc'][0]}" if err["loc"] else name, "settings"
-            )
-            if err["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(model.model_fields))
-                lines.append(f"{where}: unknown key {key!r}; [{name}] takes: {allowed or 'no keys'}")
-            else:
-                lines.append(f"{where}: key {key!r}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("\n".join(lines)) from exc
+        raise ConfigError(_describe_section(settings, name, model, exc)) from exc
+    project = settings.project_servers.get(name)
+    if not project or settings.project_file is None:
+        return humans
+    merged = dict(raw)
+    for key, value in project.items():
+        taken = _project_value(settings, name, model, humans, merged, key, value)
+        if taken is not _REFUSED:
+            merged[key] = taken
+            settings.server_sources[f"{name}.{key}"] = str(settings.project_file)
+            settings.server_scopes[f"{name}.{key}"] = "project"
+    return model.model_validate(merged)
+
+
+_REFUSED = object()
+
+
+def _project_value(
+    settings: Settings,
+    name: str,
+    model: type[BaseModel],
+    humans: BaseModel,
+    merged: dict[str, Any],
+    key: str,
+    value: Any,
+) -> Any:
+    """What of the project's `value` for `name.key` is taken (as raw TOML data), or _REFUSED; every
+    part left out is refused with its reason."""
+    from pydantic import ValidationError
+
+    def refuse(why: str, part: object = value) -> None:
+        settings.refuse(f"{settings.project_file}: {name}.{key} = {shown(part)} ignored: {why}")
+
+    declared = model.model_fields.get(key)
+    if declared is None:
+        allowed = ", ".join(sorted(model.model_fields))
+        refuse(f"unknown key; [{name}] takes: {allowed or 'no keys'}")
+        return _REFUSED
+    try:
+        candidate = getattr(model.model_validate({**merged, key: value}), key)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if e["loc"][:1] == (key,)] or exc.errors()
+        refuse("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors))
+        return _REFUSED
+    rule = next((m.rule for m in declared.metadata if isinstance(m, ProjectMay)), "never")
+    current = getattr(humans, key)
+    origin = settings.origin(name, key)
+    theirs = f"the humans' settings ({origin[0]})" if key in merged and origin else "the default"
+    if candidate == current:
+        return value
+    if rule == "set":
+        if key in settings.servers.get(name, {}):
+            refuse(f"{theirs} set it")
+            return _REFUSED
+        return value
+    if rule in ("lower", "raise"):
+        lower = rule == "lower"
+        if (
+            current is not None
+            and candidate is not None
+            and (candidate < current if lower else candidate > current)
+        ):
+            return value
+        refuse(f"a project file may only {rule} it ({theirs}: {shown(current)})")
+        return _REFUSED
+    if rule == "narrow" and isinstance(candidate, list):
+        kept = [item for item in candidate if item in current]
+        extra = [item for item in candidate if item not in current]
+        if extra:
+            refuse(f"a project file may only drop entries of this list ({theirs}: {shown(current)})", extra)
+        return kept
+    if rule == "add" and isinstance(candidate, dict) and isinstance(value, dict):
+        table = dict(merged.get(key, {}))
+        for entry, spec in value.items():
+            if entry not in current:
+                table[entry] = spec
+            elif candidate[entry] != current[entry]:
+                refuse(f"{theirs} define {entry!r}; a project file may only add entries", {entry: spec})
+        return table
+    refuse("only the humans' settings may set it")
+    return _REFUSED
+
+
+def _describe_section(settings: Settings, name: str, model: type[BaseModel], exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = f"{name}." + ".".join(str(p) for p in err["loc"])
+        where = settings.server_sources.get(key) or settings.server_sources.get(
+            f"{name}.{err['loc'][0]}" if err["loc"] else name, "settings"
+        )
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(model.model_fields))
+            lines.append(f"{where}: unknown key {key!r}; [{name}] takes: {allowed or 'no keys'}")
+        else:
+            lines.append(f"{where}: key {key!r}: {err['msg']} (got {shown(err.get('input'))})")
+    return "\n".join(lines)

@@ -6,6 +6,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from common.config import Settings
     from common.server import AccountableServer
 
@@ -18,6 +20,20 @@ SERVERS: dict[str, str] = {
     "deploy": "servers.deploy.server",
 }
 ALL = "all"
+# name -> "module:class" of the model of its settings table (`[name]`)
+SETTINGS: dict[str, str] = {
+    "repo": "servers.repo.settings:RepoSettings",
+    "testing": "servers.testing.settings:TestingSettings",
+    "data": "servers.data.settings:DataSettings",
+    "evals": "servers.evals.settings:EvalsSettings",
+    "deploy": "servers.deploy.settings:DeploySettings",
+}
+
+
+def settings_model(name: str) -> type[BaseModel]:
+    """The model of server `name`'s settings table."""
+    module, _, cls = SETTINGS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build(name: str, settings: Settings) -> AccountableServer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import offload
@@ -29,6 +29,8 @@ class DeployContext:
     options: DeploySettings
     project: Project  # the testing server's view of the same root: tests and lint run through it
     max_tokens: int = DEFAULT_MAX_TOKENS
+    # `[deploy]` key -> (file, scope) that set it; a key that is not here has its default.
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -39,9 +41,20 @@ class DeployContext:
         *,
         hidden: list[Path] | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        sources: dict[str, tuple[str, str]] | None = None,
     ) -> DeployContext:
         workspace = Workspace(root, hidden=hidden or [])
-        return cls(workspace, Git(workspace.root), options or DeploySettings(), project, max_tokens)
+        return cls(
+            workspace, Git(workspace.root), options or DeploySettings(), project, max_tokens, sources or {}
+        )
+
+    def from_project(self, key: str) -> bool:
+        """Whether the project's own file (not the humans') set `[deploy] key`."""
+        return key in self.sources and self.sources[key][1] == "project"
+
+    def source(self, key: str) -> str:
+        """The file that set `[deploy] key`, for a reader of the result."""
+        return self.sources[key][0] if key in self.sources else "the default"
 
     @property
     def root(self) -> Path:

@@ -40,6 +40,16 @@ class Check(BaseModel):
     duration_s: float = 0.0
 
 
+class Waiver(BaseModel):
+    """A check the settings took out of the report or kept from blocking, and which file said so."""
+
+    check: str
+    how: Literal["disabled", "advisory"] = Field(
+        description="disabled: not run; advisory: its failure warns instead of blocking"
+    )
+    source: str = Field(description="The settings file that says so")
+
+
 class Readiness(Envelope):
     verdict: Verdict = Field(
         description="fail: a blocker failed; inconclusive: no failure but a check was skipped; "
@@ -49,6 +59,10 @@ class Readiness(Envelope):
     counts: dict[str, int] = Field(description="Checks by status")
     base: str | None = Field(default=None, description="The revision the diff checks compared against")
     checks: list[Check]
+    waived: list[Waiver] = Field(
+        default_factory=list,
+        description="Checks the settings disabled, and blocker checks they made advisory, with the file that says so",
+    )
 
 
 class SecretFinding(FileText):
@@ -74,6 +88,10 @@ class SecretScan(Envelope):
     suppressed_by_allowlist: int = Field(default=0, description="Matches the allowlist says are not secrets")
     rules: int = Field(description="Rules applied")
     gitleaks: str = Field(description="ran (its findings merged), or skipped and why")
+    ignored_settings: list[str] = Field(
+        default_factory=list,
+        description="Parts of the rule file or baseline left out because they would let secrets through",
+    )
 
 
 class DockerFinding(FileText):

@@ -34,6 +34,7 @@ from servers.deploy.models import (
     Severity,
     Status,
     Verdict,
+    Waiver,
 )
 from servers.deploy.settings import CHECK_IDS, CheckId
 
@@ -402,12 +403,18 @@ async def check_secrets(ctx: DeployContext, base: str | None) -> Found:
     with progress.quiet():
         scan = await secrets.scan_secrets(ctx, limit=MAX_EVIDENCE)
     total = scan.total or 0
+    ignored = [Evidence(text=text) for text in scan.ignored_settings]
     if total == 0:
-        extra = (
-            f"; {scan.suppressed_by_baseline} accepted in the baseline" if scan.suppressed_by_baseline else ""
-        )
-        return Found("pass", f"no secrets in {scan.files_scanned} files{extra}")
+        extra = ""
+        if scan.suppressed_by_baseline:
+            extra += f"; {scan.suppressed_by_baseline} accepted in the baseline"
+        if scan.skipped_files:
+            extra += f"; {scan.skipped_files} not scanned (binary, unreadable or too large)"
+        if ignored:
+            extra += f"; {len(ignored)} part(s) of the rule file or baseline ignored"
+        return Found("pass", f"no secrets in {scan.files_scanned} files{extra}", ignored or None)
     evidence = [Evidence(path=f.path, line=f.line, text=f"{f.rule}: {f.excerpt}") for f in scan.findings]
+    evidence += ignored
     return Found(
         "fail",
         f"{total} secret(s) in the work tree",
@@ -541,10 +548,21 @@ async def readiness_report(
     fails, inconclusive when one was skipped. Runs the project's tests, so it can take minutes."""
     options = ctx.options
     in_git = await ctx.in_git()
+    waived: list[Waiver] = []
     if checks:
         chosen = [c for c in CHECK_IDS if c in checks]
     else:
         chosen = [c for c in CHECK_IDS if c not in options.disabled and CHECKS[c].applies(ctx)]
+        waived += [
+            Waiver(check=c, how="disabled", source=ctx.source("disabled"))
+            for c in CHECK_IDS
+            if c in options.disabled
+        ]
+    waived += [
+        Waiver(check=c, how="advisory", source=ctx.source("advisory"))
+        for c in chosen
+        if c in BLOCKERS and c in options.advisory
+    ]
     try:
         revision, why = await base_revision(ctx, base) if in_git else (None, "not a git repository")
     except GitError as exc:
@@ -592,8 +610,10 @@ async def readiness_report(
         counts=counts,
         base=revision,
         checks=results,
+        waived=waived,
         total=len(results),
         returned=len(results),
+        note="; ".join(f"{w.check} {w.how} by {w.source}" for w in waived) or None,
     )
 
 

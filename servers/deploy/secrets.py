@@ -56,8 +56,10 @@ class Tally:
     commits: int = 0
 
 
-def rule_set(ctx: DeployContext) -> RuleSet:
-    """The shipped rules, plus the project's rule file when `[deploy] secret_rules` names one."""
+def rule_set(ctx: DeployContext, ignored: list[str] | None = None) -> RuleSet:
+    """The shipped rules, plus the rule file `[deploy] secret_rules` names. A file the project's own
+    settings named may only add rules: its allowlist and any rule reusing a built-in id would let
+    secrets through, so they are left out and said in `ignored`."""
     rules = builtin()
     extra = ctx.options.secret_rules
     if extra:
@@ -65,26 +67,61 @@ def rule_set(ctx: DeployContext) -> RuleSet:
             data, _, resolved = ctx.workspace.read_bytes(extra, 1_000_000)
         except (OSError, WorkspaceError) as exc:
             raise DeployError(f"[deploy] secret_rules {extra!r} cannot be read: {exc}") from exc
-        rules = rules.merged(parse(data.decode("utf-8", errors="replace"), resolved.relative))
+        added = parse(data.decode("utf-8", errors="replace"), resolved.relative)
+        if ctx.from_project("secret_rules"):
+            added = _adding_only(added, rules, resolved.relative, ignored if ignored is not None else [])
+        rules = rules.merged(added)
     return rules
 
 
-def baseline(ctx: DeployContext) -> set[str]:
-    """Accepted findings: `path:rule:line` or `path:rule` (any line), one per line, `#` comments."""
+def _adding_only(added: RuleSet, builtins: RuleSet, source: str, ignored: list[str]) -> RuleSet:
+    """A project's rules without what would weaken the built-in ones."""
+    allow = added.allowlist
+    if allow.stopwords or allow.regexes or allow.paths:
+        ignored.append(
+            f"{source}: [allowlist] ignored: the project's settings named this file, and only the humans' "
+            "settings may allowlist (accept a finding by its fingerprint in the baseline)"
+        )
+    taken = {r.id for r in builtins.rules}
+    replacing = sorted({r.id for r in added.rules} & taken)
+    if replacing:
+        ignored.append(
+            f"{source}: rule(s) {', '.join(replacing)} ignored: the id of a built-in rule; a project may "
+            "add rules under new ids, never replace the built-in ones"
+        )
+    return RuleSet(tuple(r for r in added.rules if r.id not in taken))
+
+
+def baseline(ctx: DeployContext, ignored: list[str] | None = None) -> set[str]:
+    """Accepted findings: fingerprints `path:rule:line`, one per line, `#` comments. An entry without
+    a line would accept that rule's secrets anywhere in the file, so it is left out and said in
+    `ignored`."""
     try:
         data, _, _ = ctx.workspace.read_bytes(ctx.options.secrets_baseline, 1_000_000)
     except (OSError, WorkspaceError):
         return set()
     entries = set()
+    loose: list[str] = []
     for raw in data.decode("utf-8", errors="replace").splitlines():
         line = raw.split("#", 1)[0].strip()
-        if line:
+        if not line:
+            continue
+        _, sep, number = line.rpartition(":")
+        if sep and number.isdecimal() and number.isascii():
             entries.add(line)
+        else:
+            loose.append(line)
+    if loose and ignored is not None:
+        ignored.append(
+            # Counted, not quoted: the file is the repository's text, and may be one the policy hides.
+            f"{ctx.options.secrets_baseline}: {len(loose)} entr{'y' if len(loose) == 1 else 'ies'} that are "
+            "not a fingerprint ignored; accept a finding by its fingerprint, path:rule:line"
+        )
     return entries
 
 
 def _accepted(entries: set[str], path: str, rule: str, line: int) -> bool:
-    return f"{path}:{rule}:{line}" in entries or f"{path}:{rule}" in entries
+    return f"{path}:{rule}:{line}" in entries
 
 
 def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
@@ -345,11 +382,12 @@ async def scan_secrets(
     file (`.onrecord-secrets-baseline`); the result counts what the baseline and allowlist took out."""
     if scope == "worktree" and range is not None:
         raise DeployError("range applies to scope 'history' only; drop it or pass scope='history'")
+    ignored: list[str] = []
     try:
-        rules = rule_set(ctx)
+        rules = rule_set(ctx, ignored)
     except OnrecordError as exc:
         raise DeployError(str(exc)) from exc
-    accepted = baseline(ctx)
+    accepted = baseline(ctx, ignored)
     tally = Tally()
     cut = False
     try:
@@ -374,6 +412,7 @@ async def scan_secrets(
         suppressed_by_allowlist=tally.allowlisted,
         rules=sum(1 for r in rules.rules if r.scan),
         gitleaks=await gitleaks_extra(ctx),
+        ignored_settings=ignored,
         total=len(tally.findings),
         returned=len(page),
         truncated=more > 0 or cut,
@@ -382,5 +421,6 @@ async def scan_secrets(
             cut and "git's output for this range was larger than the bound; narrow the range",
             len(shown) < len(tally.findings)
             and f"{len(tally.findings) - len(shown)} findings are in files the policy does not let you read",
+            bool(ignored) and "part of the rule file or baseline was ignored (see ignored_settings)",
         ),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mcp.types import ToolAnnotations
 
-from common.config import Settings, humans_only, server_section
+from common.config import Settings, server_section
 from common.server import AccountableServer
 from common.tools import Tool, register_all
 
@@ -34,11 +34,10 @@ def register(server: AccountableServer, settings: Settings) -> None:
     """Add the deploy tools to `server`: the domain functions, bound to one DeployContext."""
     from servers.deploy import configs, dockerfile, http, readiness, secrets
     from servers.deploy.context import DeployContext
-    from servers.deploy.settings import HUMANS_ONLY, DeploySettings
+    from servers.deploy.settings import DeploySettings
     from servers.testing.project import Project
     from servers.testing.settings import TestingSettings
 
-    humans_only(settings, NAME, HUMANS_ONLY)
     options = server_section(settings, NAME, DeploySettings)
     project = Project.create(
         settings.root,
@@ -52,6 +51,7 @@ def register(server: AccountableServer, settings: Settings) -> None:
         options,
         hidden=settings.protected_paths(),
         max_tokens=settings.max_result_tokens,
+        sources={k: o for k in DeploySettings.model_fields if (o := settings.origin(NAME, k))},
     )
     table: list[Tool] = [
         (readiness.readiness_report, RUNS_CODE, "Release readiness report"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mcp.types import ToolAnnotations
 
-from common.config import Settings, humans_only, server_section
+from common.config import Settings, server_section
 from common.server import AccountableServer
 from common.tools import Tool, register_all
 
@@ -36,8 +36,6 @@ def register(server: AccountableServer, settings: Settings) -> None:
     from servers.evals.context import EvalsContext
     from servers.evals.settings import EvalsSettings
 
-    # Allowing a host loosens the policy, so the project's own file (under the root) may not.
-    humans_only(settings, NAME, ("allowed_hosts", "allow_private_hosts"))
     options = server_section(settings, NAME, EvalsSettings)
     ctx = EvalsContext.create(
         settings.root, options, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens

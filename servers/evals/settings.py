@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from common.config import HUMANS_ONLY, PROJECT_ADDS, PROJECT_LOWERS, PROJECT_RAISES, PROJECT_SETS
 
 
 class GateSpec(BaseModel):
@@ -40,32 +42,42 @@ class EvalsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    store: str = Field(
+    store: Annotated[str, PROJECT_SETS] = Field(
         default=".onrecord/evals", min_length=1, description="The eval store, relative to the root"
     )
-    bootstrap: int = Field(default=1000, ge=0, le=10_000, description="Bootstrap resamples (0: no intervals)")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the bootstrap resamples")
-    max_bootstrap_cells: int = Field(
+    bootstrap: Annotated[int, PROJECT_SETS] = Field(
+        default=1000, ge=0, le=10_000, description="Bootstrap resamples (0: no intervals)"
+    )
+    seed: Annotated[int, PROJECT_SETS] = Field(
+        default=0, ge=0, le=2**31 - 1, description="Seed of the bootstrap resamples"
+    )
+    max_bootstrap_cells: Annotated[int, PROJECT_LOWERS] = Field(
         default=20_000_000, ge=1000, le=500_000_000, description="Resamples × items drawn at most"
     )
-    max_items_stored: int = Field(
+    max_items_stored: Annotated[int, PROJECT_LOWERS] = Field(
         default=200_000,
         ge=0,
         le=10_000_000,
         description="Per-item results kept with a run, for paired comparisons",
     )
-    gates: dict[str, GateSpec] = Field(default_factory=dict, description="Gates by name ([evals.gates.NAME])")
-    fail_on_inconclusive: bool = Field(
+    # The humans' gates stay as they wrote them; a project may add gates of its own.
+    gates: Annotated[dict[str, GateSpec], PROJECT_ADDS] = Field(
+        default_factory=dict, description="Gates by name ([evals.gates.NAME])"
+    )
+    fail_on_inconclusive: Annotated[bool, PROJECT_RAISES] = Field(
         default=False, description="`onrecord gates` fails on inconclusive too"
     )
-    allowed_hosts: list[str] = Field(
+    # Where evaluate_endpoint may connect: the humans' alone.
+    allowed_hosts: Annotated[list[str], HUMANS_ONLY] = Field(
         default_factory=list, description="Hosts (or host:port) evaluate_endpoint may call"
     )
-    allow_private_hosts: list[str] = Field(
+    allow_private_hosts: Annotated[list[str], HUMANS_ONLY] = Field(
         default_factory=list,
         description="Hosts that may resolve to loopback, private or link-local addresses (refused otherwise)",
     )
-    request_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    retries: int = Field(default=3, ge=0, le=10)
-    retry_base_s: float = Field(default=0.5, ge=0, le=60, description="First backoff; doubles per retry")
-    max_concurrency: int = Field(default=16, ge=1, le=256)
+    request_timeout_s: Annotated[float, PROJECT_LOWERS] = Field(default=60.0, gt=0, le=3600)
+    retries: Annotated[int, PROJECT_LOWERS] = Field(default=3, ge=0, le=10)
+    retry_base_s: Annotated[float, PROJECT_LOWERS] = Field(
+        default=0.5, ge=0, le=60, description="First backoff; doubles per retry"
+    )
+    max_concurrency: Annotated[int, PROJECT_LOWERS] = Field(default=16, ge=1, le=256)

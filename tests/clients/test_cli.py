@@ -288,13 +288,26 @@ def test_serve_with_a_bad_policy_file_says_which_file_and_key(
 
 
 def test_a_typo_in_a_server_table_stops_that_server_naming_the_file_the_key_and_the_keys_allowed(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    human = tmp_path / "policy.toml"
+    human.write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
+    assert main(["policy", "explain", "testing.lint", "--root", str(project), "--policy", str(human)]) == 2
+    message = capsys.readouterr().err
+    assert str(human) in message and "unknown key 'testing.pyton'" in message
+    assert "[testing] takes: command, python" in message
+
+
+def test_a_typo_in_the_project_files_server_table_is_refused_and_shown(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (project / ".onrecord.toml").write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
-    assert main(["policy", "explain", "testing.lint", "--root", str(project)]) == 2
-    message = capsys.readouterr().err
-    assert str(project / ".onrecord.toml") in message and "unknown key 'testing.pyton'" in message
-    assert "[testing] takes: command, python" in message
+    assert main(["policy", "explain", "testing.lint", "--root", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"{project / '.onrecord.toml'}: testing.pyton = '.venv/bin/python' ignored: unknown key; "
+        "[testing] takes: command, python"
+    ) in out
 
 
 def test_call_with_a_bad_root_or_settings_file_is_one_clear_line(tmp_path: Path) -> None:

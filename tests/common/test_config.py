@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import DEFAULT_DENIES, ConfigError, load_settings
+from common.config import DEFAULT_DENIES, ConfigError, load_settings, server_section
+from servers.testing.settings import TestingSettings
 
 
 def test_scopes_merge_highest_first_and_record_where_each_setting_came_from(tmp_path: Path) -> None:
@@ -25,7 +26,10 @@ def test_scopes_merge_highest_first_and_record_where_each_setting_came_from(tmp_
     assert s.call_timeout_s == 30 and s.scalar_sources["call_timeout_s"] == str(user)
     assert [r.text for r in s.rules if r.scope != "builtin"] == []
     assert any("policy.allow = 'repo.*' ignored" in r for r in s.refused)
-    assert s.servers["testing"] == {"python": ".venv/bin/python"}
+    # A project's server table waits for its server's model, which says what a project may set.
+    assert s.project_servers["testing"] == {"python": ".venv/bin/python"} and "testing" not in s.servers
+    assert server_section(s, "testing", TestingSettings).python == ".venv/bin/python"
+    assert s.origin("testing", "python") == (str(root / "pyproject.toml"), "project")
     assert s.files == [user, root / "pyproject.toml"]
 
 
@@ -40,24 +44,33 @@ def test_dedicated_project_file_wins_over_pyproject(tmp_path: Path) -> None:
 def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    (root / ".onrecord.toml").write_text('[policy]\ndenny = ["repo.*"]\n', encoding="utf-8")
+    human = tmp_path / "user.toml"
+    human.write_text('[policy]\ndenny = ["repo.*"]\n', encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        load_settings(root)
-    assert str(root / ".onrecord.toml") in str(info.value) and "'policy.denny'" in str(info.value)
+        load_settings(root, user_file=human)
+    assert str(human) in str(info.value) and "'policy.denny'" in str(info.value)
+    # In the project's file the same mistake is refused and recorded; the rest of the file applies.
+    (root / ".onrecord.toml").write_text(
+        '[policy]\ndenny = ["repo.*"]\ndeny = ["repo.git_log"]\n', encoding="utf-8"
+    )
+    s = load_settings(root)
+    assert s.refused == [f"{root / '.onrecord.toml'}: policy.denny = ['repo.*'] ignored: unknown key"]
+    assert ("deny", "repo.git_log") in [(r.action, r.text) for r in s.rules]
 
 
 def test_bad_value_says_what_is_allowed(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    (root / "pyproject.toml").write_text('[tool.onrecord.policy]\nmode = "enforced"\n', encoding="utf-8")
+    human = tmp_path / "user.toml"
+    human.write_text('[policy]\nmode = "enforced"\n', encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        load_settings(root)
+        load_settings(root, user_file=human)
     message = str(info.value)
-    assert (
-        "tool.onrecord.policy.mode" in message
-        and "'enforce' or 'shadow'" in message
-        and "'enforced'" in message
-    )
+    assert "policy.mode" in message and "'enforce' or 'shadow'" in message and "'enforced'" in message
+    (root / "pyproject.toml").write_text('[tool.onrecord.policy]\nmode = "enforced"\n', encoding="utf-8")
+    (refused,) = load_settings(root).refused
+    assert refused.startswith(f"{root / 'pyproject.toml'}: tool.onrecord.policy.mode = 'enforced' ignored: ")
+    assert "'enforce' or 'shadow'" in refused
 
 
 def test_invalid_toml_and_missing_policy_file_are_clear_errors(tmp_path: Path) -> None:
@@ -206,21 +219,46 @@ def test_what_a_project_file_tried_is_in_the_session_record_and_policy_explain(
 
 
 def test_an_unknown_key_in_a_server_table_names_the_file_and_the_key(tmp_path: Path) -> None:
-    from common.config import server_section
-    from servers.testing.settings import TestingSettings
-
     root = tmp_path / "root"
     root.mkdir()
-    (root / ".onrecord.toml").write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
-    s = load_settings(root, sections=("testing",))
+    human = tmp_path / "user.toml"
+    human.write_text('[testing]\npyton = ".venv/bin/python"\n', encoding="utf-8")
+    s = load_settings(root, user_file=human, sections=("testing",))
     with pytest.raises(ConfigError) as info:
         server_section(s, "testing", TestingSettings)
-    assert str(root / ".onrecord.toml") in str(info.value) and "'testing.pyton'" in str(info.value)
+    assert str(human) in str(info.value) and "'testing.pyton'" in str(info.value)
     assert "python" in str(info.value)  # says what is allowed
-    (root / ".onrecord.toml").write_text("[testing]\ncommand = 'uv run'\n", encoding="utf-8")
+    human.write_text("[testing]\ncommand = 'uv run'\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:
-        server_section(load_settings(root, sections=("testing",)), "testing", TestingSettings)
+        server_section(
+            load_settings(root, user_file=human, sections=("testing",)), "testing", TestingSettings
+        )
     assert "'testing.command'" in str(info.value) and "'uv run'" in str(info.value)
-    (root / ".onrecord.toml").write_text("[tesitng]\npython = 'x'\n", encoding="utf-8")
+    human.write_text("[tesitng]\npython = 'x'\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown key 'tesitng'"):
-        load_settings(root, sections=("testing",))
+        load_settings(root, user_file=human, sections=("testing",))
+
+
+def test_the_same_mistakes_in_the_project_file_are_refused_and_the_server_still_starts(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    project = root / ".onrecord.toml"
+    project.write_text(
+        "[tesitng]\npython = 'x'\n[testing]\npyton = 'x'\ncommand = 'uv run'\n", encoding="utf-8"
+    )
+    s = load_settings(root, sections=("testing",))
+    assert server_section(s, "testing", TestingSettings) == TestingSettings()
+    assert (
+        s.refused[0]
+        == f"{project}: tesitng = {{'python': 'x'}} ignored: unknown key; see README 'Settings' for the keys allowed"
+    )
+    assert (
+        s.refused[1]
+        == f"{project}: testing.pyton = 'x' ignored: unknown key; [testing] takes: command, python"
+    )
+    assert s.refused[2].startswith(
+        f"{project}: testing.command = 'uv run' ignored: command: Input should be a valid list"
+    )
+    assert len(s.refused) == 3

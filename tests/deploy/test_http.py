@@ -183,7 +183,8 @@ async def test_the_project_file_cannot_allow_hosts_or_trust_certificates(
     build_server(settings)
     assert "allowed_hosts" not in settings.servers.get("deploy", {})
     refused = "\n".join(settings.refused)
-    assert "deploy.allowed_hosts ignored" in refused and "deploy.ca_file ignored" in refused
+    assert "deploy.allowed_hosts = ['localhost'] ignored: only the humans' settings may set it" in refused
+    assert "deploy.ca_file = 'evil.pem' ignored" in refused
 
 
 def _certificate(folder: Path, days: int) -> tuple[Path, Path]:
