@@ -476,9 +476,18 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
     def refuse(key: str, value: object, why: str = "a project file may only tighten the policy") -> None:
         settings.refuse(f"{where}: {key} = {shown(value)} ignored: {why}")
 
+    from common.policy import parse_rule
+
     policy = f.policy
     for action in ("deny", "ask"):
-        settings.rules += [RuleSource(action, text, where, "project") for text in getattr(policy, action)]
+        for text in getattr(policy, action):
+            rule = RuleSource(action, text, where, "project")
+            try:
+                parse_rule(rule)
+            except ConfigError as exc:  # one bad rule of the project's must not stop the server
+                settings.refuse(f"{exc}; ignored")
+                continue
+            settings.rules.append(rule)
     for text in policy.allow:
         refuse("policy.allow", text, "only the humans' settings may allow")
     if policy.mode == "shadow" and settings.mode != "shadow":

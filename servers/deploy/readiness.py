@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -205,13 +205,8 @@ def project_version(ctx: DeployContext) -> tuple[str | None, str | None]:
             return None
 
     if (text := read("pyproject.toml")) is not None:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            data = {}
-        version = data.get("project", {}).get("version") or data.get("tool", {}).get("poetry", {}).get(
-            "version"
-        )
+        data = _toml(text)
+        version = _at(data, "project", "version") or _at(data, "tool", "poetry", "version")
         if isinstance(version, str):
             return version, "pyproject.toml"
     if (text := read("package.json")) is not None:
@@ -222,15 +217,29 @@ def project_version(ctx: DeployContext) -> tuple[str | None, str | None]:
         if isinstance(data, dict) and isinstance(data.get("version"), str):
             return data["version"], "package.json"
     if (text := read("Cargo.toml")) is not None:
-        try:
-            version = tomllib.loads(text).get("package", {}).get("version")
-        except tomllib.TOMLDecodeError:
-            version = None
+        version = _at(_toml(text), "package", "version")
         if isinstance(version, str):
             return version, "Cargo.toml"
     if (text := read("VERSION")) is not None and text.strip():
         return text.strip().splitlines()[0], "VERSION"
     return None, None
+
+
+def _toml(text: str) -> dict[str, Any]:
+    """The repository's TOML, or nothing when it does not parse (too deep, an integer too long)."""
+    try:
+        return tomllib.loads(text)
+    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
+        return {}
+
+
+def _at(data: object, *keys: str) -> object:
+    """data[k1][k2]..., or None where a level is not a table."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _key(version: str) -> tuple[int, ...] | None:

@@ -277,3 +277,39 @@ def test_every_server_setting_declares_what_a_project_may_do_with_it(server: str
             f"[{server}] {name} needs a ProjectMay (common.config) in its Annotated type"
         )
     assert set(SETTINGS) == set(SERVERS)
+
+
+def test_a_project_rule_that_does_not_parse_is_refused_and_the_others_apply(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text(
+        '[policy]\ndeny = ["repo.*(path=", "repo.read_file(path=secret/**)"]\nask = ["(((("]\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(root, sections=SERVERS)
+    build("all", settings)
+    project = [(r.action, r.text) for r in settings.rules if r.scope == "project"]
+    assert project == [("deny", "repo.read_file(path=secret/**)")]
+    assert [r.split(": ", 1)[1].split(" is not")[0] for r in settings.refused] == [
+        "policy.deny rule 'repo.*(path='",
+        "policy.ask rule '(((('",
+    ]
+    assert all(r.endswith("; ignored") for r in settings.refused)
+
+
+def test_doctor_lists_what_a_project_server_table_was_refused(tmp_path: Path) -> None:
+    from clients.doctor import settings_findings
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text(HOSTS, encoding="utf-8")
+    findings, settings = settings_findings(root, None)
+    assert settings is not None
+    assert any(f.status == "ok" and f.detail.endswith(".onrecord.toml: parses") for f in findings)
+    refused = [f.detail for f in findings if f.detail.startswith("refused: ")]
+    assert any("deploy.allowed_hosts = " in r and "only the humans' settings" in r for r in refused)
+    (root / ".onrecord.toml").unlink()
+    (root / ".onrecord.toml").symlink_to(tmp_path / "elsewhere.toml")
+    findings, _ = settings_findings(root, None)
+    assert not [f for f in findings if f.status == "problem"]
+    assert any("a symbolic link" in f.detail for f in findings)

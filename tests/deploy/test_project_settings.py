@@ -241,3 +241,20 @@ async def test_a_project_settings_file_linking_out_of_the_root_cannot_open_check
     assert probe["verdict"] == "fail" and "not in [deploy] allowed_hosts" in probe["problems"][0]
     assert probe["contains_found"] is not True
     assert any("a symbolic link" in r for r in settings.refused)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"pyproject.toml": 'project = "x"\n'},
+        {"Cargo.toml": 'package = "x"\n'},
+        {"pyproject.toml": "[project]\nversion = " + "9" * 5000 + "\n"},
+    ],
+    ids=["project-string", "package-string", "huge-integer"],
+)
+async def test_a_malformed_manifest_is_no_version_not_a_crashed_report(
+    repo: Callable[..., Path], files: dict[str, str]
+) -> None:
+    root = repo({"CHANGELOG.md": "## 1.0.0\n", **files})
+    report = ok((await _call(root, "readiness_report", checks=["version_bumped", "changelog"]))[0])
+    assert [c["id"] for c in report["checks"]] == ["version_bumped", "changelog"]
