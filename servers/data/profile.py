@@ -131,28 +131,47 @@ async def profile_dataset(
     high missing, skewed, zeros, imbalance, mixed types, outliers, identifier, PII, duplicates),
     each with the threshold it crossed. Up to 200 columns per call (pass `columns` for others)."""
     async with ctx.source(path, ref) as source:
+        _, copied = _layout(source, ctx.limits.memory_mb, columns, sample_rows)
+        # A copy's rows need no order: every figure is an aggregate, and the samples go by hash.
         return await ctx.run(
-            [source.absolute], lambda sandbox: _profile(sandbox, source, columns, sample_rows)
+            [source.absolute],
+            lambda sandbox: _profile(sandbox, source, columns, sample_rows),
+            ordered=not copied,
         )
+
+
+def _layout(
+    source: Source, memory_mb: int, wanted: list[str] | None, sample_rows: int | None
+) -> tuple[bool, bool]:
+    """(streamed, copied): whether a plain CSV/TSV file is read from the file in each pass, in small
+    buffers, because it is large for the memory limit; whether a text file is parsed once into a
+    table that every pass reads (when every column is profiled, that parse also tells the columns:
+    one sniff of the file, not two)."""
+    streamed = (
+        source.format in ("csv", "tsv")
+        and not source.gzipped
+        and source.size > memory_mb * 1024 * 1024 * STREAM_SHARE
+    )
+    copied = source.format != "parquet" and not streamed and sample_rows is None and wanted is None
+    return streamed, copied
 
 
 def _profile(
     sandbox: Sandbox, source: Source, wanted: list[str] | None, sample_rows: int | None
 ) -> DatasetProfile:
     started = time.monotonic()
-    streamed = (
-        source.format in ("csv", "tsv")
-        and not source.gzipped
-        and source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
-    )
+    streamed, copied = _layout(source, sandbox.limits.memory_mb, wanted, sample_rows)
     table = reader(source.absolute, source.format, buffer_bytes=STREAM_BUFFER if streamed else None)
-    # A text file profiled whole is parsed once into a table, which both passes then read; when
-    # every column is profiled, that parse also tells the columns (one sniff of the file, not two).
-    copied = source.format != "parquet" and not streamed and sample_rows is None and wanted is None
+    row_hash: str | None = None
     if copied:
-        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT * FROM {table}")
+        # Each row's hash is stored beside it, computed while the file is parsed: pass 1 samples
+        # the rows by it, pass 2 counts duplicate rows with it, the PII pass picks its rows by it.
+        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT *, hash(*COLUMNS(*)) AS row_hash FROM {table}")
     described = "profiled" if copied else table
     names, types, _, _ = sandbox.rows(f"SELECT * FROM {described} LIMIT 0", max_rows=0)
+    if copied:  # the last column is the hash (DuckDB renames it when the file has a row_hash column)
+        row_hash = sql_ident(names[-1])
+        names, types = names[:-1], types[:-1]
     cols = _choose(names, types, wanted)
     notes: list[str] = []
     if wanted is None and len(names) > MAX_COLUMNS:
@@ -172,12 +191,12 @@ def _profile(
         relation = f"(SELECT {selected} FROM {table})"
     elif not copied:
         sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
-    profiled_rows = _first_pass(sandbox, relation, cols)
+    profiled_rows = _first_pass(sandbox, relation, cols, row_hash)
     if rows is None:
         rows = profiled_rows
     large = source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
-    duplicates = _second_pass(sandbox, relation, cols, profiled_rows, apart=large)
-    _pii_pass(sandbox, relation, cols)
+    duplicates = _second_pass(sandbox, relation, cols, profiled_rows, apart=large, row_hash=row_hash)
+    _pii_pass(sandbox, relation, cols, row_hash)
     profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
     alerts = _alerts(cols, profiles, profiled_rows, duplicates)
     if sampled:
@@ -215,9 +234,13 @@ def _choose(names: list[str], types: list[str], wanted: list[str] | None) -> lis
 # ---------------------------------------------------------------------------------------- passes
 
 
-def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
+def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str | None = None) -> int:
+    """Pass 1; `row_hash` names the relation's column of row hashes, when it has one (the sample's
+    aggregates then read only the sample's rows, in a statement of their own)."""
     exprs: list[str] = ["count(*)"]
     keys: list[tuple[_Col, str]] = []
+    sample_exprs: list[str] = []
+    sample_keys: list[tuple[_Col, str]] = []
 
     def add(col: _Col, key: str, expr: str) -> None:
         exprs.append(expr)
@@ -225,21 +248,29 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
 
     (rows,) = sandbox.one(f"SELECT count(*) FROM {relation}")
     exact = rows <= EXACT_ROWS
-    row_hash = sql_ident(_fresh_name("row_hash", [c.name for c in cols]))
-    top = f"approx_top_k({{}}, {TOP_K})"
-    quantile = f"quantile_cont({{}}, {list(QUANTILES)})"
+    stored = row_hash is not None
+    row_hash = row_hash or sql_ident(_fresh_name("row_hash", [c.name for c in cols]))
+    every, sample = 1, False
     if not exact:
         numbers = sum(c.kind == "number" for c in cols)
         every, sample = _sample_plan(rows, numbers, sandbox.limits.memory_mb, sandbox.limits.duckdb_threads)
-        in_sample = f"FILTER (WHERE {row_hash} % {every} = 0)"
-        top = f"approx_top_k({{}}, {TOP_CANDIDATES}) {in_sample}"
-        quantile = f"{quantile} {in_sample}" if sample else f"approx_quantile({{}}, {list(QUANTILES)})"
+    in_sample = "" if stored else f" FILTER (WHERE {row_hash} % {every} = 0)"
+
+    def add_sampled(col: _Col, key: str, expr: str) -> None:
+        if exact:
+            add(col, key, expr)
+        elif stored:
+            sample_exprs.append(expr)
+            sample_keys.append((col, key))
+        else:
+            add(col, key, expr + in_sample)
+
     for c in cols:
         add(c, "count", f"count({c.ident})")
         if c.kind != "other":
             distinct = f"count(DISTINCT {c.ident})" if exact else f"approx_count_distinct({c.ident})"
             add(c, "distinct", distinct)
-            add(c, "top", top.format(c.ident))
+            add_sampled(c, "top", f"approx_top_k({c.ident}, {TOP_K if exact else TOP_CANDIDATES})")
         if c.kind in ("number", "time", "text"):
             add(c, "min", f"min({c.ident})")
             add(c, "max", f"max({c.ident})")
@@ -248,7 +279,10 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
             add(c, "mean", f"avg({x})")
             add(c, "std", f"stddev_samp({x})")
             add(c, "skew", f"skewness({x})")
-            add(c, "quantiles", quantile.format(x))
+            if exact or sample:
+                add_sampled(c, "quantiles", f"quantile_cont({x}, {list(QUANTILES)})")
+            else:
+                add(c, "quantiles", f"approx_quantile({x}, {list(QUANTILES)})")
             add(c, "zeros", f"count_if({c.ident} = 0)")
             add(c, "negatives", f"count_if({c.ident} < 0)")
         elif c.kind == "text":
@@ -259,12 +293,17 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
         elif c.kind == "bool":
             add(c, "trues", f"count_if({c.ident})")
     source = relation
-    if cols and not exact:
+    if cols and not exact and not stored:
         fields = ", ".join(c.ident for c in cols)
         source = f"(SELECT {fields}, hash({fields}) AS {row_hash} FROM {relation})"
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {source}")
     for (col, key), value in zip(keys, row[1:], strict=True):
         col.stats[key] = value
+    if sample_exprs:
+        where = f"WHERE {row_hash} % {every} = 0"
+        values = sandbox.one(f"SELECT {', '.join(sample_exprs)} FROM {relation} {where}")
+        for (col, key), value in zip(sample_keys, values, strict=True):
+            col.stats[key] = value
     return int(row[0])
 
 
@@ -291,10 +330,17 @@ def _fresh_name(base: str, taken: list[str]) -> str:
 
 
 def _second_pass(
-    sandbox: Sandbox, relation: str, cols: list[_Col], rows: int, *, apart: bool = False
+    sandbox: Sandbox,
+    relation: str,
+    cols: list[_Col],
+    rows: int,
+    *,
+    apart: bool = False,
+    row_hash: str | None = None,
 ) -> int | None:
     """Pass 2; returns the number of duplicate rows (None when there are rows but no columns),
-    counted in a statement of their own when `apart` (a dataset large for the memory limit)."""
+    counted in a statement of their own when `apart` (a dataset large for the memory limit), from
+    the relation's column of row hashes `row_hash` when it has one."""
     exprs: list[str] = []
     keys: list[tuple[_Col, str, Any]] = []
     params: list[Any] = []
@@ -337,7 +383,7 @@ def _second_pass(
     duplicates = None
     if cols and rows:
         fields = ", ".join(c.ident for c in cols)
-        distinct = f"count(DISTINCT hash({fields}))"
+        distinct = f"count(DISTINCT {row_hash or f'hash({fields})'})"
         if apart:  # its hash table alone then gets all of DuckDB's memory (10M rows in 48 MB)
             duplicates = rows - int(sandbox.one(f"SELECT {distinct} FROM {relation}")[0])
         else:
@@ -359,8 +405,10 @@ def _second_pass(
     return duplicates if duplicates is not None else 0
 
 
-def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
-    """The share of a sample of each text column's values that look like personal data or ids."""
+def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str | None = None) -> None:
+    """The share of a sample of each text column's values that look like personal data or ids: the
+    first rows, or the rows of least hash when the relation has a column of row hashes `row_hash`
+    (its rows have no order then)."""
     texts = [c for c in cols if c.kind == "text" and c.stats.get("count")]
     if not texts:
         return
@@ -372,7 +420,9 @@ def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
             exprs.append(f"avg(regexp_full_match(v{c.index}, {literal})::INTEGER)")
             keys.append((c, label))
     inner = ", ".join(f"{c.ident} AS v{c.index}" for c in texts)
-    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM (SELECT {inner} FROM {relation} LIMIT {PII_SAMPLE})")
+    order = f" ORDER BY {row_hash}" if row_hash else ""
+    sample = f"SELECT {inner} FROM {relation}{order} LIMIT {PII_SAMPLE}"
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM ({sample})")
     for (col, label), share in zip(keys, row, strict=True):
         if share is not None:
             col.stats.setdefault("patterns", {})[label] = float(share)
