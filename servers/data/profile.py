@@ -307,6 +307,11 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
     return int(row[0])
 
 
+# One aggregate of pass 2: its expression, its column (None: the distinct rows), what it counts and
+# the candidate top value it counts.
+_Counted = tuple[str, _Col | None, str, Any]
+
+
 def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple[int, bool]:
     """(every, whether quantiles come from the sample): the sample is the rows whose hash is
     divisible by `every`."""
@@ -317,9 +322,11 @@ def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple
 
 def _as_number(ident: str) -> str:
     """The text value as a DOUBLE, or NULL. Only text starting with whitespace, a sign, a digit, a
-    dot, `inf` or `nan` can cast, so the cast (the costly part) runs only on those."""
-    first = f"ascii({ident})"
-    return f"CASE WHEN {first} <= 57 OR {first} IN (73, 78, 105, 110) THEN TRY_CAST({ident} AS DOUBLE) END"
+    dot (all below ':'), `inf` or `nan` can cast, so the cast (the costly part) runs only on those;
+    comparing the text's bytes tells them apart at less cost than reading its first character
+    (1M rows, three columns: 0.06 s of CPU against 0.08 s with ascii())."""
+    starts = " OR ".join(f"({ident} >= '{c}' AND {ident} < '{chr(ord(c) + 1)}')" for c in "INin")
+    return f"CASE WHEN {ident} < ':' OR {starts} THEN TRY_CAST({ident} AS DOUBLE) END"
 
 
 def _fresh_name(base: str, taken: list[str]) -> str:
@@ -340,9 +347,11 @@ def _second_pass(
 ) -> int | None:
     """Pass 2; returns the number of duplicate rows (None when there are rows but no columns),
     counted in a statement of their own when `apart` (a dataset large for the memory limit), from
-    the relation's column of row hashes `row_hash` when it has one."""
-    exprs: list[str] = []
-    keys: list[tuple[_Col, str, Any]] = []
+    the relation's column of row hashes `row_hash` when it has one. Such a relation is a table,
+    cheap to read twice: the histograms then get a statement of their own too, which costs less
+    than the same aggregates in one statement (1M rows: 0.25-0.3 s of CPU against 0.3-0.4 s)."""
+    main: list[_Counted] = []
+    histograms: list[_Counted] = main if row_hash is None else []
     params: list[Any] = []
     limits = sandbox.limits
     room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
@@ -353,33 +362,31 @@ def _second_pass(
             c.stats["bins"] = (lo, width)
             bucket = f"least(floor(({c.as_double} - {lo!r}) / {width!r}), {BINS - 1})::INTEGER"
             # least() skips NULLs (it would put every missing value in the last bin): filter them.
-            exprs.append(f"histogram({bucket}) FILTER (WHERE {c.ident} IS NOT NULL)")
-            keys.append((c, "histogram", None))
+            histograms.append(
+                (f"histogram({bucket}) FILTER (WHERE {c.ident} IS NOT NULL)", c, "histogram", None)
+            )
             q = c.stats.get("quantiles") or []
             if len(q) == len(QUANTILES) and None not in q:
                 iqr = q[3] - q[1]
                 low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
-                exprs.append(f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})")
-                keys.append((c, "outliers", None))
+                main.append(
+                    (f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})", c, "outliers", None)
+                )
             else:  # no value fell in the sample, so there are few: take them all
-                exprs.append(f"quantile_cont({c.as_double}, {list(QUANTILES)})")
-                keys.append((c, "quantiles", None))
+                main.append((f"quantile_cont({c.as_double}, {list(QUANTILES)})", c, "quantiles", None))
         distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
         few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
         if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
             room -= min(int(distinct or 0), count)
-            exprs.append(f"histogram({c.ident})")
-            keys.append((c, "value_counts", None))
+            histograms.append((f"histogram({c.ident})", c, "value_counts", None))
             continue
         for value in (c.stats.get("top") or [])[:TOP_CANDIDATES]:
             if value is None:
                 continue
             params.append(value)
-            exprs.append(f"count_if({c.ident} = ${len(params)})")
-            keys.append((c, "top_count", value))
+            main.append((f"count_if({c.ident} = ${len(params)})", c, "top_count", value))
     # Duplicate rows here, not in pass 1: alone with its hash table, the distinct count spills far
     # less when memory is short (10M rows, 96 MB: 2.9 s in pass 2 against 5.0 s in pass 1).
-    duplicates_at = None
     duplicates = None
     if cols and rows:
         fields = ", ".join(c.ident for c in cols)
@@ -387,21 +394,24 @@ def _second_pass(
         if apart:  # its hash table alone then gets all of DuckDB's memory (10M rows in 48 MB)
             duplicates = rows - int(sandbox.one(f"SELECT {distinct} FROM {relation}")[0])
         else:
-            exprs.append(distinct)
-            duplicates_at = len(exprs) - 1
-    if not exprs:
-        return duplicates if duplicates is not None else (0 if not rows else None)
-    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}", params or None)
-    for i, (col, key, value) in enumerate(keys):
-        if key == "top_count":
-            col.stats.setdefault("top_counts", []).append((value, int(row[i])))
-        elif key == "value_counts":
-            counts = [(v, int(n)) for v, n in (row[i] or {}).items() if v is not None]
-            col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
-        else:
-            col.stats[key] = row[i]
-    if duplicates_at is not None:
-        return rows - int(row[duplicates_at])
+            main.append((distinct, None, "distinct_rows", None))
+    for items in [main] if histograms is main else [main, histograms]:
+        if not items:
+            continue
+        values = params if items is main else None
+        row = sandbox.one(f"SELECT {', '.join(i[0] for i in items)} FROM {relation}", values or None)
+        for (_, col, key, value), result in zip(items, row, strict=True):
+            if col is None:
+                duplicates = rows - int(result)
+            elif key == "top_count":
+                col.stats.setdefault("top_counts", []).append((value, int(result)))
+            elif key == "value_counts":
+                counts = [(v, int(n)) for v, n in (result or {}).items() if v is not None]
+                col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
+            else:
+                col.stats[key] = result
+    if duplicates is None and (rows == 0 or not cols):
+        return 0 if not rows else None
     return duplicates if duplicates is not None else 0
 
 
