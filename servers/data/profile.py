@@ -21,7 +21,7 @@ from servers.data.context import DataContext, Source
 from servers.data.formats import reader
 from servers.data.models import Alert, Bin, ColumnProfile, DatasetProfile, TopValue
 from servers.data.params import Columns, DatasetPath, Ref
-from servers.data.sandbox import Sandbox, sql_ident
+from servers.data.sandbox import Limits, Sandbox, sql_ident
 from servers.data.values import as_float, json_value
 
 MAX_COLUMNS = 200
@@ -46,6 +46,7 @@ SPARSE = 65_536
 VALUE_BYTES = 256  # what one counted value may hold, per thread (the counts live outside DuckDB's buffers)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PII_SAMPLE = 1000
+PII_BOUND = 4  # rows below the hash bound of the PII sample, per sampled row (about)
 STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory limit is not copied
 STREAM_BUFFER = 4 * 1024 * 1024  # bytes per CSV read buffer when streaming
 
@@ -196,7 +197,7 @@ def _profile(
         rows = profiled_rows
     large = source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
     duplicates = _second_pass(sandbox, relation, cols, profiled_rows, apart=large, row_hash=row_hash)
-    _pii_pass(sandbox, relation, cols, row_hash)
+    _pii_pass(sandbox, relation, cols, row_hash, profiled_rows)
     profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
     alerts = _alerts(cols, profiles, profiled_rows, duplicates)
     if sampled:
@@ -299,6 +300,10 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {source}")
     for (col, key), value in zip(keys, row[1:], strict=True):
         col.stats[key] = value
+    _choose_counted(cols, int(row[0]), sandbox.limits)
+    # A column whose every value pass 2 counts needs no candidates for its top values.
+    sampled = [(e, k) for e, k in zip(sample_exprs, sample_keys, strict=True) if not _skips(k)]
+    sample_exprs, sample_keys = [e for e, _ in sampled], [k for _, k in sampled]
     if sample_exprs:
         where = f"WHERE {row_hash} % {every} = 0"
         values = sandbox.one(f"SELECT {', '.join(sample_exprs)} FROM {relation} {where}")
@@ -310,6 +315,24 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
 # One aggregate of pass 2: its expression, its column (None: the distinct rows), what it counts and
 # the candidate top value it counts.
 _Counted = tuple[str, _Col | None, str, Any]
+
+
+def _choose_counted(cols: list[_Col], rows: int, limits: Limits) -> None:
+    """Mark the columns whose every value pass 2 counts exactly (stats["counted"]): above
+    EXACT_ROWS, those with few distinct values or few values, while their counts fit SAMPLE_SHARE
+    of the memory limit."""
+    room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
+    for c in cols:
+        distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
+        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
+        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
+            room -= min(int(distinct or 0), count)
+            c.stats["counted"] = True
+
+
+def _skips(key: tuple[_Col, str]) -> bool:
+    col, what = key
+    return what == "top" and bool(col.stats.get("counted"))
 
 
 def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple[int, bool]:
@@ -353,8 +376,6 @@ def _second_pass(
     main: list[_Counted] = []
     histograms: list[_Counted] = main if row_hash is None else []
     params: list[Any] = []
-    limits = sandbox.limits
-    room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
     for c in cols:
         lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
         if c.kind == "number" and lo is not None and hi is not None and hi > lo:
@@ -374,10 +395,7 @@ def _second_pass(
                 )
             else:  # no value fell in the sample, so there are few: take them all
                 main.append((f"quantile_cont({c.as_double}, {list(QUANTILES)})", c, "quantiles", None))
-        distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
-        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
-        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
-            room -= min(int(distinct or 0), count)
+        if c.stats.get("counted"):
             histograms.append((f"histogram({c.ident})", c, "value_counts", None))
             continue
         for value in (c.stats.get("top") or [])[:TOP_CANDIDATES]:
@@ -415,14 +433,16 @@ def _second_pass(
     return duplicates if duplicates is not None else 0
 
 
-def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str | None = None) -> None:
+def _pii_pass(
+    sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str | None = None, rows: int = 0
+) -> None:
     """The share of a sample of each text column's values that look like personal data or ids: the
-    first rows, or the rows of least hash when the relation has a column of row hashes `row_hash`
-    (its rows have no order then)."""
+    first rows, or the rows of least hash when the relation of `rows` rows has a column of row
+    hashes `row_hash` (its rows have no order then)."""
     texts = [c for c in cols if c.kind == "text" and c.stats.get("count")]
     if not texts:
         return
-    exprs: list[str] = []
+    exprs: list[str] = ["count(*)"]
     keys: list[tuple[_Col, str]] = []
     for c in texts:
         for label, pattern in {**PII_PATTERNS, "uuid": UUID_PATTERN}.items():
@@ -430,10 +450,19 @@ def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str |
             exprs.append(f"avg(regexp_full_match(v{c.index}, {literal})::INTEGER)")
             keys.append((c, label))
     inner = ", ".join(f"{c.ident} AS v{c.index}" for c in texts)
-    order = f" ORDER BY {row_hash}" if row_hash else ""
-    sample = f"SELECT {inner} FROM {relation}{order} LIMIT {PII_SAMPLE}"
-    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM ({sample})")
-    for (col, label), share in zip(keys, row, strict=True):
+    sample = f"SELECT {inner} FROM {relation} LIMIT {PII_SAMPLE}"
+    bounded = None
+    if row_hash:
+        sample = f"SELECT {inner} FROM {relation} ORDER BY {row_hash} LIMIT {PII_SAMPLE}"
+        if rows > PII_BOUND * PII_SAMPLE:
+            # Hashes are uniform, so about PII_BOUND * PII_SAMPLE rows lie below this bound and the
+            # least hashes are among them; sorting those few costs less than a top-N of every row.
+            bound = (2**64 * PII_BOUND * PII_SAMPLE) // rows
+            bounded = f"SELECT {inner} FROM {relation} WHERE {row_hash} < {bound} ORDER BY {row_hash} LIMIT {PII_SAMPLE}"
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM ({bounded or sample})")
+    if bounded and row[0] < PII_SAMPLE:  # many rows repeat: too few distinct hashes below the bound
+        row = sandbox.one(f"SELECT {', '.join(exprs)} FROM ({sample})")
+    for (col, label), share in zip(keys, row[1:], strict=True):
         if share is not None:
             col.stats.setdefault("patterns", {})[label] = float(share)
 
