@@ -3,9 +3,11 @@
 Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
 lengths, numeric-looking text, candidate top values); pass 2 is one aggregate that needs pass 1's
 numbers (histogram bins, outliers beyond the IQR fences, exact counts of the top values), with the
-duplicate rows. Text formats are parsed once into a temporary table first, unless the
-file is large for the memory limit: plain CSV and TSV are then read from the file in each pass (in
-small buffers), as Parquet always is."""
+duplicate rows. Text formats are parsed once into a temporary table first, in no particular row
+order and with each row's hash stored beside it (the samples and the duplicate count go by it),
+unless the file is large for the memory limit: plain CSV and TSV are then read from the file in each
+pass (in small buffers), as Parquet always is. A copy is cheap to read again, so there the sample's
+aggregates and pass 2's histograms each get a statement of their own, which costs less in all."""
 
 from __future__ import annotations
 
