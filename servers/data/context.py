@@ -65,10 +65,10 @@ class DataContext:
         o = self.options
         return Limits(timeout_s=o.timeout_s, memory_mb=o.memory_mb, threads=o.threads, spill_mb=o.spill_mb)
 
-    async def run(self, allowed: Sequence[Path], work: Callable[[Sandbox], T]) -> T:
-        """`work` in a worker thread with a fresh sandbox that may read only `allowed`; a cancelled
-        call interrupts the running statement."""
-        sandbox = Sandbox(list(allowed), self.limits, self.root)
+    async def run(self, allowed: Sequence[Path], work: Callable[[Sandbox], T], *, ordered: bool = True) -> T:
+        """`work` in a worker thread with a fresh sandbox that may read only `allowed` (and return
+        rows in any order unless `ordered`); a cancelled call interrupts the running statement."""
+        sandbox = Sandbox(list(allowed), self.limits, self.root, ordered)
 
         def go() -> T:
             with sandbox:

@@ -3,9 +3,11 @@
 Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
 lengths, numeric-looking text, candidate top values); pass 2 is one aggregate that needs pass 1's
 numbers (histogram bins, outliers beyond the IQR fences, exact counts of the top values), with the
-duplicate rows. Text formats are parsed once into a temporary table first, unless the
-file is large for the memory limit: plain CSV and TSV are then read from the file in each pass (in
-small buffers), as Parquet always is."""
+duplicate rows. Text formats are parsed once into a temporary table first, in no particular row
+order and with each row's hash stored beside it (the samples and the duplicate count go by it),
+unless the file is large for the memory limit: plain CSV and TSV are then read from the file in each
+pass (in small buffers), as Parquet always is. A copy is cheap to read again, so there the sample's
+aggregates and pass 2's histograms each get a statement of their own, which costs less in all."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from servers.data.context import DataContext, Source
 from servers.data.formats import reader
 from servers.data.models import Alert, Bin, ColumnProfile, DatasetProfile, TopValue
 from servers.data.params import Columns, DatasetPath, Ref
-from servers.data.sandbox import Sandbox, sql_ident
+from servers.data.sandbox import Limits, Sandbox, sql_ident
 from servers.data.values import as_float, json_value
 
 MAX_COLUMNS = 200
@@ -46,6 +48,7 @@ SPARSE = 65_536
 VALUE_BYTES = 256  # what one counted value may hold, per thread (the counts live outside DuckDB's buffers)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 PII_SAMPLE = 1000
+PII_BOUND = 4  # rows below the hash bound of the PII sample, per sampled row (about)
 STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory limit is not copied
 STREAM_BUFFER = 4 * 1024 * 1024  # bytes per CSV read buffer when streaming
 
@@ -131,28 +134,47 @@ async def profile_dataset(
     high missing, skewed, zeros, imbalance, mixed types, outliers, identifier, PII, duplicates),
     each with the threshold it crossed. Up to 200 columns per call (pass `columns` for others)."""
     async with ctx.source(path, ref) as source:
+        _, copied = _layout(source, ctx.limits.memory_mb, columns, sample_rows)
+        # A copy's rows need no order: every figure is an aggregate, and the samples go by hash.
         return await ctx.run(
-            [source.absolute], lambda sandbox: _profile(sandbox, source, columns, sample_rows)
+            [source.absolute],
+            lambda sandbox: _profile(sandbox, source, columns, sample_rows),
+            ordered=not copied,
         )
+
+
+def _layout(
+    source: Source, memory_mb: int, wanted: list[str] | None, sample_rows: int | None
+) -> tuple[bool, bool]:
+    """(streamed, copied): whether a plain CSV/TSV file is read from the file in each pass, in small
+    buffers, because it is large for the memory limit; whether a text file is parsed once into a
+    table that every pass reads (when every column is profiled, that parse also tells the columns:
+    one sniff of the file, not two)."""
+    streamed = (
+        source.format in ("csv", "tsv")
+        and not source.gzipped
+        and source.size > memory_mb * 1024 * 1024 * STREAM_SHARE
+    )
+    copied = source.format != "parquet" and not streamed and sample_rows is None and wanted is None
+    return streamed, copied
 
 
 def _profile(
     sandbox: Sandbox, source: Source, wanted: list[str] | None, sample_rows: int | None
 ) -> DatasetProfile:
     started = time.monotonic()
-    streamed = (
-        source.format in ("csv", "tsv")
-        and not source.gzipped
-        and source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
-    )
+    streamed, copied = _layout(source, sandbox.limits.memory_mb, wanted, sample_rows)
     table = reader(source.absolute, source.format, buffer_bytes=STREAM_BUFFER if streamed else None)
-    # A text file profiled whole is parsed once into a table, which both passes then read; when
-    # every column is profiled, that parse also tells the columns (one sniff of the file, not two).
-    copied = source.format != "parquet" and not streamed and sample_rows is None and wanted is None
+    row_hash: str | None = None
     if copied:
-        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT * FROM {table}")
+        # Each row's hash is stored beside it, computed while the file is parsed: pass 1 samples
+        # the rows by it, pass 2 counts duplicate rows with it, the PII pass picks its rows by it.
+        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT *, hash(*COLUMNS(*)) AS row_hash FROM {table}")
     described = "profiled" if copied else table
     names, types, _, _ = sandbox.rows(f"SELECT * FROM {described} LIMIT 0", max_rows=0)
+    if copied:  # the last column is the hash (DuckDB renames it when the file has a row_hash column)
+        row_hash = sql_ident(names[-1])
+        names, types = names[:-1], types[:-1]
     cols = _choose(names, types, wanted)
     notes: list[str] = []
     if wanted is None and len(names) > MAX_COLUMNS:
@@ -172,12 +194,12 @@ def _profile(
         relation = f"(SELECT {selected} FROM {table})"
     elif not copied:
         sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
-    profiled_rows = _first_pass(sandbox, relation, cols)
+    profiled_rows = _first_pass(sandbox, relation, cols, row_hash)
     if rows is None:
         rows = profiled_rows
     large = source.size > sandbox.limits.memory_mb * 1024 * 1024 * STREAM_SHARE
-    duplicates = _second_pass(sandbox, relation, cols, profiled_rows, apart=large)
-    _pii_pass(sandbox, relation, cols)
+    duplicates = _second_pass(sandbox, relation, cols, profiled_rows, apart=large, row_hash=row_hash)
+    _pii_pass(sandbox, relation, cols, row_hash, profiled_rows)
     profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
     alerts = _alerts(cols, profiles, profiled_rows, duplicates)
     if sampled:
@@ -215,9 +237,13 @@ def _choose(names: list[str], types: list[str], wanted: list[str] | None) -> lis
 # ---------------------------------------------------------------------------------------- passes
 
 
-def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
+def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str | None = None) -> int:
+    """Pass 1; `row_hash` names the relation's column of row hashes, when it has one (the sample's
+    aggregates then read only the sample's rows, in a statement of their own)."""
     exprs: list[str] = ["count(*)"]
     keys: list[tuple[_Col, str]] = []
+    sample_exprs: list[str] = []
+    sample_keys: list[tuple[_Col, str]] = []
 
     def add(col: _Col, key: str, expr: str) -> None:
         exprs.append(expr)
@@ -225,21 +251,29 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
 
     (rows,) = sandbox.one(f"SELECT count(*) FROM {relation}")
     exact = rows <= EXACT_ROWS
-    row_hash = sql_ident(_fresh_name("row_hash", [c.name for c in cols]))
-    top = f"approx_top_k({{}}, {TOP_K})"
-    quantile = f"quantile_cont({{}}, {list(QUANTILES)})"
+    stored = row_hash is not None
+    row_hash = row_hash or sql_ident(_fresh_name("row_hash", [c.name for c in cols]))
+    every, sample = 1, False
     if not exact:
         numbers = sum(c.kind == "number" for c in cols)
         every, sample = _sample_plan(rows, numbers, sandbox.limits.memory_mb, sandbox.limits.duckdb_threads)
-        in_sample = f"FILTER (WHERE {row_hash} % {every} = 0)"
-        top = f"approx_top_k({{}}, {TOP_CANDIDATES}) {in_sample}"
-        quantile = f"{quantile} {in_sample}" if sample else f"approx_quantile({{}}, {list(QUANTILES)})"
+    in_sample = "" if stored else f" FILTER (WHERE {row_hash} % {every} = 0)"
+
+    def add_sampled(col: _Col, key: str, expr: str) -> None:
+        if exact:
+            add(col, key, expr)
+        elif stored:
+            sample_exprs.append(expr)
+            sample_keys.append((col, key))
+        else:
+            add(col, key, expr + in_sample)
+
     for c in cols:
         add(c, "count", f"count({c.ident})")
         if c.kind != "other":
             distinct = f"count(DISTINCT {c.ident})" if exact else f"approx_count_distinct({c.ident})"
             add(c, "distinct", distinct)
-            add(c, "top", top.format(c.ident))
+            add_sampled(c, "top", f"approx_top_k({c.ident}, {TOP_K if exact else TOP_CANDIDATES})")
         if c.kind in ("number", "time", "text"):
             add(c, "min", f"min({c.ident})")
             add(c, "max", f"max({c.ident})")
@@ -248,7 +282,10 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
             add(c, "mean", f"avg({x})")
             add(c, "std", f"stddev_samp({x})")
             add(c, "skew", f"skewness({x})")
-            add(c, "quantiles", quantile.format(x))
+            if exact or sample:
+                add_sampled(c, "quantiles", f"quantile_cont({x}, {list(QUANTILES)})")
+            else:
+                add(c, "quantiles", f"approx_quantile({x}, {list(QUANTILES)})")
             add(c, "zeros", f"count_if({c.ident} = 0)")
             add(c, "negatives", f"count_if({c.ident} < 0)")
         elif c.kind == "text":
@@ -259,13 +296,45 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> int:
         elif c.kind == "bool":
             add(c, "trues", f"count_if({c.ident})")
     source = relation
-    if cols and not exact:
+    if cols and not exact and not stored:
         fields = ", ".join(c.ident for c in cols)
         source = f"(SELECT {fields}, hash({fields}) AS {row_hash} FROM {relation})"
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {source}")
     for (col, key), value in zip(keys, row[1:], strict=True):
         col.stats[key] = value
+    _choose_counted(cols, int(row[0]), sandbox.limits)
+    # A column whose every value pass 2 counts needs no candidates for its top values.
+    sampled = [(e, k) for e, k in zip(sample_exprs, sample_keys, strict=True) if not _skips(k)]
+    sample_exprs, sample_keys = [e for e, _ in sampled], [k for _, k in sampled]
+    if sample_exprs:
+        where = f"WHERE {row_hash} % {every} = 0"
+        values = sandbox.one(f"SELECT {', '.join(sample_exprs)} FROM {relation} {where}")
+        for (col, key), value in zip(sample_keys, values, strict=True):
+            col.stats[key] = value
     return int(row[0])
+
+
+# One aggregate of pass 2: its expression, its column (None: the distinct rows), what it counts and
+# the candidate top value it counts.
+_Counted = tuple[str, _Col | None, str, Any]
+
+
+def _choose_counted(cols: list[_Col], rows: int, limits: Limits) -> None:
+    """Mark the columns whose every value pass 2 counts exactly (stats["counted"]): above
+    EXACT_ROWS, those with few distinct values or few values, while their counts fit SAMPLE_SHARE
+    of the memory limit."""
+    room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
+    for c in cols:
+        distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
+        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
+        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
+            room -= min(int(distinct or 0), count)
+            c.stats["counted"] = True
+
+
+def _skips(key: tuple[_Col, str]) -> bool:
+    col, what = key
+    return what == "top" and bool(col.stats.get("counted"))
 
 
 def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple[int, bool]:
@@ -278,9 +347,11 @@ def _sample_plan(rows: int, numbers: int, memory_mb: int, threads: int) -> tuple
 
 def _as_number(ident: str) -> str:
     """The text value as a DOUBLE, or NULL. Only text starting with whitespace, a sign, a digit, a
-    dot, `inf` or `nan` can cast, so the cast (the costly part) runs only on those."""
-    first = f"ascii({ident})"
-    return f"CASE WHEN {first} <= 57 OR {first} IN (73, 78, 105, 110) THEN TRY_CAST({ident} AS DOUBLE) END"
+    dot (all below ':'), `inf` or `nan` can cast, so the cast (the costly part) runs only on those;
+    comparing the text's bytes tells them apart at less cost than reading its first character
+    (1M rows, three columns: 0.06 s of CPU against 0.08 s with ascii())."""
+    starts = " OR ".join(f"({ident} >= '{c}' AND {ident} < '{chr(ord(c) + 1)}')" for c in "INin")
+    return f"CASE WHEN {ident} < ':' OR {starts} THEN TRY_CAST({ident} AS DOUBLE) END"
 
 
 def _fresh_name(base: str, taken: list[str]) -> str:
@@ -291,15 +362,22 @@ def _fresh_name(base: str, taken: list[str]) -> str:
 
 
 def _second_pass(
-    sandbox: Sandbox, relation: str, cols: list[_Col], rows: int, *, apart: bool = False
+    sandbox: Sandbox,
+    relation: str,
+    cols: list[_Col],
+    rows: int,
+    *,
+    apart: bool = False,
+    row_hash: str | None = None,
 ) -> int | None:
     """Pass 2; returns the number of duplicate rows (None when there are rows but no columns),
-    counted in a statement of their own when `apart` (a dataset large for the memory limit)."""
-    exprs: list[str] = []
-    keys: list[tuple[_Col, str, Any]] = []
+    counted in a statement of their own when `apart` (a dataset large for the memory limit), from
+    the relation's column of row hashes `row_hash` when it has one. Such a relation is a table,
+    cheap to read twice: the histograms then get a statement of their own too, which costs less
+    than the same aggregates in one statement (1M rows: 0.25-0.3 s of CPU against 0.3-0.4 s)."""
+    main: list[_Counted] = []
+    histograms: list[_Counted] = main if row_hash is None else []
     params: list[Any] = []
-    limits = sandbox.limits
-    room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
     for c in cols:
         lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
         if c.kind == "number" and lo is not None and hi is not None and hi > lo:
@@ -307,64 +385,66 @@ def _second_pass(
             c.stats["bins"] = (lo, width)
             bucket = f"least(floor(({c.as_double} - {lo!r}) / {width!r}), {BINS - 1})::INTEGER"
             # least() skips NULLs (it would put every missing value in the last bin): filter them.
-            exprs.append(f"histogram({bucket}) FILTER (WHERE {c.ident} IS NOT NULL)")
-            keys.append((c, "histogram", None))
+            histograms.append(
+                (f"histogram({bucket}) FILTER (WHERE {c.ident} IS NOT NULL)", c, "histogram", None)
+            )
             q = c.stats.get("quantiles") or []
             if len(q) == len(QUANTILES) and None not in q:
                 iqr = q[3] - q[1]
                 low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
-                exprs.append(f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})")
-                keys.append((c, "outliers", None))
+                main.append(
+                    (f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})", c, "outliers", None)
+                )
             else:  # no value fell in the sample, so there are few: take them all
-                exprs.append(f"quantile_cont({c.as_double}, {list(QUANTILES)})")
-                keys.append((c, "quantiles", None))
-        distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
-        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
-        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
-            room -= min(int(distinct or 0), count)
-            exprs.append(f"histogram({c.ident})")
-            keys.append((c, "value_counts", None))
+                main.append((f"quantile_cont({c.as_double}, {list(QUANTILES)})", c, "quantiles", None))
+        if c.stats.get("counted"):
+            histograms.append((f"histogram({c.ident})", c, "value_counts", None))
             continue
         for value in (c.stats.get("top") or [])[:TOP_CANDIDATES]:
             if value is None:
                 continue
             params.append(value)
-            exprs.append(f"count_if({c.ident} = ${len(params)})")
-            keys.append((c, "top_count", value))
+            main.append((f"count_if({c.ident} = ${len(params)})", c, "top_count", value))
     # Duplicate rows here, not in pass 1: alone with its hash table, the distinct count spills far
     # less when memory is short (10M rows, 96 MB: 2.9 s in pass 2 against 5.0 s in pass 1).
-    duplicates_at = None
     duplicates = None
     if cols and rows:
         fields = ", ".join(c.ident for c in cols)
-        distinct = f"count(DISTINCT hash({fields}))"
+        distinct = f"count(DISTINCT {row_hash or f'hash({fields})'})"
         if apart:  # its hash table alone then gets all of DuckDB's memory (10M rows in 48 MB)
             duplicates = rows - int(sandbox.one(f"SELECT {distinct} FROM {relation}")[0])
         else:
-            exprs.append(distinct)
-            duplicates_at = len(exprs) - 1
-    if not exprs:
-        return duplicates if duplicates is not None else (0 if not rows else None)
-    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {relation}", params or None)
-    for i, (col, key, value) in enumerate(keys):
-        if key == "top_count":
-            col.stats.setdefault("top_counts", []).append((value, int(row[i])))
-        elif key == "value_counts":
-            counts = [(v, int(n)) for v, n in (row[i] or {}).items() if v is not None]
-            col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
-        else:
-            col.stats[key] = row[i]
-    if duplicates_at is not None:
-        return rows - int(row[duplicates_at])
+            main.append((distinct, None, "distinct_rows", None))
+    for items in [main] if histograms is main else [main, histograms]:
+        if not items:
+            continue
+        values = params if items is main else None
+        row = sandbox.one(f"SELECT {', '.join(i[0] for i in items)} FROM {relation}", values or None)
+        for (_, col, key, value), result in zip(items, row, strict=True):
+            if col is None:
+                duplicates = rows - int(result)
+            elif key == "top_count":
+                col.stats.setdefault("top_counts", []).append((value, int(result)))
+            elif key == "value_counts":
+                counts = [(v, int(n)) for v, n in (result or {}).items() if v is not None]
+                col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
+            else:
+                col.stats[key] = result
+    if duplicates is None and (rows == 0 or not cols):
+        return 0 if not rows else None
     return duplicates if duplicates is not None else 0
 
 
-def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
-    """The share of a sample of each text column's values that look like personal data or ids."""
+def _pii_pass(
+    sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str | None = None, rows: int = 0
+) -> None:
+    """The share of a sample of each text column's values that look like personal data or ids: the
+    first rows, or the rows of least hash when the relation of `rows` rows has a column of row
+    hashes `row_hash` (its rows have no order then)."""
     texts = [c for c in cols if c.kind == "text" and c.stats.get("count")]
     if not texts:
         return
-    exprs: list[str] = []
+    exprs: list[str] = ["count(*)"]
     keys: list[tuple[_Col, str]] = []
     for c in texts:
         for label, pattern in {**PII_PATTERNS, "uuid": UUID_PATTERN}.items():
@@ -372,8 +452,19 @@ def _pii_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
             exprs.append(f"avg(regexp_full_match(v{c.index}, {literal})::INTEGER)")
             keys.append((c, label))
     inner = ", ".join(f"{c.ident} AS v{c.index}" for c in texts)
-    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM (SELECT {inner} FROM {relation} LIMIT {PII_SAMPLE})")
-    for (col, label), share in zip(keys, row, strict=True):
+    sample = f"SELECT {inner} FROM {relation} LIMIT {PII_SAMPLE}"
+    bounded = None
+    if row_hash:
+        sample = f"SELECT {inner} FROM {relation} ORDER BY {row_hash} LIMIT {PII_SAMPLE}"
+        if rows > PII_BOUND * PII_SAMPLE:
+            # Hashes are uniform, so about PII_BOUND * PII_SAMPLE rows lie below this bound and the
+            # least hashes are among them; sorting those few costs less than a top-N of every row.
+            bound = (2**64 * PII_BOUND * PII_SAMPLE) // rows
+            bounded = f"SELECT {inner} FROM {relation} WHERE {row_hash} < {bound} ORDER BY {row_hash} LIMIT {PII_SAMPLE}"
+    row = sandbox.one(f"SELECT {', '.join(exprs)} FROM ({bounded or sample})")
+    if bounded and row[0] < PII_SAMPLE:  # many rows repeat: too few distinct hashes below the bound
+        row = sandbox.one(f"SELECT {', '.join(exprs)} FROM ({sample})")
+    for (col, label), share in zip(keys, row[1:], strict=True):
         if share is not None:
             col.stats.setdefault("patterns", {})[label] = float(share)
 

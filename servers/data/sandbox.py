@@ -8,7 +8,8 @@ Every query runs in a fresh in-memory DuckDB connection set up like this, in thi
   extensions off, persistent secrets off;
 - home, extension, secret and temp directories inside a private directory made for this connection
   (so `~` never reaches the user's home, duckdb/duckdb#26064), or no spilling at all;
-- a memory limit, a thread count (at most one per 64 MB of the limit), then `lock_configuration = true`, so no statement can undo it.
+- a memory limit, a thread count (at most one per 64 MB of the limit), whether rows keep their
+  order, then `lock_configuration = true`, so no statement can undo it.
   The limit is the call's: DuckDB's `memory_limit` covers only its buffer manager (tables, hash
   tables, sort runs, file buffers), so it gets DUCKDB_SHARE of it and the rest is headroom for what
   it allocates outside (aggregate states, per-thread scan state, results on their way to Python).
@@ -85,6 +86,7 @@ class Sandbox:
     allowed: Sequence[Path]
     limits: Limits
     root: Path
+    ordered: bool = True  # False lets DuckDB write and return rows in any order (a faster table copy)
     started: float = field(default_factory=time.monotonic)
     _conn: duckdb.DuckDBPyConnection | None = None
     _private: str | None = None
@@ -110,6 +112,7 @@ class Sandbox:
             "temp_directory": spill if self.limits.spill_mb else "",
             "memory_limit": f"{self.limits.duckdb_mb}MB",
             "threads": self.limits.duckdb_threads,
+            "preserve_insertion_order": self.ordered,
         }
         if self.limits.spill_mb:
             config["max_temp_directory_size"] = f"{self.limits.spill_mb}MB"

@@ -126,6 +126,16 @@ async def test_alerts_name_the_threshold_they_crossed(call: Call, people: list[d
     assert "email address" in alerts(data, "email")["pii"]["message"]
 
 
+async def test_a_column_named_row_hash_is_profiled_like_any_other(call: Call, project: Path) -> None:
+    (project / "data" / "hashes.csv").write_text(
+        "row_hash,v\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(40)), encoding="utf-8"
+    )
+    data = ok(await call("profile_dataset", path="data/hashes.csv"))
+    assert [c["name"] for c in data["columns"]] == ["row_hash", "v"] and data["total"] == 2
+    assert column(data, "row_hash")["distinct"] == 7 and column(data, "row_hash")["max"] == 6
+    assert data["duplicate_rows"] == 40 - 14
+
+
 async def test_an_id_column_is_flagged_as_an_identifier(call: Call, project: Path) -> None:
     (project / "data" / "ids.csv").write_text(
         "order_id,v\n" + "".join(f"{i},{i % 3}\n" for i in range(50)), encoding="utf-8"
