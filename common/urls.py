@@ -40,11 +40,16 @@ def canonical_url(text: str) -> str:
     Raises:
         URLError: httpx cannot parse it (the tool could not fetch it either).
     """
-    first = _once(text)
-    second = _once(first)
-    # Parsing the canonical text again must give it back; if not, the second spelling is the one
-    # the tool will parse, so that one is matched (and a third pass would give it back).
-    return second
+    # Parsing the canonical text again must give it back: the tool parses what the rules matched.
+    # A spelling httpx re-reads differently once (an escape that becomes a separator) settles on
+    # the next pass; one that does not settle is refused.
+    current = _once(text)
+    for _ in range(3):
+        again = _once(current)
+        if again == current:
+            return current
+        current = again
+    raise URLError(f"url {text!r} has no stable canonical form; pass a plain http(s) URL")
 
 
 def _once(text: str) -> str:
