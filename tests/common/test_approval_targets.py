@@ -221,3 +221,15 @@ async def test_url_rules_match_the_canonical_url_and_the_tool_gets_that_url(tmp_
     assert last["arguments"] == {"url": "HTTP://Example.COM:80/a/../b"}
     assert last["targets"] == {"url": ["http://example.com/b"]}
     assert server.explain("fetch", {"url": "http://2852039166/"}).action == "deny"
+
+
+async def test_a_deny_rule_written_in_capitals_still_names_the_canonical_url(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    policy = '[policy]\ndeny = ["kit.fetch(url=HTTPS://Internal.Example.com/*)"]\nallow = ["kit.fetch(url=https://Public.example.com/*)"]\n'
+    server = AccountableServer("kit", settings_for(project, policy, tmp=tmp_path))
+    server.add_tool(fetch, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
+    assert server.explain("fetch", {"url": "https://internal.example.com/x"}).action == "deny"
+    assert server.explain("fetch", {"url": "https://INTERNAL.example.com/x"}).action == "deny"
+    # An allow rule keeps case: the canonical host is lower-case, so this one allows nothing.
+    assert server.explain("fetch", {"url": "https://public.example.com/x"}).rule == "annotations.destructive"
