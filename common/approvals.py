@@ -107,7 +107,7 @@ def what_runs(targets: dict[str, list[str]], redacted: list[str]) -> str:
         rules = ", ".join(sorted(set(redacted)))
         parts.append(
             f"WARNING: part of what is shown is hidden by redaction ({rules}); "
-            + ("the targets above are what will be read or called." if targets else "decide knowing that.")
+            + ("those targets are what will be read or called." if targets else "decide knowing that.")
         )
     return " ".join(parts)
 
