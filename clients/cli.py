@@ -400,6 +400,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
         f"approval {approval.id} {verb}: {approval.call} {json.dumps(approval.arguments, sort_keys=True)} "
         f"in {approval.root or '(unknown root)'}"
     )
+    if runs := approval.what_runs():
+        from common.visible import visible
+
+        print(visible(runs))
     if verb == "granted":
         minutes = max(1, round((approval.expires - time.time()) / 60))
         if approval.scope == "session":
@@ -439,6 +443,8 @@ def _approval_audit(directory: Path, approval: Any, via: str) -> None:
             "server": approval.server,
             "root": approval.root,
             "arguments": approval.arguments,
+            "targets": approval.targets,
+            "redacted": approval.redacted,
         },
     )
     log.close()
@@ -464,7 +470,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         return 0
     print(
         table(
-            ["id", "status", "call", "root", "arguments", "expires in", "reason"],
+            ["id", "status", "call", "root", "arguments", "acts on", "expires in", "reason"],
             [
                 [
                     a.id,
@@ -472,6 +478,10 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                     a.call,
                     a.root or "(none: older onrecord)",
                     json.dumps(a.arguments, sort_keys=True)[:60],
+                    # What will run, whole (a human decides on it), and a mark when redaction hid part
+                    # of what is shown.
+                    " ".join(f"{k}={n}" for k, names in sorted(a.targets.items()) for n in names)
+                    + (f" [PART HIDDEN: {', '.join(a.redacted)}]" if a.redacted else ""),
                     f"{max(0, int(a.expires - time.time()))}s" if a.status in ("pending", "granted") else "-",
                     a.reason[:60],
                 ]

@@ -205,6 +205,9 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
                 # The reason names the rule that matched (or says none did); the source is its file.
                 source = f" [from {d['source']}]" if d.get("source") else ""
                 rows.append(["", "", "", "", "", f"  why: {d.get('reason')}{source}"])
+            if isinstance(r.get("targets"), dict):  # what the call acted on, as the policy matched it
+                acts = " ".join(f"{k}={n}" for k, names in sorted(r["targets"].items()) for n in names)
+                rows.append(["", "", "", "", "", f"  acts on: {acts}"])
         elif kind == "result":
             detail = r.get("error") or (f"{r.get('size')} bytes" if r.get("size") is not None else "")
             rows.append(

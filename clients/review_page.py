@@ -35,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clients import review
+from common.approvals import what_runs
 from common.errors import OnrecordError
 from common.visible import visible
 
@@ -344,7 +345,7 @@ class Pages:
         if not pending:
             return self.page("Approvals", body + "<p>No pending approvals.</p>")
         body += (
-            "<table class=approvals><thead><tr><th>id</th><th>call</th><th>root</th><th>arguments</th>"
+            "<table class=approvals><thead><tr><th>id</th><th>call</th><th>root</th><th>arguments and targets</th>"
             "<th>reason</th><th>expires in</th><th>decision</th></tr></thead><tbody>\n"
         )
         for a in pending:
@@ -359,7 +360,8 @@ class Pages:
             )
             body += (
                 f'<tr id="approval-{_e(a.id)}"><td><code>{_e(a.id)}</code></td><td>{_e(a.call)}</td>'
-                f"<td class=path>{_e(a.root)}</td><td><code>{_e(_json(a.arguments))}</code></td>"
+                f"<td class=path>{_e(a.root)}</td><td><code>{_e(_json(a.arguments))}</code>"
+                f"{_what_runs(a.what_runs())}</td>"
                 f"<td>{_e(a.reason)}</td><td class=n>{max(0, int(a.expires - time.time()))}s</td>"
                 f"<td>{form}</td></tr>\n"
             )
@@ -405,6 +407,12 @@ class Pages:
         return Response(text, media_type="text/css")
 
 
+def _what_runs(text: str) -> str:
+    """What an approval or call acts on (the targets the policy matched), and any warning that
+    redaction hid part of what is shown: a human decides on this line, not on the arguments."""
+    return f"<div class=targets>{_e(text)}</div>" if text else ""
+
+
 def _timeline(shown: list[review.Call]) -> str:
     if not shown:
         return "<p>No calls match.</p>\n"
@@ -429,11 +437,21 @@ def _timeline(shown: list[review.Call]) -> str:
             f"<td class=n>{_e(c.call.get('seq'))}</td><td>{_e(review.clock(c.call))}</td>"
             f"<td><code>{_e(c.call.get('tool'))}</code></td><td>{_e(action + shadow)}</td>"
             f"<td><code class=rule>{_e(d.get('rule'))}</code><div class=why>{_e(why)}</div></td>"
-            f"<td><code class=args>{_e(_json(c.call.get('arguments')))}</code></td>"
+            f"<td><code class=args>{_e(_json(c.call.get('arguments')))}</code>{_call_targets(c.call)}</td>"
             f"<td class=s-{_css_word(c.status, ('ok', 'denied', 'pending_approval'))}>{_e(c.status)}</td>"
             f"<td class=n>{_e(duration)}</td><td>{_e(detail)}{approvals}</td></tr>\n"
         )
     return out + "</tbody></table>\n"
+
+
+def _call_targets(call: dict[str, Any]) -> str:
+    targets = call.get("targets")
+    if not isinstance(targets, dict):
+        return ""
+    hidden = [str(r.get("rule")) for r in call.get("redactions") or [] if isinstance(r, dict)]
+    return _what_runs(
+        what_runs({str(k): v if isinstance(v, list) else [v] for k, v in targets.items()}, hidden)
+    )
 
 
 def _css_word(value: str, known: tuple[str, ...]) -> str:

@@ -1,8 +1,14 @@
 """Out-of-band approvals for `ask` decisions when the client cannot ask the human itself.
 
 A pending approval is bound to exactly one call in one place: the server's root, the server that
-asked, the tool as `server.tool`, a digest of the validated arguments (canonical JSON) and the digest
-of the policy in force. A grant is consumed only by a call that matches all five. The human grants it
+asked, the tool as `server.tool`, a digest of the validated arguments (canonical JSON), a digest of
+its targets (what the policy matched: each path's canonical names, each URL's canonical form) and the
+digest of the policy in force. A grant is consumed only by a call that matches all six, so a path
+whose link now points elsewhere is not the call the human approved.
+
+What a human is shown is what will run: the targets beside the arguments as sent, both redacted
+piece by piece (`common.redact.redact_target`) so a secret-shaped piece never hides the file or host,
+and an approval whose shown values were redacted says so (`Approval.what_runs`). The human grants it
 with `onrecord approve ID`; the agent's retry with the same arguments consumes it. TTL and uses come
 from the humans' settings: the asking server's for a pending approval, the approving human's for a
 grant, whose expiry counts from the moment it is granted. Approvals are single use by default. One
@@ -18,7 +24,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +53,7 @@ class Binding:
     call: str
     digest: str
     policy: str
+    targets: str = ""
 
 
 @dataclass
@@ -66,6 +73,11 @@ class Approval:
     policy: str = ""
     session: str = ""  # the asking server's audit session: a `session` grant holds only there
     scope: Scope = "settings"
+    # What the call acts on, as shown (redacted piece by piece), and the rules that hid any part of
+    # what is shown; the binding holds the digest of the targets unredacted.
+    targets: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
+    redacted: list[str] = field(default_factory=list[str])
+    targets_digest: str = ""
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +87,36 @@ class Approval:
         place, which matches no call."""
         if not (self.root and self.server and self.policy):
             return None
-        return Binding(self.root, self.server, self.call, self.digest, self.policy)
+        return Binding(self.root, self.server, self.call, self.digest, self.policy, self.targets_digest)
+
+    def what_runs(self) -> str:
+        """For the human deciding: what the call acts on, and whether part of what is shown is hidden."""
+        return what_runs(self.targets, self.redacted)
+
+
+def what_runs(targets: dict[str, list[str]], redacted: list[str]) -> str:
+    """One sentence for a human deciding a call: the targets it acts on and, when redaction hid part
+    of what is shown, a plain warning naming the rules."""
+    parts = []
+    if targets:
+        acts = "; ".join(
+            f"{key} = {json.dumps(names, ensure_ascii=False)}" for key, names in sorted(targets.items())
+        )
+        parts.append(f"It acts on: {acts}.")
+    if redacted:
+        rules = ", ".join(sorted(set(redacted)))
+        parts.append(
+            f"WARNING: part of what is shown is hidden by redaction ({rules}); "
+            + ("those targets are what will be read or called." if targets else "decide knowing that.")
+        )
+    return " ".join(parts)
+
+
+def targets_digest(targets: dict[str, list[str]]) -> str:
+    """The digest of a call's targets (unredacted), or "" for a call with none."""
+    if not targets:
+        return ""
+    return hashlib.sha256(canonical(targets).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def arguments_digest(arguments: dict[str, Any]) -> str:
@@ -155,13 +196,20 @@ class ApprovalStore:
         server: str,
         policy: str,
         session: str = "",
+        targets: dict[str, list[str]] | None = None,
+        shown_targets: dict[str, list[str]] | None = None,
+        redacted: list[str] | None = None,
     ) -> Approval:
         """A pending approval for exactly this call in this place, reusing one that is still pending.
 
         `call` is `server.tool`; `server` is the server that asks (`all` under `onrecord serve all`);
-        `root` is its absolute root; `policy` is `policy_digest` of its settings.
+        `root` is its absolute root; `policy` is `policy_digest` of its settings. `preview` and
+        `shown_targets` are the arguments and `targets` as a human may see them (redacted), and
+        `redacted` the rules that hid any part of them.
         """
-        wanted = Binding(root, server, call, arguments_digest(arguments), policy)
+        wanted = Binding(
+            root, server, call, arguments_digest(arguments), policy, targets_digest(targets or {})
+        )
         with self._locked():
             for existing in self._all():
                 # one pending request per call, place and session (a --session grant names it)
@@ -185,6 +233,9 @@ class ApprovalStore:
                 server=server,
                 policy=policy,
                 session=session,
+                targets=shown_targets or {},
+                redacted=sorted(set(redacted or [])),
+                targets_digest=wanted.targets,
             )
             self._save(approval)
             return approval
@@ -251,11 +302,21 @@ class ApprovalStore:
             return approval
 
     def consume(
-        self, call: str, arguments: dict[str, Any], *, root: str, server: str, policy: str, session: str = ""
+        self,
+        call: str,
+        arguments: dict[str, Any],
+        *,
+        root: str,
+        server: str,
+        policy: str,
+        session: str = "",
+        targets: dict[str, list[str]] | None = None,
     ) -> Approval | None:
         """Use up one grant for exactly this call in this place (see `request`), if there is one; a
         `session` grant only in the session that asked for it."""
-        wanted = Binding(root, server, call, arguments_digest(arguments), policy)
+        wanted = Binding(
+            root, server, call, arguments_digest(arguments), policy, targets_digest(targets or {})
+        )
         with self._locked():
             for approval in self._all():
                 if approval.scope == "session" and approval.session != session:

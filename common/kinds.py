@@ -7,8 +7,10 @@ A parameter names its kind in its `Annotated` metadata, beside its description:
 
 The kit reads the kinds when a tool is registered. Path-like values (each element of a list, the
 file part of a pytest node id) are matched by the policy as paths relative to the root, canonicalised
-by the same function the workspace uses; every other value is matched as text. A rule's `path=`
-condition covers every path-like argument of a tool, whatever its name.
+by the same function the workspace uses. A URL value is rewritten once into its canonical form
+(`common.urls`), which the policy matches and the tool is given, so the URL a rule saw is the URL
+fetched. Every other value is matched as text. A rule's `path=` condition covers every path-like
+argument of a tool, whatever its name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Kind:
     path_like: bool = False
     many: bool = False
     node_id: bool = False
+    url: bool = False
 
     def values(self, value: Any) -> Iterator[str]:
         """The path texts a value holds (the file part, for node ids); nothing for non-path kinds."""
@@ -44,7 +47,7 @@ NODE_ID = Kind("node_id", path_like=True, node_id=True)
 NODE_IDS = Kind("node_ids", path_like=True, many=True, node_id=True)
 DATASET = Kind("dataset", path_like=True)
 REV = Kind("rev")
-URL = Kind("url")
+URL = Kind("url", url=True)
 SQL = Kind("sql")
 TEXT = Kind("text")
 GLOB = Kind("glob")

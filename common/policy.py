@@ -15,7 +15,8 @@ the workspace gives them (`common.workspace.canonical_names`: the path as writte
 and the file it reaches through links); a pattern without `/` matches at any depth, a pattern that
 matches a directory matches everything under it, and `dir/**` also matches `dir` itself. Other
 arguments match shell-style globs against their validated value's text (`true`/`false` for
-booleans, JSON for lists and objects).
+booleans, JSON for lists and objects). URL values arrive in canonical form (`common.urls`); deny and
+ask rules match them ignoring case.
 
 A deny or ask rule matches when any value, by any of its names, matches; an allow rule only when
 every value by every name does, so a link or a list cannot smuggle a path past a deny or into an
@@ -122,7 +123,7 @@ class Rule:
             elif (
                 key not in arguments
                 or arguments[key] is None
-                or not fnmatch.fnmatchcase(_text(arguments[key]), pattern)
+                or not _value_hit(_text(arguments[key]), pattern, fold=not every and _url(kinds, key))
                 or self._excepted(key, _text(arguments[key]), kinds)
             ):
                 return False
@@ -138,6 +139,20 @@ class Rule:
             k == key and (path_matches(p, value) if path else fnmatch.fnmatchcase(value, p))
             for k, p in self.exceptions
         )
+
+
+def _value_hit(value: str, pattern: str, *, fold: bool) -> bool:
+    # A URL reaches the rules in canonical form (scheme and host lower-case); a deny or ask rule
+    # written `url=https://PROD.*` still names it. Allow rules and exceptions keep case: folding
+    # there would let more through.
+    if fold:
+        return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def _url(kinds: Mapping[str, Kind], key: str) -> bool:
+    kind = kinds.get(key)
+    return kind is not None and kind.url
 
 
 def _path_like(kinds: Mapping[str, Kind], key: str) -> bool:

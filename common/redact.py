@@ -153,6 +153,32 @@ def redact_text(text: str) -> tuple[str, list[str]]:
     return out, fired
 
 
+# Where a path or URL divides: a secret-shaped piece is redacted up to the next of these, never past
+# it, so what follows (the part that says which file or host) stays readable.
+_PIECES = re.compile(r"([/?#&;])")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@")
+
+
+def redact_target(text: str) -> tuple[str, list[str]]:
+    """Redact a path or URL piece by piece: a secret-shaped piece hides only itself, never the
+    parts after it that decide what is read. URL credentials (`user:pass@`) are hidden whole."""
+    out, fired = redact_text(text)
+    if not fired:
+        return out, fired
+    fired = []
+    prefix = ""
+    if userinfo := _USERINFO.match(text):
+        prefix = f"{userinfo.group(1)}[REDACTED:url_credentials]@"
+        fired.append("url_credentials")
+        text = text[userinfo.end() :]
+    pieces = []
+    for piece in _PIECES.split(text):
+        shown, hit = redact_text(piece)
+        pieces.append(shown)
+        fired += hit
+    return prefix + "".join(pieces), fired
+
+
 def redact(value: Any, where: str = "", *, budget: int | None = None) -> tuple[Any, list[Redaction]]:
     """Return a redacted copy of a JSON-shaped value and every redaction made.
 

@@ -49,13 +49,14 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
 from common import __version__, content, kinds, procs, progress, schema
-from common.approvals import Approval, ApprovalStore, policy_digest
+from common.approvals import Approval, ApprovalStore, policy_digest, what_runs
 from common.audit import AuditLog, canonical, quote
 from common.config import ConfigError, Settings
 from common.errors import OnrecordError
 from common.git import Git
 from common.policy import Decision, Policy
-from common.redact import PREVIEW_MARGIN, Redaction, redact, redact_logs, redact_text
+from common.redact import PREVIEW_MARGIN, Redaction, redact, redact_logs, redact_target, redact_text
+from common.urls import URLError, canonical_url
 from common.workspace import canonical_names
 
 log = logging.getLogger("onrecord")
@@ -197,6 +198,22 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class _Shown:
+    """What a human deciding a call (and a reviewer reading its record) is shown: the arguments as
+    sent and the targets the policy matched, both redacted with paths and URLs piece by piece."""
+
+    arguments: dict[str, Any]
+    redactions: list[Redaction]
+    targets: dict[str, list[str]]  # unredacted: what a grant binds
+    shown_targets: dict[str, list[str]]
+
+    @property
+    def redacted(self) -> list[str]:
+        """The rules that hid part of what is shown."""
+        return sorted({r.rule for r in self.redactions})
+
+
+@dataclass(frozen=True)
 class _Params:
     """What the call path needs to know about a tool's parameters, read once at registration."""
 
@@ -221,6 +238,8 @@ class _Facts:
     static: Decision | None
     decide: content.Decides  # the content check of a call no human approved
     policy: Policy  # the policy these were worked out under
+    urls: tuple[str, ...] = ()  # the URL-kind parameters, given to the tool in canonical form
+    targets: frozenset[str] = frozenset()  # the path- and URL-kind parameters
 
 
 class AccountableServer(MCPServer):
@@ -425,6 +444,9 @@ class AccountableServer(MCPServer):
     def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
         """The decision a call would get, without making it."""
         owner, _ = self.qualified(name)
+        facts = self._facts_of(name)
+        if facts is not None and facts.urls:
+            arguments = _canonical_urls(arguments, facts.urls)
         return self.policy.decide(
             owner,
             name,
@@ -477,6 +499,8 @@ class AccountableServer(MCPServer):
                 static,
                 self._decider(owner, name, None),
                 self.policy,
+                tuple(k for k, kind in found.items() if kind.url),
+                frozenset(k for k, kind in found.items() if kind.url or kind.path_like),
             )
         return facts
 
@@ -492,6 +516,7 @@ class AccountableServer(MCPServer):
             assert context is not None
             rc = context.request_context
         ctx = context if rc is not None else None
+        sent = arguments
         facts = self._facts_of(name)
         if facts is None:  # an unknown tool: the SDK refuses it, the records still say so
             owner, qualified = self.qualified(name)
@@ -507,13 +532,29 @@ class AccountableServer(MCPServer):
                 facts.kinds,
             )
             params = facts.params
+            if facts.urls:
+                # The URL a rule matches is the URL the tool is given (common.urls).
+                arguments = _canonical_urls(arguments, facts.urls)
             if facts.static is not None and params is not None and params.names.issuperset(arguments):
                 validated = arguments  # read again only when a human is asked (below)
                 decision = facts.static
             else:
                 validated = self.seen_arguments(name, arguments)
                 decision = self.policy.decide(owner, name, validated, facts.annotations, kinds=call_kinds)
-        shown_args, redactions = redact(arguments, "arguments")
+        shown_args, redactions = redact(sent, "arguments")
+        human: _Shown | None = None
+        middle = f'"tool":{tool_json},'
+        if (
+            facts is not None
+            and facts.targets
+            and (arguments is not sent or decision.effective == "ask" or _touches(redactions, facts.targets))
+        ):
+            # The record names what the call acts on as the policy matched it, and a secret-shaped
+            # piece of a path or URL hides only itself: neither a reviewer nor an approving human
+            # reads a different target from the one that runs.
+            human = self._shown(sent, validated, shown_args, redactions, facts)
+            shown_args, redactions = human.arguments, human.redactions
+            middle = f'"targets":{canonical(human.shown_targets)},{middle}'
         client, client_json, protocol_json, request_json = _client_fields(rc)
         # The call record's fields in canonical (sorted) order, split around `seq`.
         noted = f'"redactions":{canonical([r.as_record() for r in redactions])},' if redactions else ""
@@ -524,7 +565,7 @@ class AccountableServer(MCPServer):
         if self.audit.path is None:
             self._first_client = client
         try:
-            self.audit.write_spliced("call", head, f'"tool":{tool_json},')
+            self.audit.write_spliced("call", head, middle)
         except OSError as exc:
             # Fail closed: no call runs unrecorded.
             raise ToolError(
@@ -545,7 +586,12 @@ class AccountableServer(MCPServer):
                 return _error(_denied_message(qualified, decision))
             if decision.effective == "ask":
                 answer = await self._ask(
-                    qualified, self.validated(name, arguments), shown_args, decision, ctx, call_id
+                    qualified,
+                    self.validated(name, arguments),
+                    human or _Shown(shown_args, redactions, {}, {}),
+                    decision,
+                    ctx,
+                    call_id,
                 )
                 if isinstance(answer, InputRequiredResult):
                     outcome = Outcome("input_required")
@@ -644,11 +690,38 @@ class AccountableServer(MCPServer):
 
     # ---------------------------------------------------------------------------------------- ask
 
+    def _shown(
+        self,
+        sent: dict[str, Any],
+        validated: dict[str, Any],
+        shown_args: dict[str, Any],
+        redactions: list[Redaction],
+        facts: _Facts,
+    ) -> _Shown:
+        """The arguments with paths and URLs redacted piece by piece, and the call's targets."""
+        shown_args, redactions = _bounded(sent, shown_args, redactions, facts.targets)
+        targets: dict[str, list[str]] = {}
+        for key, values in self.policy.path_names(validated, facts.kinds).items():
+            if names := list(dict.fromkeys(n for v in values for n in v)):
+                targets[key] = names
+        for key in facts.urls:
+            value = validated.get(key)
+            if isinstance(value, str):
+                targets[key] = [value]
+        shown_targets: dict[str, list[str]] = {}
+        for key, names in targets.items():
+            shown_targets[key] = []
+            for n in names:
+                text, fired = redact_target(n)
+                shown_targets[key].append(text)
+                redactions = [*redactions, *(Redaction(rule, f"targets.{key}") for rule in fired)]
+        return _Shown(shown_args, redactions, targets, shown_targets)
+
     async def _ask(
         self,
         qualified: str,
         arguments: dict[str, Any],
-        shown_args: dict[str, Any],
+        shown: _Shown,
         decision: Decision,
         ctx: Context[Any, Any] | None,
         call_id: str,
@@ -662,14 +735,19 @@ class AccountableServer(MCPServer):
             server=self.name,
             policy=self._policy_digest,
             session=session,
+            targets=shown.targets,
         )
         if granted is not None:
-            self._approval_record(call_id, granted.id, "consumed", "onrecord approve", granted.decided_by)
+            self._approval_record(
+                call_id, granted.id, "consumed", "onrecord approve", granted.decided_by, shown
+            )
             return None
         if ctx is not None and ctx.client_capabilities and ctx.client_capabilities.elicitation:
+            runs = what_runs(shown.shown_targets, shown.redacted)
             message = (
-                f"An AI agent wants to call {qualified} with {canonical(shown_args)}. "
-                f"Policy asks a human first: {decision.reason}. Allow this one call?"
+                f"An AI agent wants to call {qualified} with {canonical(shown.arguments)}. "
+                + (f"{runs} " if runs else "")
+                + f"Policy asks a human first: {decision.reason}. Allow this one call?"
             )
             if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
                 answer = await ctx.elicit(message, Approve)
@@ -696,7 +774,9 @@ class AccountableServer(MCPServer):
                     )
                 approved = reply.action == "accept" and bool((reply.content or {}).get("approve"))
                 action = reply.action
-            self._approval_record(call_id, None, "granted" if approved else "declined", "elicitation", None)
+            self._approval_record(
+                call_id, None, "granted" if approved else "declined", "elicitation", None, shown
+            )
             if approved:
                 return None
             return Refused(
@@ -707,26 +787,37 @@ class AccountableServer(MCPServer):
         pending = self.approvals.request(
             qualified,
             arguments,
-            shown_args,
+            shown.arguments,
             decision.reason,
             root=str(self.config.root),
             server=self.name,
             policy=self._policy_digest,
             session=session,
+            targets=shown.targets,
+            shown_targets=shown.shown_targets,
+            redacted=shown.redacted,
         )
-        self._approval_record(call_id, pending.id, "requested", "onrecord approve", None)
+        self._approval_record(call_id, pending.id, "requested", "onrecord approve", None, shown)
         return Refused(
             Outcome("pending_approval", approval_id=pending.id),
             _pending_message(qualified, decision, pending),
         )
 
     def _approval_record(
-        self, call_id: str, approval_id: str | None, action: str, via: str, by: str | None
+        self, call_id: str, approval_id: str | None, action: str, via: str, by: str | None, shown: _Shown
     ) -> None:
-        self.audit.write(
-            "approval",
-            {"call_id": call_id, "approval_id": approval_id, "action": action, "via": via, "by": by},
-        )
+        fields: dict[str, Any] = {
+            "call_id": call_id,
+            "approval_id": approval_id,
+            "action": action,
+            "via": via,
+            "by": by,
+        }
+        if shown.shown_targets:
+            fields["targets"] = shown.shown_targets
+        if shown.redacted:
+            fields["redacted"] = shown.redacted
+        self.audit.write("approval", fields)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -861,12 +952,68 @@ def _denied_message(qualified: str, decision: Decision) -> str:
     )
 
 
+def _canonical_urls(arguments: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The arguments with each URL-kind value in canonical form (the same dict when none changed)."""
+    out = arguments
+    for key in keys:
+        value = arguments.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            canon = canonical_url(value)
+        except URLError:
+            continue  # httpx cannot parse it, so no tool can fetch it; the rules see it as sent
+        if canon != value:
+            if out is arguments:
+                out = dict(arguments)
+            out[key] = canon
+    return out
+
+
+def _argument_of(where: str) -> str:
+    """The argument a redaction's `where` (`arguments.paths[0]`) names."""
+    return where.removeprefix("arguments.").split("[", 1)[0].split(".", 1)[0]
+
+
+def _touches(redactions: list[Redaction], keys: frozenset[str]) -> bool:
+    return any(_argument_of(r.where) in keys for r in redactions)
+
+
+def _bounded(
+    sent: dict[str, Any], shown: dict[str, Any], redactions: list[Redaction], keys: frozenset[str]
+) -> tuple[dict[str, Any], list[Redaction]]:
+    """`shown` with every path and URL value of `sent` redacted piece by piece (`redact_target`)."""
+    redone = [k for k in keys if isinstance(sent.get(k), str | list) and k in shown]
+    if not redone:
+        return shown, redactions
+    out = dict(shown)
+    kept = [r for r in redactions if _argument_of(r.where) not in redone]
+    for key in redone:
+        value = sent[key]
+        if isinstance(value, str):
+            out[key], fired = redact_target(value)
+            kept += [Redaction(rule, f"arguments.{key}") for rule in fired]
+            continue
+        items: list[Any] = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                text, fired = redact_target(item)
+                kept += [Redaction(rule, f"arguments.{key}[{i}]") for rule in fired]
+            else:
+                text, found = redact(item, f"arguments.{key}[{i}]")
+                kept += found
+            items.append(text)
+        out[key] = items
+    return out, kept
+
+
 def _pending_message(qualified: str, decision: Decision, pending: Approval) -> str:
     minutes = max(1, round((pending.expires - time.time()) / 60))
+    runs = pending.what_runs()
     return (
         f"Needs approval: {decision.reason}. This client cannot ask the human directly, so the call "
         f"{qualified} {canonical(pending.arguments)} was recorded as pending approval {pending.id} "
-        f"and not run (the request expires in {minutes} min). Human, to decide: "
+        f"and not run (the request expires in {minutes} min). {runs + ' ' if runs else ''}Human, to decide: "
         f"`onrecord approve {pending.id}` (as your settings say; add --once, --session for the rest of "
         f"this session, or --for 10m) or `onrecord approve {pending.id} --decline`, or on the review "
         "page (`onrecord review`); `onrecord approvals` lists what is pending. Agent: tell the human, "

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -115,7 +116,7 @@ def test_policy_explain_lists_what_the_project_file_was_refused_with_control_cha
 def pending_in(project: Path, ttl_s: int = 900) -> tuple[ApprovalStore, Approval]:
     """A store as a server rooted at `project` builds it, and one pending approval from it."""
     store = ApprovalStore(state() / "approvals", ttl_s=ttl_s, uses=1)
-    where = {"root": str(project), "server": "repo", "policy": "sha256:p"}
+    where: dict[str, Any] = {"root": str(project), "server": "repo", "policy": "sha256:p"}
     return store, store.request(
         "repo.read_file", {"path": "deploy/x"}, {"path": "deploy/x"}, "ask rule", **where
     )
@@ -130,7 +131,7 @@ def test_approve_grants_a_pending_approval_and_records_it(
     assert pending.id in listed and "repo.read_file" in listed and str(project) in listed
     assert main(["approve", pending.id]) == 0
     assert "granted: repo.read_file" in (said := capsys.readouterr().out) and f"in {project}" in said
-    where = {"root": str(project), "server": "repo", "policy": "sha256:p"}
+    where: dict[str, Any] = {"root": str(project), "server": "repo", "policy": "sha256:p"}
     assert store.consume("repo.read_file", {"path": "deploy/x"}, **where) is not None
     approvals = [r for rep in verify_dir(state() / "audit") for r in rep.records if r["type"] == "approval"]
     assert approvals and approvals[0]["approval_id"] == pending.id and approvals[0]["action"] == "granted"

@@ -276,3 +276,22 @@ def test_fast_gate_and_token_tests_agree_with_the_plain_ones() -> None:
         lower = text.lower()
         assert _present_gates(lower) == {g for g in _all_gates() if g in lower}, repr(text)
         assert _has_long_token(text) == bool(_LONG_TOKEN.search(text)), repr(text)
+
+
+def test_a_secret_piece_of_a_path_or_url_hides_only_itself() -> None:
+    from common.redact import redact_target
+
+    assert (
+        redact_text("docs/token=v1abcdef/../../secrets/prod.yaml")[0]
+        == "docs/token=[REDACTED:secret_assignment]"
+    )
+    assert redact_target("docs/token=v1abcdef/../../secrets/prod.yaml") == (
+        "docs/token=[REDACTED:secret_assignment]/../../secrets/prod.yaml",
+        ["secret_assignment"],
+    )
+    shown, fired = redact_target("https://deploy:s3cr3tPassw0rd@example.com/hook?token=abcdefgh&x=1")
+    assert (
+        shown == "https://[REDACTED:url_credentials]@example.com/hook?token=[REDACTED:secret_assignment]&x=1"
+    )
+    assert fired == ["url_credentials", "secret_assignment"]
+    assert redact_target("src/app.py") == ("src/app.py", [])
