@@ -92,8 +92,9 @@ class Alarms:
                     callback()
                 except Exception:  # one call's alarm must not stop the others'
                     log.exception("alarm callback failed")
-        if self._due and self._timer is None:
-            self._arm(loop, min(due for due, _ in self._due.values()))
+        # A callback may have armed the timer for its own next time: re-arm if anything left is due sooner.
+        if self._due and (first := min(due for due, _ in self._due.values())) < self._armed:
+            self._arm(loop, first)
 
 
 ALARMS = Alarms()

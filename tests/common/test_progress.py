@@ -185,3 +185,21 @@ async def test_alarms_fire_what_is_due_and_nothing_cancelled_or_replaced() -> No
     await anyio.sleep(0.05)
     # The failing callback stopped neither the alarm due with it nor the later one.
     assert sorted(fired) == ["a", "broken", "c"]
+
+
+async def test_an_alarm_set_again_by_its_callback_does_not_delay_one_due_sooner() -> None:
+    alarms = progress.Alarms()
+    fired: list[tuple[str, float]] = []
+    started = time.monotonic()
+
+    def again() -> None:
+        fired.append(("first", time.monotonic() - started))
+        alarms.set("first", 5.0, lambda: None)  # its next time is far away
+
+    assert alarms.set("first", 0.01, again)
+    assert alarms.set("soon", 0.2, lambda: fired.append(("soon", time.monotonic() - started)))
+    with anyio.fail_after(5):
+        while len(fired) < 2:
+            await anyio.sleep(0.01)
+    assert [name for name, _ in fired] == ["first", "soon"]
+    assert fired[1][1] < 2.0  # not held back to the re-set alarm's 5 s
