@@ -435,15 +435,23 @@ class AccountableServer(MCPServer):
     def _build_listed(self, name: str) -> None:
         """Build a tool the kept listing named, from its server's table."""
         owner = self._owners[name]
-        found = self._tables[owner]().get(name)
-        if found is None:
-            self._tool_manager.pending.discard(name)
-            self._listing_stale(f"{owner} has no tool {name!r}")
-            return
-        fn, annotations, title = found
-        self.add_tool(
-            fn, name=name, title=title, annotations=annotations, structured_output=True, server=owner
-        )
+        try:
+            found = self._tables[owner]().get(name)
+            if found is not None:
+                fn, annotations, title = found
+                self.add_tool(
+                    fn, name=name, title=title, annotations=annotations, structured_output=True, server=owner
+                )
+                return
+            why = f"{owner} has no tool {name!r}"
+        except Exception as exc:  # a cold start would have failed; here the one tool is unknown
+            log.exception("could not build the tool %r", name)
+            why = f"building {name!r} failed: {exc!r}"
+        # Unknown from now on: its calls are refused, and recorded, as any unknown tool's.
+        self._tool_manager.pending.discard(name)
+        self._owners.pop(name, None)
+        self._listed.pop(name, None)
+        self._listing_stale(why)
 
     def _check_listed(self, name: str) -> None:
         """Compare a listed tool, just built, with what the listing said of it."""
@@ -596,8 +604,9 @@ class AccountableServer(MCPServer):
     def _facts_of(self, name: str) -> _Facts | None:
         """The shared facts of a registered tool (None for a name no tool has)."""
         facts = self._facts.get(name)
-        if (facts is None or facts.policy is not self.policy) and name in self._owners:
+        if facts is None and name in self._tool_manager.pending:
             self._tool_manager.get_tool(name)  # a listed tool is built now: its kinds come from it
+        if (facts is None or facts.policy is not self.policy) and name in self._owners:
             owner, qualified = self.qualified(name)
             found = self._kinds.get(name, {})
             params = self._params.get(name)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.types import ListToolsResult
 
 from common import listing
@@ -220,6 +220,7 @@ async def test_only_the_tools_used_are_built(tmp_path: Path) -> None:
     async with Client(server) as client:
         ok(await client.call_tool("list_files", {}))
     assert before - pending == {"list_files"}
+    assert kept_file("all").is_file()  # the built tool agreed with the listing
 
 
 async def read_again(path: str) -> FileContent:
@@ -236,3 +237,24 @@ async def test_a_tool_added_after_a_kept_listing_is_listed_as_after_a_cold_build
     assert await listed(kept) == await listed(cold)
     # The repo tools said what next_start_line means; the added tool does not say it again.
     assert "Pass as start_line to continue reading" not in (await listed(kept))[0].split('"read_again"')[1]
+
+
+async def test_a_listed_tool_its_server_no_longer_has_is_refused_and_recorded(tmp_path: Path) -> None:
+    settings = settings_for(project(tmp_path))
+    build("repo", settings)
+    file = kept_file("repo")
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    ghost = json.loads(json.dumps(doc["tools"][0]))
+    ghost[1]["name"] = "format_disk"
+    doc["tools"].append(ghost)
+    file.write_text(json.dumps(doc), encoding="utf-8")
+    server = build("repo", settings)
+    assert is_kept(server)
+    async with Client(server) as client:
+        assert "format_disk" in [t.name for t in (await client.list_tools()).tools]
+        with pytest.raises(MCPError):
+            await client.call_tool("format_disk", {})
+        assert "format_disk" not in [t.name for t in (await client.list_tools()).tools]
+    assert not file.exists()
+    assert [r["status"] for r in of_type(server, "result")] == ["unknown_tool"]
+    assert [r["tool"] for r in of_type(server, "call")] == ["repo.format_disk"]
