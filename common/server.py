@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import functools
 import hashlib
 import inspect
@@ -42,13 +43,14 @@ from mcp.types import (
     ListToolsResult,
     PaginatedRequestParams,
     TextContent,
+    Tool,
     ToolAnnotations,
 )
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
-from common import __version__, content, kinds, procs, progress, schema
+from common import __version__, content, kinds, listing, procs, progress, schema
 from common.approvals import Approval, ApprovalStore, policy_digest, what_runs
 from common.audit import AuditLog, canonical, quote
 from common.config import ConfigError, Settings
@@ -278,6 +280,15 @@ class AccountableServer(MCPServer):
         self._pid = os.getpid()
         self._first_client: str | None = None  # the session_start record names the first client
         self._policy_digest = policy_digest(settings)
+        # A listing kept from an earlier start (common.listing): what tools/list says for the tools
+        # it names, each built on first use from its server's table.
+        self._tool_manager = listing.LazyTools(
+            self._build_listed, warn_on_duplicate_tools=self._tool_manager.warn_on_duplicate_tools
+        )
+        self._listed: dict[str, Tool] = {}
+        self._listed_owners: dict[str, str] = {}
+        self._listing_file: Path | None = None
+        self._tables: dict[str, Callable[[], dict[str, Any]]] = {}
 
     async def run_stdio_async(self) -> None:
         """Serve over stdio, answering malformed messages instead of dropping them (common.wire)."""
@@ -305,7 +316,11 @@ class AccountableServer(MCPServer):
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
         owner = kwargs.pop("server", None)
         tool_name = name or fn.__name__
-        if tool_name in self._owners:
+        pending = self._tool_manager.pending
+        listed = tool_name in pending  # promised by a kept listing, built now
+        if listed:
+            pending.discard(tool_name)
+        elif tool_name in self._owners:
             # Two servers in one process (`serve all`): the first would run, the record would name
             # the second. A name has one owner.
             raise ConfigError(
@@ -314,8 +329,9 @@ class AccountableServer(MCPServer):
             )
         super().add_tool(fn, name, *args, **kwargs)
         self._facts.clear()  # a sibling can change which path-only rules cover a server's tools
-        self._owners[tool_name] = owner or self.name
-        self.policy.register(owner or self.name, tool_name)
+        if not listed:
+            self._owners[tool_name] = owner or self.name
+            self.policy.register(owner or self.name, tool_name)
         self._kinds[tool_name] = found = kinds.of_function(fn)
         registered = self._tool_manager.get_tool(tool_name)
         if registered is not None:
@@ -329,7 +345,10 @@ class AccountableServer(MCPServer):
             if registered.fn_metadata.output_schema is not None:
                 # Read live by the SDK: tools/list publishes the lean schema from here on.
                 output = schema.lean_output(registered.fn_metadata.output_schema)
-                schema.say_once(output, self._said)
+                if listed:  # its descriptions are the listing's; checked in full below
+                    schema.say_once(output, set())
+                else:
+                    schema.say_once(output, self._said_so_far())
                 registered.fn_metadata.output_schema = output
             properties = registered.parameters.get("properties", {})
             self._params[tool_name] = _Params(
@@ -360,13 +379,139 @@ class AccountableServer(MCPServer):
             "idempotent": ann.idempotent_hint if ann else None,
             "open_world": ann.open_world_hint if ann else None,
         }
+        if listed:
+            self._check_listed(tool_name)
 
     def remove_tool(self, name: str) -> None:
-        super().remove_tool(name)
+        if name in self._tool_manager.pending:
+            self._tool_manager.pending.discard(name)
+        else:
+            super().remove_tool(name)
+        self._listed.pop(name, None)
         self._facts.clear()
         self._owners.pop(name, None)
         self._kinds.pop(name, None)
         self._annotations.pop(name, None)
+
+    # ------------------------------------------------------------------------------ kept listing
+
+    def use_listing(self, file: Path, entries: list[listing.Entry]) -> bool:
+        """Answer tools/list from `entries` (common.listing) for the servers registered next with
+        `add_listed`; False, and nothing changed, when an entry is not a valid tool."""
+        try:
+            tools = {tool["name"]: (owner, Tool.model_validate(tool)) for owner, tool in entries}
+        except ValidationError:
+            return False
+        if len(tools) != len(entries):
+            return False
+        self._listing_file = file
+        self._listed = {name: tool for name, (_, tool) in tools.items()}
+        self._listed_owners = {name: owner for name, (owner, _) in tools.items()}
+        return True
+
+    def _said_so_far(self) -> set[tuple[str, str]]:
+        """The output descriptions tools/list gives already, the kept listing's included."""
+        if self._listed and not self._said:
+            for tool in self._listed.values():
+                if tool.output_schema is not None:
+                    schema.say_once(copy.deepcopy(tool.output_schema), self._said)
+        return self._said
+
+    def listed_tools(self, owner: str) -> list[str]:
+        """The tools of server `owner` that the kept listing names (none without one)."""
+        return [name for name, o in self._listed_owners.items() if o == owner]
+
+    def add_listed(
+        self, owner: str, table: Callable[[], dict[str, tuple[Callable[..., Any], Any, str]]]
+    ) -> None:
+        """Register the listed tools of `owner` without building them: `table` gives each tool's
+        function, annotations and title by name, read when one of them is first used."""
+        for name in self.listed_tools(owner):
+            if name in self._owners:
+                raise ConfigError(
+                    f"tool name {name!r} is registered by both {self._owners[name]!r} and {owner!r}; "
+                    "tool names must be unique within one process"
+                )
+            self._owners[name] = owner
+            self.policy.register(owner, name)
+            self._tool_manager.pending.add(name)
+        self._facts.clear()
+        self._tables[owner] = functools.cache(table)
+
+    def listing_entries(self) -> list[listing.Entry]:
+        """What tools/list says now, with each tool's server: what a later start may keep."""
+        return [
+            (
+                self._owners.get(t.name, self.name),
+                t.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            )
+            for t in self._tools_listed()
+        ]
+
+    def _build_listed(self, name: str) -> None:
+        """Build a tool the kept listing named, from its server's table."""
+        owner = self._owners[name]
+        try:
+            found = self._tables[owner]().get(name)
+            if found is not None:
+                fn, annotations, title = found
+                self.add_tool(
+                    fn, name=name, title=title, annotations=annotations, structured_output=True, server=owner
+                )
+                return
+            why = f"{owner} has no tool {name!r}"
+        except Exception as exc:  # a cold start would have failed; here the one tool is unknown
+            log.exception("could not build the tool %r", name)
+            why = f"building {name!r} failed: {exc!r}"
+        # Unknown from now on: its calls are refused, and recorded, as any unknown tool's.
+        self._tool_manager.pending.discard(name)
+        self._owners.pop(name, None)
+        self._listed.pop(name, None)
+        self._listing_stale(why)
+
+    def _check_listed(self, name: str) -> None:
+        """Compare a listed tool, just built, with what the listing said of it."""
+        tool = self._tool_manager._tools[name]  # pyright: ignore[reportPrivateUsage]
+        built = self._as_listed(tool).model_dump(mode="json", by_alias=True, exclude_unset=True)
+        said = self._listed[name].model_dump(mode="json", by_alias=True, exclude_unset=True)
+        output = built.pop("outputSchema", None), said.pop("outputSchema", None)
+        if built != said or not listing.covers(*output):
+            self._listing_stale(f"the tool {name!r} differs from its listing")
+            self._listed[name] = self._as_listed(tool)  # the truth for the rest of this process
+
+    def _listing_stale(self, why: str) -> None:
+        log.warning("the kept tool listing was stale (%s); the next start builds it anew", why)
+        if self._listing_file is not None:
+            listing.drop(self._listing_file)
+
+    @staticmethod
+    def _as_listed(info: Any) -> Tool:
+        # As MCPServer.list_tools makes it.
+        return Tool(
+            name=info.name,
+            title=info.title,
+            description=info.description,
+            input_schema=info.parameters,
+            output_schema=info.output_schema,
+            annotations=info.annotations,
+            icons=info.icons,
+            _meta=info.meta,
+        )
+
+    def _tools_listed(self) -> list[Tool]:
+        built = self._tool_manager.list_tools()
+        if not self._listed:
+            return [self._as_listed(info) for info in built]
+        # Listed tools first, in the listing's order, then any added since: registration order.
+        return [*self._listed.values(), *(self._as_listed(t) for t in built if t.name not in self._listed)]
+
+    async def list_tools(self) -> list[Tool]:
+        return self._tools_listed()
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        if name in self._tool_manager.pending:
+            return self._listed[name].input_schema
+        return super()._tool_input_schema(name)
 
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
@@ -443,6 +588,7 @@ class AccountableServer(MCPServer):
 
     def explain(self, name: str, arguments: dict[str, Any]) -> Decision:
         """The decision a call would get, without making it."""
+        self._tool_manager.get_tool(name)
         owner, _ = self.qualified(name)
         facts = self._facts_of(name)
         if facts is not None and facts.urls:
@@ -477,6 +623,8 @@ class AccountableServer(MCPServer):
     def _facts_of(self, name: str) -> _Facts | None:
         """The shared facts of a registered tool (None for a name no tool has)."""
         facts = self._facts.get(name)
+        if facts is None and name in self._tool_manager.pending:
+            self._tool_manager.get_tool(name)  # a listed tool is built now: its kinds come from it
         if (facts is None or facts.policy is not self.policy) and name in self._owners:
             owner, qualified = self.qualified(name)
             found = self._kinds.get(name, {})

@@ -29,9 +29,28 @@ def bind(fn: Callable[..., Awaitable[Any]], context: object) -> Callable[..., Aw
     return bound
 
 
-def register_all(server: AccountableServer, owner: str, context: object, table: Iterable[Tool]) -> None:
+def register_all(
+    server: AccountableServer,
+    owner: str,
+    context: object,
+    table: Iterable[Tool] | Callable[[], Iterable[Tool]],
+) -> None:
     """Add a server's tools: each domain function bound to the server's context, named after the
-    function, with its annotations and title, structured output, and `owner` as its server."""
+    function, with its annotations and title, structured output, and `owner` as its server.
+
+    `table` may be a function giving the table: when the server answers tools/list from a kept
+    listing (common.listing), it is called, and the tools' modules imported, only when one of the
+    tools is first used."""
+    if callable(table):
+        if server.listed_tools(owner):
+            read = table
+
+            def tools() -> dict[str, tuple[Callable[..., Any], Any, str]]:
+                return {fn.__name__: (bind(fn, context), hints, title) for fn, hints, title in read()}
+
+            server.add_listed(owner, tools)
+            return
+        table = table()
     for fn, hints, title in table:
         server.add_tool(
             bind(fn, context),

@@ -38,6 +38,7 @@ def settings_model(name: str) -> type[BaseModel]:
 
 def build(name: str, settings: Settings) -> AccountableServer:
     """Build one server, or every server's tools in one process for name 'all'."""
+    from common import listing
     from common.errors import OnrecordError
     from common.schema import ENVELOPE
     from common.server import AccountableServer
@@ -51,6 +52,18 @@ def build(name: str, settings: Settings) -> AccountableServer:
         settings,
         instructions=" ".join([*(importlib.import_module(SERVERS[n]).INSTRUCTIONS for n in names), ENVELOPE]),
     )
+    # tools/list as an earlier start with the same source, libraries and servers gave it, when kept
+    # (common.listing); the tools are then built on first use.
+    file = listing.path(settings.state_dir, name)
+    key = listing.key(names)
+    entries = listing.load(file, key)
+    kept = (
+        entries is not None
+        and {owner for owner, _ in entries} == set(names)
+        and server.use_listing(file, entries)
+    )
     for n in names:
         importlib.import_module(SERVERS[n]).register(server, settings)
+    if not kept:
+        listing.save(file, key, server.listing_entries())
     return server

@@ -7,7 +7,7 @@ from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import register_all
+from common.tools import Tool, register_all
 
 NAME = "data"
 INSTRUCTIONS = (
@@ -23,7 +23,6 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the data tools to `server`: the domain functions, bound to one DataContext."""
-    from servers.data import checks, compare, profile, tools
     from servers.data.context import DataContext
     from servers.data.settings import DataSettings
 
@@ -34,19 +33,21 @@ def register(server: AccountableServer, settings: Settings) -> None:
         options=options,
         max_tokens=settings.max_result_tokens,
     )
-    register_all(
-        server,
-        NAME,
-        ctx,
-        [
-            (tools.list_datasets, READ_ONLY, "List datasets"),
-            (tools.describe_dataset, READ_ONLY, "Describe a dataset"),
-            (profile.profile_dataset, READ_ONLY, "Profile a dataset"),
-            (checks.check_dataset, READ_ONLY, "Check a dataset against rules"),
-            (compare.compare_datasets, READ_ONLY, "Compare two datasets"),
-            (tools.query, READ_ONLY, "Query datasets with SQL"),
-        ],
-    )
+    register_all(server, NAME, ctx, table)
+
+
+def table() -> list[Tool]:
+    """The data tools; their modules are imported when the table is read (common.tools.register_all)."""
+    from servers.data import checks, compare, profile, tools
+
+    return [
+        (tools.list_datasets, READ_ONLY, "List datasets"),
+        (tools.describe_dataset, READ_ONLY, "Describe a dataset"),
+        (profile.profile_dataset, READ_ONLY, "Profile a dataset"),
+        (checks.check_dataset, READ_ONLY, "Check a dataset against rules"),
+        (compare.compare_datasets, READ_ONLY, "Compare two datasets"),
+        (tools.query, READ_ONLY, "Query datasets with SQL"),
+    ]
 
 
 def build_server(settings: Settings) -> AccountableServer:

@@ -32,7 +32,6 @@ PROBES = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the deploy tools to `server`: the domain functions, bound to one DeployContext."""
-    from servers.deploy import configs, dockerfile, http, readiness, secrets
     from servers.deploy.context import DeployContext
     from servers.deploy.settings import DeploySettings
     from servers.testing.project import Project
@@ -53,7 +52,14 @@ def register(server: AccountableServer, settings: Settings) -> None:
         max_tokens=settings.max_result_tokens,
         sources={k: o for k in DeploySettings.model_fields if (o := settings.origin(NAME, k))},
     )
-    table: list[Tool] = [
+    register_all(server, NAME, ctx, table)
+
+
+def table() -> list[Tool]:
+    """The deploy tools; their modules are imported when the table is read (common.tools.register_all)."""
+    from servers.deploy import configs, dockerfile, http, readiness, secrets
+
+    return [
         (readiness.readiness_report, RUNS_CODE, "Release readiness report"),
         (secrets.scan_secrets, READ_ONLY, "Scan for secrets"),
         (dockerfile.check_dockerfile, READ_ONLY, "Check a Dockerfile"),
@@ -61,7 +67,6 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (http.check_http, PROBES, "Probe an HTTP endpoint"),
         (readiness.release_checklist, READ_ONLY, "Release checklist"),
     ]
-    register_all(server, NAME, ctx, table)
 
 
 def build_server(settings: Settings) -> AccountableServer:

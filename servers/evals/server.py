@@ -32,7 +32,6 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the evals tools to `server`: the domain functions, bound to one EvalsContext."""
-    from servers.evals import compare, endpoint, evaluate, runs
     from servers.evals.context import EvalsContext
     from servers.evals.settings import EvalsSettings
 
@@ -40,7 +39,14 @@ def register(server: AccountableServer, settings: Settings) -> None:
     ctx = EvalsContext.create(
         settings.root, options, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
     )
-    table: list[Tool] = [
+    register_all(server, NAME, ctx, table)
+
+
+def table() -> list[Tool]:
+    """The evals tools; their modules are imported when the table is read (common.tools.register_all)."""
+    from servers.evals import compare, endpoint, evaluate, runs
+
+    return [
         (evaluate.evaluate_predictions, RECORDS, "Evaluate predictions"),
         (evaluate.record_run, RECORDS, "Record an eval run"),
         (runs.list_runs, READ_ONLY, "List eval runs"),
@@ -48,7 +54,6 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (compare.check_gates, READ_ONLY, "Check eval gates"),
         (endpoint.evaluate_endpoint, CALLS_OUT, "Evaluate a model endpoint"),
     ]
-    register_all(server, NAME, ctx, table)
 
 
 def build_server(settings: Settings) -> AccountableServer:

@@ -20,12 +20,14 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.git import Git, GitError
 from common.workspace import Workspace, WorkspaceError
 from servers.evals.frame import EvalsError
-from servers.evals.models import RunSummary, headline
+
+if TYPE_CHECKING:
+    from servers.evals.models import RunSummary
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-\d{8}T\d{6}Z-[0-9a-f]{6}$")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -172,6 +174,9 @@ def now_iso() -> str:
 
 
 def summary(run: dict[str, Any]) -> RunSummary:
+    # The result models are the tools' business: the evals context (built at start) needs none.
+    from servers.evals.models import RunSummary, headline
+
     metrics = {k: v for k, v in run.get("metrics", {}).items() if isinstance(v, int | float)}
     n = run.get("n")
     source = run.get("source")

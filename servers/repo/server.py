@@ -6,7 +6,7 @@ from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import register_all
+from common.tools import Tool, register_all
 from servers.repo.context import RepoContext
 
 NAME = "repo"
@@ -22,32 +22,33 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the repo tools to `server`: the domain functions, bound to one RepoContext."""
-    from servers.repo import files, history, overview, search, symbols
     from servers.repo.settings import RepoSettings
 
     server_section(settings, NAME, RepoSettings)  # refuses unknown keys in [repo]
     ctx = RepoContext.create(
         settings.root, hidden=settings.protected_paths(), max_tokens=settings.max_result_tokens
     )
-    register_all(
-        server,
-        NAME,
-        ctx,
-        [
-            (overview.overview, READ_ONLY, "Repository overview"),
-            (files.list_files, READ_ONLY, "List files"),
-            (files.read_file, READ_ONLY, "Read a file"),
-            (search.search, READ_ONLY, "Search file contents"),
-            (symbols.outline, READ_ONLY, "Outline a file"),
-            (symbols.find_symbol, READ_ONLY, "Find a symbol"),
-            (history.git_status, READ_ONLY, "Git status"),
-            (history.git_diff, READ_ONLY, "Git diff"),
-            (history.git_log, READ_ONLY, "Git log"),
-            (history.git_show, READ_ONLY, "Show a commit"),
-            (history.git_blame, READ_ONLY, "Git blame"),
-            (overview.related_files, READ_ONLY, "Related files"),
-        ],
-    )
+    register_all(server, NAME, ctx, table)
+
+
+def table() -> list[Tool]:
+    """The repo tools; their modules are imported when the table is read (common.tools.register_all)."""
+    from servers.repo import files, history, overview, search, symbols
+
+    return [
+        (overview.overview, READ_ONLY, "Repository overview"),
+        (files.list_files, READ_ONLY, "List files"),
+        (files.read_file, READ_ONLY, "Read a file"),
+        (search.search, READ_ONLY, "Search file contents"),
+        (symbols.outline, READ_ONLY, "Outline a file"),
+        (symbols.find_symbol, READ_ONLY, "Find a symbol"),
+        (history.git_status, READ_ONLY, "Git status"),
+        (history.git_diff, READ_ONLY, "Git diff"),
+        (history.git_log, READ_ONLY, "Git log"),
+        (history.git_show, READ_ONLY, "Show a commit"),
+        (history.git_blame, READ_ONLY, "Git blame"),
+        (overview.related_files, READ_ONLY, "Related files"),
+    ]
 
 
 def build_server(settings: Settings) -> AccountableServer:

@@ -31,13 +31,19 @@ READ_ONLY = ToolAnnotations(
 
 def register(server: AccountableServer, settings: Settings) -> None:
     """Add the testing tools to `server`: the domain functions, bound to one Project."""
-    from servers.testing import run, tools
     from servers.testing.project import Project
     from servers.testing.settings import TestingSettings
 
     options = server_section(settings, NAME, TestingSettings)
     project = Project.create(settings.root, settings.state_dir, options, settings.max_result_tokens)
-    table: list[Tool] = [
+    register_all(server, NAME, project, table)
+
+
+def table() -> list[Tool]:
+    """The testing tools; their modules are imported when the table is read (common.tools.register_all)."""
+    from servers.testing import run, tools
+
+    return [
         (tools.discover_tests, COLLECTS, "Discover tests"),
         (run.run_tests, RUNS_CODE, "Run tests"),
         (tools.run_affected_tests, RUNS_CODE, "Run affected tests"),
@@ -47,7 +53,6 @@ def register(server: AccountableServer, settings: Settings) -> None:
         (tools.check_flaky, RUNS_CODE, "Check a test for flakiness"),
         (tools.test_history, READ_ONLY, "Test history"),
     ]
-    register_all(server, NAME, project, table)
 
 
 def build_server(settings: Settings) -> AccountableServer:

@@ -1,0 +1,165 @@
+"""What `tools/list` says, kept from one start to the next, so a server starts without building tools.
+
+Building a tool (importing its module and result models, the SDK's argument model and output
+schema, the lean schemas of common.schema) is most of what a server does at start beyond importing
+the SDK, and what it yields for the listing changes only with our source, the installed libraries,
+the Python version and the set of servers in the process. `servers.build` keeps the listing in the
+state directory under a key made of all of those; on a later start with the same key the server
+answers `tools/list` from it and builds each tool for real on its first call, with the same
+argument and result validation as ever. The policy reads a tool's kinds and annotations from the
+built tool, never from the file.
+
+The file is a convenience, never trusted: one that is missing, unreadable, oversized, not a regular
+file, not the user's own, writable by others, malformed or written under another key is ignored
+and written again; a tool whose real build disagrees with what the file listed removes the file, so
+the next start builds cold (AccountableServer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import stat
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver.tools import ToolManager
+from mcp.server.mcpserver.tools.base import Tool as SDKTool
+
+log = logging.getLogger("onrecord")
+
+FORMAT = 1
+MAX_BYTES = 4 << 20  # a listing of every server is about 100 KB
+_SOURCE = Path(__file__).resolve().parent.parent  # holds common/ and servers/
+_LIBRARIES = ("pydantic", "pydantic_core", "mcp", "mcp_types")
+
+Entry = tuple[str, dict[str, Any]]  # the owning server, the tool as tools/list gives it
+
+
+def path(state_dir: Path, name: str) -> Path:
+    return state_dir / "listing" / f"{name}.json"
+
+
+def key(names: Sequence[str]) -> str:
+    """Everything a listing could change with: the servers in the process, the Python version, the
+    installed distributions beside the libraries that build schemas, and our source files' content."""
+    digest = hashlib.sha256(f"onrecord-listing/{FORMAT}\0{sys.version}\0{','.join(names)}\0".encode())
+    sites = sorted({Path(sys.modules[m].__file__ or "").resolve().parent.parent for m in _LIBRARIES})
+    for site in sites:
+        with contextlib.suppress(OSError):
+            found = sorted(n for n in os.listdir(site) if n.endswith(".dist-info"))
+            digest.update(f"{site}\0{','.join(found)}\0".encode())
+    for source in _sources():
+        data = source.read_bytes()
+        digest.update(f"{source.relative_to(_SOURCE)}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _sources() -> list[Path]:
+    found: list[Path] = []
+    for top in ("common", "servers"):
+        for folder, dirs, files in os.walk(_SOURCE / top):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            found += [Path(folder) / f for f in files if f.endswith(".py")]
+    return sorted(found)
+
+
+def load(file: Path, expected: str) -> list[Entry] | None:
+    """The entries of a listing file written under key `expected`, or None for any other file."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.getuid()
+            or info.st_mode & 0o022
+            or info.st_size > MAX_BYTES
+        ):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("key") != expected:
+        return None
+    tools = document.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    entries: list[Entry] = []
+    for item in tools:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], dict)
+            and isinstance(item[1].get("name"), str)
+        ):
+            return None
+        entries.append((item[0], item[1]))
+    return entries
+
+
+def save(file: Path, key_: str, entries: Sequence[Entry]) -> None:
+    """Write a listing atomically, readable by the user only; a failure only costs the next start."""
+    text = json.dumps(
+        {"format": FORMAT, "key": key_, "tools": [list(e) for e in entries]}, ensure_ascii=False
+    )
+    temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, file)
+    except OSError as exc:
+        log.debug("could not write the tool listing %s: %s", file, exc)
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
+def drop(file: Path) -> None:
+    with contextlib.suppress(OSError):
+        file.unlink()
+
+
+def covers(built: Any, listed: Any) -> bool:
+    """Whether `listed` is `built` with at most some descriptions left out (common.schema.say_once
+    leaves out a description an earlier tool's output schema already gave)."""
+    if isinstance(built, dict) and isinstance(listed, dict):
+        if not listed.keys() <= built.keys() or not (built.keys() - listed.keys()) <= {"description"}:
+            return False
+        return all(covers(built[k], v) for k, v in listed.items())
+    if isinstance(built, list) and isinstance(listed, list):
+        return len(built) == len(listed) and all(covers(b, v) for b, v in zip(built, listed, strict=True))
+    return type(built) is type(listed) and built == listed
+
+
+class LazyTools(ToolManager):
+    """The SDK's tool manager, building a tool that a kept listing promised when it is first looked up."""
+
+    def __init__(self, build: Callable[[str], None], *, warn_on_duplicate_tools: bool = True) -> None:
+        super().__init__(warn_on_duplicate_tools)
+        self.pending: set[str] = set()
+        self._build = build
+
+    def get_tool(self, name: str) -> SDKTool | None:
+        tool = self._tools.get(name)
+        if tool is None and name in self.pending:
+            self._build(name)
+            tool = self._tools.get(name)
+        return tool
