@@ -99,6 +99,13 @@ class ConfigProblem(FileText):
     kind: Literal["parse_error", "env_drift", "k8s_probes", "k8s_resources", "k8s_latest_image"]
     message: str
     fix: str | None = None
+    compared_with: list[str] = Field(
+        default_factory=list,
+        description="Other files the message quotes (env drift: the files that define the keys)",
+    )
+
+    def content_paths(self) -> Iterable[str]:
+        return [self.path, *self.compared_with]
 
 
 class ConfigReport(Envelope):

@@ -7,10 +7,8 @@ Dockerfiles and configuration through this server's tools; git facts come from t
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -203,33 +201,31 @@ def project_version(ctx: DeployContext) -> tuple[str | None, str | None]:
         except (OSError, WorkspaceError):
             return None
 
-    if (text := read("pyproject.toml")) is not None:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            data = {}
-        version = data.get("project", {}).get("version") or data.get("tool", {}).get("poetry", {}).get(
-            "version"
-        )
-        if isinstance(version, str):
-            return version, "pyproject.toml"
-    if (text := read("package.json")) is not None:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = {}
-        if isinstance(data, dict) and isinstance(data.get("version"), str):
-            return data["version"], "package.json"
-    if (text := read("Cargo.toml")) is not None:
-        try:
-            version = tomllib.loads(text).get("package", {}).get("version")
-        except tomllib.TOMLDecodeError:
-            version = None
-        if isinstance(version, str):
-            return version, "Cargo.toml"
+    for name, keys in (
+        ("pyproject.toml", (("project", "version"), ("tool", "poetry", "version"))),
+        ("package.json", (("version",),)),
+        ("Cargo.toml", (("package", "version"),)),
+    ):
+        if (text := read(name)) is None:
+            continue
+        docs, _ = configs.documents(text, name)
+        data = docs[0][1] if docs else None
+        for path in keys:
+            version = _lookup(data, path)
+            if isinstance(version, str):
+                return version, name
     if (text := read("VERSION")) is not None and text.strip():
         return text.strip().splitlines()[0], "VERSION"
     return None, None
+
+
+def _lookup(data: object, keys: tuple[str, ...]) -> object:
+    """data[k1][k2]... where each step is a table; None where one is not (`project = "x"`)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _key(version: str) -> tuple[int, ...] | None:
@@ -331,7 +327,7 @@ async def check_dependencies_pinned(ctx: DeployContext, base: str | None) -> Fou
 
 async def _added_lines(ctx: DeployContext, base: str) -> list[tuple[str, int, str]]:
     diff = await ctx.git.run(
-        ["diff", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--end-of-options", base, "--"],
+        ["diff", *secrets.DIFF_OPTIONS, "--end-of-options", base, "--"],
         max_output=32 * 1024 * 1024,
     )
     groups, _ = secrets.added_lines(diff.text())
@@ -566,6 +562,11 @@ async def readiness_report(
                     found = await spec.run(ctx, revision)
             except OnrecordError as exc:
                 found = Found("skipped", f"could not run: {content.screen(str(exc))[:300]}")
+            except Exception as exc:
+                # Repository files are hostile input: a crash on one is that check's result. The
+                # message may quote a file, so it is screened and redacted like any output.
+                reason = content.screen(_text(f"{type(exc).__name__}: {exc}"))
+                found = Found("skipped", f"could not run ({reason})", fix="report this as a bug in onrecord")
         if found.status == "fail" and severity == "advisory":
             found.status = "warn"
         if found.status == "skipped" and revision is None and "base" in found.summary:

@@ -193,14 +193,71 @@ class Added:
 
 
 COMMIT_MARK = "\x01commit "
-_HUNK = re.compile(r"@@ -\S+ \+(\d+)")
+# How every diff this server parses is asked for: no context, fixed `a/` `b/` prefixes whatever the
+# repository's diff.noprefix or diff.mnemonicPrefix say, and names relative to the root.
+DIFF_OPTIONS = (
+    "-U0",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-renames",
+    "--no-textconv",
+    "--relative",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+_HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+_OCTAL = re.compile(r"[0-3][0-7][0-7]")
+
+
+def unquote(quoted: str) -> str | None:
+    """A name as git C-quotes it (`"we\\"ird\\tname"`, `"caf\\303\\251"`), unquoted; None when
+    it is not one well-formed quoted name."""
+    if len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
+        return None
+    out = bytearray()
+    i, end = 1, len(quoted) - 1
+    while i < end:
+        char = quoted[i]
+        if char == '"':
+            return None
+        if char != "\\":
+            out += char.encode("utf-8")
+            i += 1
+            continue
+        escaped = quoted[i + 1 : i + 2] if i + 1 < end else ""
+        if escaped in _ESCAPES:
+            out.append(_ESCAPES[escaped])
+            i += 2
+        elif _OCTAL.fullmatch(quoted[i + 1 : min(i + 4, end)]):
+            out.append(int(quoted[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            return None
+    return out.decode("utf-8", errors="replace")
+
+
+def new_name(header: str) -> str | None:
+    """The file a `+++ ` header names (None for /dev/null or a form git does not write). Git
+    C-quotes a name holding `"`, `\\` or a control character, and ends an unquoted name that holds a
+    space with a TAB (which an unquoted name can never contain)."""
+    raw = header[4:]
+    unquoted = raw[:-1] if raw.endswith("\t") else raw
+    name = unquote(raw) if raw.startswith('"') else unquoted
+    if name is None or not name.startswith("b/") or len(name) == 2 or "\0" in name:
+        return None
+    return name[2:]
 
 
 def added_lines(diff: str) -> tuple[list[Added], int]:
-    """What a unified diff (`git diff -U0`, or `git log -p` with COMMIT_MARK lines) adds, per file;
-    and how many commits it holds."""
+    """What a unified diff (`git diff` or `git log -p` with DIFF_OPTIONS, the latter with
+    COMMIT_MARK lines) adds, per file; and how many commits it holds.
+
+    A hunk is read by the line counts in its `@@ -a,b +c,d @@` header, and file headers count only
+    between hunks: a file's own line `++ b/README.md` is the added line `+++ b/README.md` in the diff,
+    and must not rename what follows."""
     found: list[Added] = []
-    commit, path, number, commits = "", "", 0, 0
+    commit, path, commits = "", "", 0
     current: list[tuple[int, str]] = []
 
     def flush() -> None:
@@ -208,20 +265,42 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
             found.append(Added(commit, path, list(current)))
         current.clear()
 
-    for raw in diff.split("\n"):
+    lines = diff.split("\n")
+    i = 0
+    while i < len(lines):
+        raw = lines[i]
+        i += 1
         if raw.startswith(COMMIT_MARK):
             flush()
             commit, path = raw[len(COMMIT_MARK) :].strip(), ""
             commits += 1
+        elif raw.startswith("diff "):
+            flush()
+            path = ""
         elif raw.startswith("+++ "):
             flush()
-            path = raw[6:] if raw.startswith("+++ b/") else ""
-        elif raw.startswith("@@ "):
-            m = _HUNK.match(raw)
-            number = int(m.group(1)) if m else 0
-        elif raw.startswith("+") and path:
-            current.append((number, raw[1:]))
-            number += 1
+            path = new_name(raw) or ""
+        elif m := _HUNK.match(raw):
+            old = 1 if m.group(1) is None else int(m.group(1))  # `-5` is `-5,1`
+            new = 1 if m.group(3) is None else int(m.group(3))
+            number = int(m.group(2))
+            while (old > 0 or new > 0) and i < len(lines):
+                line = lines[i]
+                kind = line[:1]
+                if kind == "+" and new > 0:
+                    if path:
+                        current.append((number, line[1:]))
+                    number += 1
+                    new -= 1
+                elif kind == "-" and old > 0:
+                    old -= 1
+                elif kind == " " and old > 0 and new > 0:
+                    number += 1
+                    old -= 1
+                    new -= 1
+                elif kind != "\\":
+                    break  # not what the counts promised: the rest is read as headers again
+                i += 1
     flush()
     return found, commits
 
@@ -242,7 +321,7 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
     if await ctx.in_git():
         # What the next commit adds beyond HEAD: one diff, not a process per file.
         cached = await ctx.git.run(
-            ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--no-textconv"],
+            ["diff", "--cached", *DIFF_OPTIONS],
             max_output=64 * 1024 * 1024,
         )
         staged, _ = added_lines(cached.text())
@@ -289,11 +368,7 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
         [
             "log",
             "-p",
-            "-U0",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-renames",
-            "--no-textconv",
+            *DIFF_OPTIONS,
             f"--max-count={ctx.options.history_commits}",
             f"--format={COMMIT_MARK}%H",
             "--end-of-options",
