@@ -69,7 +69,10 @@ class SecretScan(Envelope):
     findings: list[SecretFinding]
     files_scanned: int
     commits_scanned: int = 0
-    skipped_files: int = Field(default=0, description="Binary, unreadable or larger than max_file_bytes")
+    skipped_files: int = Field(default=0, description="Files not scanned: the sum of the three below")
+    skipped_binary: int = Field(default=0, description="Binary files (no text for the rules to read)")
+    skipped_too_large: int = Field(default=0, description="Larger than [deploy] max_file_bytes: not scanned")
+    skipped_unreadable: int = Field(default=0, description="Could not be read: not scanned")
     suppressed_by_baseline: int = 0
     suppressed_by_allowlist: int = Field(default=0, description="Matches the allowlist says are not secrets")
     rules: int = Field(description="Rules applied")

@@ -398,15 +398,30 @@ async def check_secrets(ctx: DeployContext, base: str | None) -> Found:
     with progress.quiet():
         scan = await secrets.scan_secrets(ctx, limit=MAX_EVIDENCE)
     total = scan.total or 0
-    if total == 0:
-        extra = (
-            f"; {scan.suppressed_by_baseline} accepted in the baseline" if scan.suppressed_by_baseline else ""
+    unread = secrets.not_scanned(scan.skipped_too_large, scan.skipped_unreadable)
+    counts = "".join(
+        f"; {n} {what}"
+        for n, what in (
+            (scan.suppressed_by_baseline, "accepted in the baseline"),
+            (scan.suppressed_by_allowlist, "match(es) the allowlist took out"),
+            (scan.skipped_binary, "binary file(s) not scanned"),
         )
-        return Found("pass", f"no secrets in {scan.files_scanned} files{extra}")
+        if n
+    )
+    if total == 0 and unread:
+        # A scan that could not read every file cannot say there is no secret.
+        return Found(
+            "skipped",
+            f"not conclusive: {unread}; no secrets in the {scan.files_scanned} files scanned{counts}",
+            fix="scan_secrets names the limits; move large generated files out of the repository or "
+            "have a human raise [deploy] max_file_bytes",
+        )
+    if total == 0:
+        return Found("pass", f"no secrets in {scan.files_scanned} files{counts}")
     evidence = [Evidence(path=f.path, line=f.line, text=f"{f.rule}: {f.excerpt}") for f in scan.findings]
     return Found(
         "fail",
-        f"{total} secret(s) in the work tree",
+        f"{total} secret(s) in the work tree{'; ' + unread if unread else ''}{counts}",
         evidence,
         "remove them and rotate them (they may be in history: scan_secrets scope='history'); "
         "accept a false positive by adding its fingerprint to .onrecord-secrets-baseline",
@@ -569,7 +584,7 @@ async def readiness_report(
                 found = Found("skipped", f"could not run ({reason})", fix="report this as a bug in onrecord")
         if found.status == "fail" and severity == "advisory":
             found.status = "warn"
-        if found.status == "skipped" and revision is None and "base" in found.summary:
+        if found.status == "skipped" and revision is None and re.search(r"\bbase\b", found.summary):
             found.summary = f"{found.summary} ({why})"
         results.append(
             Check(

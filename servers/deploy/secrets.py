@@ -10,6 +10,7 @@ file, line and the line with the secret replaced by `[REDACTED:rule]`, never the
 from __future__ import annotations
 
 import bisect
+import codecs
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -50,7 +51,9 @@ class Hit:
 class Tally:
     findings: list[SecretFinding] = field(default_factory=list)
     files: int = 0
-    skipped: int = 0
+    binary: int = 0
+    too_large: int = 0
+    unreadable: int = 0
     allowlisted: int = 0
     baselined: int = 0
     commits: int = 0
@@ -95,15 +98,22 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
     code = suffix in CODE_SUFFIXES
     prose = suffix in PROSE_SUFFIXES
     starts: list[int] = []
-    claimed: list[tuple[int, int]] = []
+    # The claimed spans never overlap, so sorted by start they are sorted by end too: the only one
+    # a new span can overlap is the first that ends after it starts (one bisect, not a scan).
+    claimed_starts: list[int] = []
+    claimed_ends: list[int] = []
     hits: list[tuple[int, Hit]] = []
     allowlisted = 0
     present = {k for k in rules.keywords if k in lower}  # one substring test per keyword, not per rule
     for rule in rules.rules:
         if not rule.scan or (rule.keywords and present.isdisjoint(rule.keywords)):
             continue
-        for start, end in rule.secret_spans(text):
-            if any(start < e and s < end for s, e in claimed):
+        offload.checkpoint()
+        for count, (start, end) in enumerate(rule.secret_spans(text), 1):
+            if count % 4096 == 0:
+                offload.checkpoint()  # a rule that matches everywhere in a large file
+            after = bisect.bisect_right(claimed_ends, start)
+            if after < len(claimed_starts) and claimed_starts[after] < end:
                 continue
             secret = text[start:end]
             if (
@@ -113,7 +123,8 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
             ):
                 allowlisted += 1
                 continue
-            claimed.append((start, end))
+            claimed_starts.insert(after, start)
+            claimed_ends.insert(after, end)
             if not starts:
                 starts = [0] + [m.end() for m in re.finditer("\n", text)]
             index = bisect.bisect_right(starts, start) - 1
@@ -144,10 +155,31 @@ def _excerpt(line: str, rule: Rule) -> str:
     return shown if len(shown) <= EXCERPT_CHARS else shown[: EXCERPT_CHARS - 1] + "…"
 
 
-def _decode(data: bytes) -> str | None:
-    if b"\0" in data[:8192]:
-        return None
-    return data.decode("utf-8", errors="replace")
+# UTF-32 before UTF-16: the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode(data: bytes) -> str | None:
+    """A file's text, or None for a binary file. UTF-16 and UTF-32 (PowerShell and Windows tools
+    write them) are text: by their byte-order mark, or UTF-16 without one by its NUL pattern."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    head = data[:8192]
+    if b"\0" not in head:
+        return data.decode("utf-8", errors="replace")
+    head = head[: len(head) // 2 * 2]
+    # Mostly-ASCII UTF-16: every character's high byte is NUL and no low byte is.
+    for encoding, nuls, chars in (("utf-16-le", head[1::2], head[::2]), ("utf-16-be", head[::2], head[1::2])):
+        if len(head) >= 4 and not nuls.strip(b"\0") and b"\0" not in chars:
+            return data[: len(data) // 2 * 2].decode(encoding, errors="replace")
+    return None
 
 
 def _add(
@@ -281,6 +313,7 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
             flush()
             path = new_name(raw) or ""
         elif m := _HUNK.match(raw):
+            offload.checkpoint()
             old = 1 if m.group(1) is None else int(m.group(1))  # `-5` is `-5,1`
             new = 1 if m.group(3) is None else int(m.group(3))
             number = int(m.group(2))
@@ -309,6 +342,7 @@ def _scan_added(
     tally: Tally, groups: list[Added], where: str | None, rules: RuleSet, accepted: set[str]
 ) -> None:
     for group in groups:
+        offload.checkpoint()
         if not rules.allowlist.allows_path(group.path):
             text = "\n".join(t for _, t in group.lines)
             numbers = [n for n, _ in group.lines]
@@ -324,21 +358,25 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
             ["diff", "--cached", *DIFF_OPTIONS],
             max_output=64 * 1024 * 1024,
         )
-        staged, _ = added_lines(cached.text())
+        staged, _ = await offload.run(added_lines, cached.text())
     limit = ctx.options.max_file_bytes
 
     def scan_files(chunk: list[str]) -> None:
         for name in chunk:
+            offload.checkpoint()
             if rules.allowlist.allows_path(name) or not (ctx.root / name).is_file():
                 continue
             try:
                 data, _, resolved = ctx.workspace.read_bytes(name, limit + 1)
             except (OSError, WorkspaceError):
-                tally.skipped += 1
+                tally.unreadable += 1
                 continue
-            text = _decode(data) if len(data) <= limit else None
+            if len(data) > limit:
+                tally.too_large += 1
+                continue
+            text = decode(data)
             if text is None:
-                tally.skipped += 1
+                tally.binary += 1
                 continue
             tally.files += 1
             _add(tally, text, resolved.relative, "worktree", rules, accepted)
@@ -348,7 +386,7 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
         done = min(start + CHUNK, len(names))
         await progress.report(done, len(names), f"scanned {done} of {len(names)} files")
     before = len(tally.findings)
-    _scan_added(tally, staged, "staged", rules, accepted)
+    await offload.run(_scan_added, tally, staged, "staged", rules, accepted)
     # A staged line that is also in the file on disk is reported once, as the work tree's.
     on_disk = {(f.path, f.rule, f.excerpt) for f in tally.findings[:before]}
     tally.findings[before:] = [
@@ -385,6 +423,13 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
 
     await offload.run(parse_log)
     return result.stdout_truncated
+
+
+def not_scanned(too_large: int, unreadable: int) -> str:
+    """What a worktree scan could not read, in words ("" when it read every text file)."""
+    parts = [(too_large, "larger than [deploy] max_file_bytes"), (unreadable, "unreadable")]
+    said = ", ".join(f"{n} {what}" for n, what in parts if n)
+    return f"{too_large + unreadable} file(s) were not scanned ({said})" if said else ""
 
 
 async def gitleaks_extra(ctx: DeployContext) -> str:
@@ -444,7 +489,10 @@ async def scan_secrets(
         findings=page,
         files_scanned=tally.files,
         commits_scanned=tally.commits,
-        skipped_files=tally.skipped,
+        skipped_files=tally.binary + tally.too_large + tally.unreadable,
+        skipped_binary=tally.binary,
+        skipped_too_large=tally.too_large,
+        skipped_unreadable=tally.unreadable,
         suppressed_by_baseline=tally.baselined,
         suppressed_by_allowlist=tally.allowlisted,
         rules=sum(1 for r in rules.rules if r.scan),
@@ -455,6 +503,8 @@ async def scan_secrets(
         note=join_notes(
             more > 0 and f"{more} more findings; raise limit (up to {MAX_FINDINGS}) or fix these first",
             cut and "git's output for this range was larger than the bound; narrow the range",
+            tally.too_large + tally.unreadable > 0
+            and f"{not_scanned(tally.too_large, tally.unreadable)}: what they hold is unknown",
             len(shown) < len(tally.findings)
             and f"{len(tally.findings) - len(shown)} findings are in files the policy does not let you read",
         ),
