@@ -32,6 +32,7 @@ from servers.deploy.models import SecretFinding, SecretScan
 EXCERPT_CHARS = 160
 CHUNK = 2000  # files scanned between progress reports
 MAX_FINDINGS = 500
+MAX_HITS_PER_FILE = 1000  # a file with more is generated data or an attack; its first ones say enough
 # In source code a literal is quoted: `password = get_password()` names a variable, not a secret.
 # Not in shell scripts, where `export TOKEN=abc123` is a literal and a reference starts with `$`
 # (which the allowlist takes out).
@@ -56,6 +57,7 @@ class Tally:
     unreadable: int = 0
     allowlisted: int = 0
     baselined: int = 0
+    capped: int = 0  # files whose findings stopped at MAX_HITS_PER_FILE
     commits: int = 0
 
 
@@ -92,17 +94,16 @@ def _accepted(entries: set[str], path: str, rule: str, line: int) -> bool:
 
 def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
     """The secrets in one text: (hits, matches the allowlist took out). One finding per place: the
-    first rule (the most specific; the file lists them so) claims a span."""
+    first rule (the most specific; the file lists them so) claims a span. At most MAX_HITS_PER_FILE."""
     lower = text.lower()
     suffix = Path(path).suffix.lower()
     code = suffix in CODE_SUFFIXES
     prose = suffix in PROSE_SUFFIXES
-    starts: list[int] = []
     # The claimed spans never overlap, so sorted by start they are sorted by end too: the only one
     # a new span can overlap is the first that ends after it starts (one bisect, not a scan).
     claimed_starts: list[int] = []
     claimed_ends: list[int] = []
-    hits: list[tuple[int, Hit]] = []
+    claimed_rules: list[str] = []
     allowlisted = 0
     present = {k for k in rules.keywords if k in lower}  # one substring test per keyword, not per rule
     for rule in rules.rules:
@@ -125,14 +126,30 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
                 continue
             claimed_starts.insert(after, start)
             claimed_ends.insert(after, end)
-            if not starts:
-                starts = [0] + [m.end() for m in re.finditer("\n", text)]
-            index = bisect.bisect_right(starts, start) - 1
-            line_start = starts[index]
-            line_end = text.find("\n", line_start)
-            line_text = text[line_start : line_end if line_end >= 0 else len(text)]
-            hits.append((start, Hit(rule.id, index + 1, _excerpt(line_text, rule))))
-    return [h for _, h in sorted(hits, key=lambda pair: pair[0])], allowlisted
+            claimed_rules.insert(after, rule.id)
+            if len(claimed_starts) >= MAX_HITS_PER_FILE:
+                break
+        if len(claimed_starts) >= MAX_HITS_PER_FILE:
+            break
+    if not claimed_starts:
+        return [], allowlisted
+    lines = [0] + [m.end() for m in re.finditer("\n", text)]
+    claimed = Claimed(claimed_starts, claimed_ends, claimed_rules)
+    hits = []
+    for start, rule_id in zip(claimed_starts, claimed_rules, strict=True):
+        index = bisect.bisect_right(lines, start) - 1
+        line_end = lines[index + 1] - 1 if index + 1 < len(lines) else len(text)
+        hits.append(Hit(rule_id, index + 1, _excerpt(text, lines[index], line_end, start, claimed)))
+    return hits, allowlisted
+
+
+@dataclass
+class Claimed:
+    """The secrets found in one text, sorted and not overlapping: starts, ends and rule ids."""
+
+    starts: list[int]
+    ends: list[int]
+    rules: list[str]
 
 
 def _prose_word(rule: Rule, text: str, start: int, secret: str) -> bool:
@@ -146,13 +163,23 @@ def _unquoted(rule: Rule, text: str, start: int) -> bool:
     return rule.id == "secret_assignment" and (start == 0 or text[start - 1] not in "\"'`")
 
 
-def _excerpt(line: str, rule: Rule) -> str:
-    """The line with this rule's secret replaced, and anything else the audit redaction would take."""
-    shown = line
-    for start, end in reversed(rule.secret_spans(line)):
-        shown = f"{shown[:start]}[REDACTED:{rule.id}]{shown[end:]}"
-    shown = redact_text(shown)[0].strip()
-    return shown if len(shown) <= EXCERPT_CHARS else shown[: EXCERPT_CHARS - 1] + "…"
+def _excerpt(text: str, line_start: int, line_end: int, start: int, claimed: Claimed) -> str:
+    """The secret's line with every secret found in it replaced, and anything else the audit
+    redaction would take; around the secret when the line is long (minified code is one line)."""
+    low = line_start if start - line_start <= EXCERPT_CHARS // 2 else start - EXCERPT_CHARS // 4
+    high = min(line_end, max(start, low) + EXCERPT_CHARS)
+    parts = ["…" if low > line_start else ""]
+    at = low
+    index = bisect.bisect_right(claimed.ends, low)
+    while index < len(claimed.starts) and claimed.starts[index] < high:
+        parts += [text[at : max(at, claimed.starts[index])], f"[REDACTED:{claimed.rules[index]}]"]
+        at = min(max(at, claimed.ends[index]), high)
+        index += 1
+    parts.append(text[at:high])
+    shown = redact_text("".join(parts))[0].strip()
+    if high < line_end or len(shown) > EXCERPT_CHARS:
+        shown = shown[: EXCERPT_CHARS - 1] + "…"
+    return shown
 
 
 # UTF-32 before UTF-16: the UTF-32-LE mark begins with the UTF-16-LE one.
@@ -194,6 +221,7 @@ def _add(
     """Scan one text; `numbers` maps its lines to the file's (for lines taken out of a diff)."""
     hits, allowlisted = find(text, path, rules)
     tally.allowlisted += allowlisted
+    tally.capped += len(hits) >= MAX_HITS_PER_FILE
     seen: set[tuple[str, int]] = set()
     for hit in hits:
         line = numbers[hit.line - 1] if numbers else hit.line
@@ -503,6 +531,9 @@ async def scan_secrets(
         note=join_notes(
             more > 0 and f"{more} more findings; raise limit (up to {MAX_FINDINGS}) or fix these first",
             cut and "git's output for this range was larger than the bound; narrow the range",
+            tally.capped > 0
+            and f"{tally.capped} file(s) hold more than {MAX_HITS_PER_FILE} findings; only the first "
+            f"{MAX_HITS_PER_FILE} of each are counted",
             tally.too_large + tally.unreadable > 0
             and f"{not_scanned(tally.too_large, tally.unreadable)}: what they hold is unknown",
             len(shown) < len(tally.findings)

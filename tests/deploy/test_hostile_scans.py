@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from common.secret_rules import MAX_RULES, Rule, RuleError, RuleSet, builtin, parse
-from servers.deploy.secrets import decode, find
+from servers.deploy.secrets import MAX_HITS_PER_FILE, decode, find
 from tests.helpers import err, ok
 
 # Assembled at run time so this file itself holds no secret-shaped literal.
@@ -73,10 +73,30 @@ def test_the_shipped_rules_pass_the_checks_project_rules_get() -> None:
 
 
 def test_overlapping_matches_are_claimed_once_by_the_first_rule() -> None:
-    many = "\n".join(f'key{i} = "{AWS[:-4]}{i:04d}"' for i in range(3000))
+    many = "\n".join(f'key{i} = "{AWS[:-4]}{i:04d}"' for i in range(900))
     hits, _ = find(many, "a.py", builtin())
-    assert [h.line for h in hits] == list(range(1, 3001))
+    assert [h.line for h in hits] == list(range(1, 901))
     assert {h.rule for h in hits} == {"aws_access_key_id"}
+    assert hits[7].excerpt == 'key7 = "[REDACTED:aws_access_key_id]"'
+
+
+def test_a_long_line_shows_the_part_around_its_secret_with_every_secret_on_it_replaced() -> None:
+    line = "x" * 5000 + f' a = "{AWS}" b = "{GH}" ' + "y" * 5000
+    hits, _ = find(line, "a.min.js", builtin())
+    assert len(hits) == 2 and all(len(h.excerpt) <= 160 for h in hits)
+    assert hits[0].excerpt.startswith("…x") and "[REDACTED:aws_access_key_id]" in hits[0].excerpt
+    assert "[REDACTED:github_token]" in hits[0].excerpt and hits[0].excerpt.endswith("…")
+    assert AWS not in str(hits) and GH not in str(hits)
+
+
+async def test_a_file_matching_everywhere_stops_at_the_per_file_cap_and_says_so(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"rules.toml": '[[rules]]\nid = "every_q"\nregex = "q"\n', "f.txt": "q\n" * 100_000})
+    async with session(root, secret_rules="rules.toml") as call:
+        scan = ok(await call("scan_secrets"))
+    assert scan["total"] == MAX_HITS_PER_FILE + 2  # and the two lines of the rule file itself
+    assert f"only the first {MAX_HITS_PER_FILE} of each are counted" in scan["note"]
 
 
 def _rule(rule_id: str, regex: str, check: Callable[[str], bool]) -> Rule:
