@@ -57,7 +57,8 @@ _DEBUG = {
     ".go": re.compile(r"\bfmt\.Println\(\"debug|\bspew\.Dump\("),
     ".rb": re.compile(r"\bbinding\.pry\b|\bbyebug\b"),
 }
-_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(.*)$")
+# Bounded parts: a version or tag of thousands of digits is text, not a number to convert.
+_VERSION = re.compile(r"^v?(\d{1,18}(?:\.\d{1,18})*)(.*)$")
 
 
 @dataclass
@@ -155,7 +156,8 @@ async def check_lint(ctx: DeployContext, base: str | None) -> Found:
 
 
 async def check_worktree_clean(ctx: DeployContext, base: str | None) -> Found:
-    result = await ctx.git.run(["status", "--porcelain=v1", "-z", "--untracked-files=normal"])
+    # Without renames every entry is `XY path`; a rename's second entry (the old name) is not.
+    result = await ctx.git.run(["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"])
     entries = [e for e in result.text().split("\0") if len(e) > 3]
     if not entries:
         return Found("pass", "no uncommitted changes and no untracked files")

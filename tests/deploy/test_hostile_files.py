@@ -229,3 +229,26 @@ async def test_a_check_that_crashes_is_skipped_with_the_reason_and_the_report_st
     assert crashed["status"] == "skipped" and "ValueError" in crashed["summary"]
     assert AWS not in str(report)
     assert changelog["status"] == "pass" and report["verdict"] == "inconclusive"
+
+
+async def test_a_version_of_thousands_of_digits_is_compared_not_crashed_on(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"VERSION": f"1.{HUGE}\n", "CHANGELOG.md": "x\n"})
+    git(root, "tag", f"v0.{HUGE[:200]}")
+    commit(root, {"app.py": "x = 1\n"}, "more")
+    async with session(root) as call:
+        report = ok(await call("readiness_report", checks=["version_bumped"]))
+    [check] = report["checks"]
+    assert check["status"] in ("pass", "fail") and "could not run" not in check["summary"]
+
+
+async def test_a_renamed_file_is_one_entry_under_its_real_names(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"docs/old name.md": "hi\n"})
+    git(root, "mv", "docs/old name.md", "docs/new name.md")
+    async with session(root) as call:
+        report = ok(await call("readiness_report", checks=["worktree_clean"]))
+    [check] = report["checks"]
+    assert sorted(e["path"] for e in check["evidence"]) == ["docs/new name.md", "docs/old name.md"]
