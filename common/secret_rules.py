@@ -26,6 +26,10 @@ BUILTIN = "common/data/secret_rules.toml"
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
+MAX_RULES = 500
+# Where a rule that can match the empty string does so: every zero-width assertion RE2 has (^ $ \A
+# \z \b \B) holds somewhere in this text, so a nullable pattern matches empty in it somewhere.
+_EMPTY_PROBES = ("", "aa  \n0_Z.=:\"'\t")
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _PORT_PATH = re.compile(r"\d{1,5}(?:/|$)")  # `host:8080/v1/chat` is an address, not `host: secret`
 
@@ -153,14 +157,39 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _matches_empty(pattern: Any) -> bool:
+    """Whether a compiled rule can match the empty string: such a rule matches at every position of
+    every file, millions of times per megabyte, and never finds a secret."""
+    return any(m.end() == m.start() for probe in _EMPTY_PROBES for m in pattern.finditer(probe))
+
+
+def _secret_group(raw: dict[str, Any], groups: int, where: str) -> int:
+    group = raw.get("secretGroup", 0)
+    if isinstance(group, bool) or not isinstance(group, int) or not 0 <= group <= groups:
+        raise RuleError(
+            f"{where}: `secretGroup` must be a group number from 0 to {groups} (the regex has {groups} "
+            f"group(s)), got {group!r}"
+        )
+    return group
+
+
 def parse(text: str, source: str) -> RuleSet:
     """A rule file's text (gitleaks format, with onrecord's additions) as a RuleSet."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise RuleError(f"{source}: not valid TOML: it nests too deeply") from exc
+    except ValueError as exc:  # an integer of thousands of digits
+        raise RuleError(f"{source}: not valid TOML: {str(exc)[:200]}") from exc
+    listed = data.get("rules", [])
+    if not isinstance(listed, list):
+        raise RuleError(f"{source}: `rules` must be an array of tables ([[rules]])")
+    if len(listed) > MAX_RULES:
+        raise RuleError(f"{source}: {len(listed)} rules; a rule file may hold at most {MAX_RULES}")
     rules: list[Rule] = []
-    for i, raw in enumerate(data.get("rules", [])):
+    for i, raw in enumerate(listed):
         where = f"{source}: rules[{i}]"
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
             raise RuleError(f"{where}: every rule needs an `id`")
@@ -168,6 +197,11 @@ def parse(text: str, source: str) -> RuleSet:
         if not isinstance(raw.get("regex"), str) or not raw["regex"]:
             raise RuleError(f"{where}: needs a `regex`")
         compiled = _compile(raw["regex"], where)
+        if _matches_empty(compiled):
+            raise RuleError(
+                f"{where}: regex {raw['regex']!r} matches the empty string; make every part of it "
+                "match at least one character (`x+`, not `x*`)"
+            )
         groups = compiled.groupindex
         threshold = raw.get("entropy")
         if threshold is not None and not isinstance(threshold, int | float):
@@ -182,7 +216,7 @@ def parse(text: str, source: str) -> RuleSet:
         elif "keep" in groups:
             start, from_end = groups["keep"], True
         else:
-            start, from_end = int(raw.get("secretGroup", 0)), False
+            start, from_end = _secret_group(raw, compiled.groups, where), False
         rules.append(
             Rule(
                 raw["id"],

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from common import content, kinds, offload
 from common.budget import join_notes, take_within
+from common.redact import redact_text
 from common.workspace import WorkspaceError
 from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import ConfigProblem, ConfigReport
@@ -79,6 +80,22 @@ def _yaml_documents(text: str, path: str) -> tuple[list[tuple[int, Any]], Config
         )
     except RecursionError:
         return [], _problem(path, "parse_error", "YAML nests too deeply to parse", "flatten the document")
+
+
+def documents(text: str, path: str) -> tuple[list[tuple[int, Any]], ConfigProblem | None]:
+    """The documents (with their first line) in a YAML, JSON or TOML file's text, or the problem
+    that stops it parsing. The one place repository configuration is parsed: besides syntax errors,
+    hostile text makes the parsers recurse too deep or build integers of thousands of digits, and
+    that is a problem with the file, never a crash of the tool."""
+    try:
+        return _parse(text, path)
+    except RecursionError:
+        return [], _problem(
+            path, "parse_error", "the document nests too deeply to parse", "flatten the document"
+        )
+    except (ValueError, TypeError) as exc:
+        reason = redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[0][:200]
+        return [], _problem(path, "parse_error", f"the document cannot be read: {reason}", "fix the value")
 
 
 def _parse(text: str, path: str) -> tuple[list[tuple[int, Any]], ConfigProblem | None]:
@@ -209,14 +226,15 @@ def env_drift(env_texts: dict[str, str]) -> list[ConfigProblem]:
                 shown = ", ".join(missing[:10]) + (
                     f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 )
-                found.append(
-                    _problem(
-                        path,
-                        "env_drift",
-                        f"lacks {len(missing)} key(s) that {', '.join(having)} define(s): {shown}",
-                        "define every key in every environment's file (an empty value is a decision; a missing key is an accident)",
-                    )
+                problem = _problem(
+                    path,
+                    "env_drift",
+                    f"lacks {len(missing)} key(s) that {', '.join(having)} define(s): {shown}",
+                    "define every key in every environment's file (an empty value is a decision; a missing key is an accident)",
                 )
+                # The key names are the other files' content: shown only where all of them may be.
+                problem.compared_with = having
+                found.append(problem)
     return found
 
 
@@ -265,16 +283,29 @@ async def check_config(
                 skipped += 1  # a template (Helm, Jinja): not YAML until rendered
                 continue
             checked += 1
-            docs, problem = _parse(text, relative)
+            offload.checkpoint()
+            docs, problem = documents(text, relative)
             if problem is not None:
                 problems.append(problem)
             for line, doc in docs:
-                problems += _workload(doc, relative, line)
+                try:
+                    problems += _workload(doc, relative, line)
+                except (RecursionError, ValueError, TypeError):
+                    # str() of a hex integer too long for a decimal, or of a structure nested deep
+                    problems.append(
+                        _problem(
+                            relative,
+                            "parse_error",
+                            "a workload holds values that cannot be read",
+                            "fix the document",
+                            line,
+                        )
+                    )
         problems += env_drift(envs)
         return problems, checked, skipped
 
     problems, checked, skipped = await offload.run(work)
-    shown = [p for p in problems if content.allows(p.path, follow_links=True)]
+    shown = [p for p in problems if all([content.allows(f, follow_links=True) for f in p.content_paths()])]
     page = take_within(shown, ctx.max_chars)
     verdict: Literal["pass", "warn", "fail"] = (
         "fail" if any(p.kind == "parse_error" for p in problems) else "warn" if problems else "pass"

@@ -163,8 +163,12 @@ def _env(ins: Instruction, path: str) -> list[DockerFinding]:
     pairs: list[tuple[str, str]] = []
     text = ins.args
     if ins.keyword == "ARG":
-        name, _, value = text.partition("=")
-        pairs.append((name.strip(), value.strip()))
+        # `ARG a b=1` declares two; `ARG TOKEN ghp_...` (no `=`) declares the value as a name.
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            words = text.split()
+        pairs += [(w.partition("=")[0], w.partition("=")[2]) for w in words]
     elif "=" in text.split(" ", 1)[0]:
         try:
             words = shlex.split(text)
@@ -177,6 +181,8 @@ def _env(ins: Instruction, path: str) -> list[DockerFinding]:
     found = []
     for name, value in pairs:
         _, fired = redact_text(f"{name}={value}")
+        # The finding names the variable, and a value written where a name goes is a secret too.
+        shown = redact_text(name)[0]
         if (value and _SECRET_NAME.search(name)) or fired:
             found.append(
                 _finding(
@@ -184,7 +190,7 @@ def _env(ins: Instruction, path: str) -> list[DockerFinding]:
                     "error",
                     path,
                     ins.line,
-                    f"{ins.keyword} {name} holds a secret-looking value; it stays in the image's layers and history",
+                    f"{ins.keyword} {shown} holds a secret-looking value; it stays in the image's layers and history",
                     "pass secrets at run time (docker run --env-file, a secrets manager) or with "
                     "RUN --mount=type=secret",
                 )
@@ -196,7 +202,7 @@ def _env(ins: Instruction, path: str) -> list[DockerFinding]:
                     "warning",
                     path,
                     ins.line,
-                    f"ARG {name} looks like a secret; build arguments are kept in the image history",
+                    f"ARG {shown} looks like a secret; build arguments are kept in the image history",
                     "use RUN --mount=type=secret,id=... instead of a build argument",
                 )
             )

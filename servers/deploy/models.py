@@ -83,7 +83,10 @@ class SecretScan(Envelope):
     findings: list[SecretFinding]
     files_scanned: int
     commits_scanned: int = 0
-    skipped_files: int = Field(default=0, description="Binary, unreadable or larger than max_file_bytes")
+    skipped_files: int = Field(default=0, description="Files not scanned: the sum of the three below")
+    skipped_binary: int = Field(default=0, description="Binary files (no text for the rules to read)")
+    skipped_too_large: int = Field(default=0, description="Larger than [deploy] max_file_bytes: not scanned")
+    skipped_unreadable: int = Field(default=0, description="Could not be read: not scanned")
     suppressed_by_baseline: int = 0
     suppressed_by_allowlist: int = Field(default=0, description="Matches the allowlist says are not secrets")
     rules: int = Field(description="Rules applied")
@@ -117,6 +120,13 @@ class ConfigProblem(FileText):
     kind: Literal["parse_error", "env_drift", "k8s_probes", "k8s_resources", "k8s_latest_image"]
     message: str
     fix: str | None = None
+    compared_with: list[str] = Field(
+        default_factory=list,
+        description="Other files the message quotes (env drift: the files that define the keys)",
+    )
+
+    def content_paths(self) -> Iterable[str]:
+        return [self.path, *self.compared_with]
 
 
 class ConfigReport(Envelope):

@@ -7,14 +7,12 @@ Dockerfiles and configuration through this server's tools; git facts come from t
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
@@ -60,7 +58,8 @@ _DEBUG = {
     ".go": re.compile(r"\bfmt\.Println\(\"debug|\bspew\.Dump\("),
     ".rb": re.compile(r"\bbinding\.pry\b|\bbyebug\b"),
 }
-_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(.*)$")
+# Bounded parts: a version or tag of thousands of digits is text, not a number to convert.
+_VERSION = re.compile(r"^v?(\d{1,18}(?:\.\d{1,18})*)(.*)$")
 
 
 @dataclass
@@ -158,7 +157,8 @@ async def check_lint(ctx: DeployContext, base: str | None) -> Found:
 
 
 async def check_worktree_clean(ctx: DeployContext, base: str | None) -> Found:
-    result = await ctx.git.run(["status", "--porcelain=v1", "-z", "--untracked-files=normal"])
+    # Without renames every entry is `XY path`; a rename's second entry (the old name) is not.
+    result = await ctx.git.run(["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"])
     entries = [e for e in result.text().split("\0") if len(e) > 3]
     if not entries:
         return Found("pass", "no uncommitted changes and no untracked files")
@@ -204,37 +204,26 @@ def project_version(ctx: DeployContext) -> tuple[str | None, str | None]:
         except (OSError, WorkspaceError):
             return None
 
-    if (text := read("pyproject.toml")) is not None:
-        data = _toml(text)
-        version = _at(data, "project", "version") or _at(data, "tool", "poetry", "version")
-        if isinstance(version, str):
-            return version, "pyproject.toml"
-    if (text := read("package.json")) is not None:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = {}
-        if isinstance(data, dict) and isinstance(data.get("version"), str):
-            return data["version"], "package.json"
-    if (text := read("Cargo.toml")) is not None:
-        version = _at(_toml(text), "package", "version")
-        if isinstance(version, str):
-            return version, "Cargo.toml"
+    for name, keys in (
+        ("pyproject.toml", (("project", "version"), ("tool", "poetry", "version"))),
+        ("package.json", (("version",),)),
+        ("Cargo.toml", (("package", "version"),)),
+    ):
+        if (text := read(name)) is None:
+            continue
+        docs, _ = configs.documents(text, name)
+        data = docs[0][1] if docs else None
+        for path in keys:
+            version = _lookup(data, path)
+            if isinstance(version, str):
+                return version, name
     if (text := read("VERSION")) is not None and text.strip():
         return text.strip().splitlines()[0], "VERSION"
     return None, None
 
 
-def _toml(text: str) -> dict[str, Any]:
-    """The repository's TOML, or nothing when it does not parse (too deep, an integer too long)."""
-    try:
-        return tomllib.loads(text)
-    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
-        return {}
-
-
-def _at(data: object, *keys: str) -> object:
-    """data[k1][k2]..., or None where a level is not a table."""
+def _lookup(data: object, keys: tuple[str, ...]) -> object:
+    """data[k1][k2]... where each step is a table; None where one is not (`project = "x"`)."""
     for key in keys:
         if not isinstance(data, dict):
             return None
@@ -341,7 +330,7 @@ async def check_dependencies_pinned(ctx: DeployContext, base: str | None) -> Fou
 
 async def _added_lines(ctx: DeployContext, base: str) -> list[tuple[str, int, str]]:
     diff = await ctx.git.run(
-        ["diff", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--end-of-options", base, "--"],
+        ["diff", *secrets.DIFF_OPTIONS, "--end-of-options", base, "--"],
         max_output=32 * 1024 * 1024,
     )
     groups, _ = secrets.added_lines(diff.text())
@@ -412,21 +401,34 @@ async def check_secrets(ctx: DeployContext, base: str | None) -> Found:
     with progress.quiet():
         scan = await secrets.scan_secrets(ctx, limit=MAX_EVIDENCE)
     total = scan.total or 0
+    unread = secrets.not_scanned(scan.skipped_too_large, scan.skipped_unreadable)
     ignored = [Evidence(text=text) for text in scan.ignored_settings]
+    counts = "".join(
+        f"; {n} {what}"
+        for n, what in (
+            (scan.suppressed_by_baseline, "accepted in the baseline"),
+            (scan.suppressed_by_allowlist, "match(es) the allowlist took out"),
+            (scan.skipped_binary, "binary file(s) not scanned"),
+            (len(ignored), "part(s) of the rule file or baseline ignored"),
+        )
+        if n
+    )
+    if total == 0 and unread:
+        # A scan that could not read every file cannot say there is no secret.
+        return Found(
+            "skipped",
+            f"not conclusive: {unread}; no secrets in the {scan.files_scanned} files scanned{counts}",
+            ignored or None,
+            fix="scan_secrets names the limits; move large generated files out of the repository or "
+            "have a human raise [deploy] max_file_bytes",
+        )
     if total == 0:
-        extra = ""
-        if scan.suppressed_by_baseline:
-            extra += f"; {scan.suppressed_by_baseline} accepted in the baseline"
-        if scan.skipped_files:
-            extra += f"; {scan.skipped_files} not scanned (binary, unreadable or too large)"
-        if ignored:
-            extra += f"; {len(ignored)} part(s) of the rule file or baseline ignored"
-        return Found("pass", f"no secrets in {scan.files_scanned} files{extra}", ignored or None)
+        return Found("pass", f"no secrets in {scan.files_scanned} files{counts}", ignored or None)
     evidence = [Evidence(path=f.path, line=f.line, text=f"{f.rule}: {f.excerpt}") for f in scan.findings]
     evidence += ignored
     return Found(
         "fail",
-        f"{total} secret(s) in the work tree",
+        f"{total} secret(s) in the work tree{'; ' + unread if unread else ''}{counts}",
         evidence,
         "remove them and rotate them (they may be in history: scan_secrets scope='history'); "
         "accept a false positive by adding its fingerprint to .onrecord-secrets-baseline",
@@ -593,9 +595,14 @@ async def readiness_report(
                     found = await spec.run(ctx, revision)
             except OnrecordError as exc:
                 found = Found("skipped", f"could not run: {content.screen(str(exc))[:300]}")
+            except Exception as exc:
+                # Repository files are hostile input: a crash on one is that check's result. The
+                # message may quote a file, so it is screened and redacted like any output.
+                reason = content.screen(_text(f"{type(exc).__name__}: {exc}"))
+                found = Found("skipped", f"could not run ({reason})", fix="report this as a bug in onrecord")
         if found.status == "fail" and severity == "advisory":
             found.status = "warn"
-        if found.status == "skipped" and revision is None and "base" in found.summary:
+        if found.status == "skipped" and revision is None and re.search(r"\bbase\b", found.summary):
             found.summary = f"{found.summary} ({why})"
         results.append(
             Check(

@@ -10,6 +10,7 @@ file, line and the line with the secret replaced by `[REDACTED:rule]`, never the
 from __future__ import annotations
 
 import bisect
+import codecs
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from servers.deploy.models import SecretFinding, SecretScan
 EXCERPT_CHARS = 160
 CHUNK = 2000  # files scanned between progress reports
 MAX_FINDINGS = 500
+MAX_HITS_PER_FILE = 1000  # a file with more is generated data or an attack; its first ones say enough
 # In source code a literal is quoted: `password = get_password()` names a variable, not a secret.
 # Not in shell scripts, where `export TOKEN=abc123` is a literal and a reference starts with `$`
 # (which the allowlist takes out).
@@ -50,9 +52,12 @@ class Hit:
 class Tally:
     findings: list[SecretFinding] = field(default_factory=list)
     files: int = 0
-    skipped: int = 0
+    binary: int = 0
+    too_large: int = 0
+    unreadable: int = 0
     allowlisted: int = 0
     baselined: int = 0
+    capped: int = 0  # files whose findings stopped at MAX_HITS_PER_FILE
     commits: int = 0
 
 
@@ -126,21 +131,27 @@ def _accepted(entries: set[str], path: str, rule: str, line: int) -> bool:
 
 def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
     """The secrets in one text: (hits, matches the allowlist took out). One finding per place: the
-    first rule (the most specific; the file lists them so) claims a span."""
+    first rule (the most specific; the file lists them so) claims a span. At most MAX_HITS_PER_FILE."""
     lower = text.lower()
     suffix = Path(path).suffix.lower()
     code = suffix in CODE_SUFFIXES
     prose = suffix in PROSE_SUFFIXES
-    starts: list[int] = []
-    claimed: list[tuple[int, int]] = []
-    hits: list[tuple[int, Hit]] = []
+    # The claimed spans never overlap, so sorted by start they are sorted by end too: the only one
+    # a new span can overlap is the first that ends after it starts (one bisect, not a scan).
+    claimed_starts: list[int] = []
+    claimed_ends: list[int] = []
+    claimed_rules: list[str] = []
     allowlisted = 0
     present = {k for k in rules.keywords if k in lower}  # one substring test per keyword, not per rule
     for rule in rules.rules:
         if not rule.scan or (rule.keywords and present.isdisjoint(rule.keywords)):
             continue
-        for start, end in rule.secret_spans(text):
-            if any(start < e and s < end for s, e in claimed):
+        offload.checkpoint()
+        for count, (start, end) in enumerate(rule.secret_spans(text), 1):
+            if count % 4096 == 0:
+                offload.checkpoint()  # a rule that matches everywhere in a large file
+            after = bisect.bisect_right(claimed_ends, start)
+            if after < len(claimed_starts) and claimed_starts[after] < end:
                 continue
             secret = text[start:end]
             if (
@@ -150,15 +161,32 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
             ):
                 allowlisted += 1
                 continue
-            claimed.append((start, end))
-            if not starts:
-                starts = [0] + [m.end() for m in re.finditer("\n", text)]
-            index = bisect.bisect_right(starts, start) - 1
-            line_start = starts[index]
-            line_end = text.find("\n", line_start)
-            line_text = text[line_start : line_end if line_end >= 0 else len(text)]
-            hits.append((start, Hit(rule.id, index + 1, _excerpt(line_text, rule))))
-    return [h for _, h in sorted(hits, key=lambda pair: pair[0])], allowlisted
+            claimed_starts.insert(after, start)
+            claimed_ends.insert(after, end)
+            claimed_rules.insert(after, rule.id)
+            if len(claimed_starts) >= MAX_HITS_PER_FILE:
+                break
+        if len(claimed_starts) >= MAX_HITS_PER_FILE:
+            break
+    if not claimed_starts:
+        return [], allowlisted
+    lines = [0] + [m.end() for m in re.finditer("\n", text)]
+    claimed = Claimed(claimed_starts, claimed_ends, claimed_rules)
+    hits = []
+    for start, rule_id in zip(claimed_starts, claimed_rules, strict=True):
+        index = bisect.bisect_right(lines, start) - 1
+        line_end = lines[index + 1] - 1 if index + 1 < len(lines) else len(text)
+        hits.append(Hit(rule_id, index + 1, _excerpt(text, lines[index], line_end, start, claimed)))
+    return hits, allowlisted
+
+
+@dataclass
+class Claimed:
+    """The secrets found in one text, sorted and not overlapping: starts, ends and rule ids."""
+
+    starts: list[int]
+    ends: list[int]
+    rules: list[str]
 
 
 def _prose_word(rule: Rule, text: str, start: int, secret: str) -> bool:
@@ -172,19 +200,50 @@ def _unquoted(rule: Rule, text: str, start: int) -> bool:
     return rule.id == "secret_assignment" and (start == 0 or text[start - 1] not in "\"'`")
 
 
-def _excerpt(line: str, rule: Rule) -> str:
-    """The line with this rule's secret replaced, and anything else the audit redaction would take."""
-    shown = line
-    for start, end in reversed(rule.secret_spans(line)):
-        shown = f"{shown[:start]}[REDACTED:{rule.id}]{shown[end:]}"
-    shown = redact_text(shown)[0].strip()
-    return shown if len(shown) <= EXCERPT_CHARS else shown[: EXCERPT_CHARS - 1] + "…"
+def _excerpt(text: str, line_start: int, line_end: int, start: int, claimed: Claimed) -> str:
+    """The secret's line with every secret found in it replaced, and anything else the audit
+    redaction would take; around the secret when the line is long (minified code is one line)."""
+    low = line_start if start - line_start <= EXCERPT_CHARS // 2 else start - EXCERPT_CHARS // 4
+    high = min(line_end, max(start, low) + EXCERPT_CHARS)
+    parts = ["…" if low > line_start else ""]
+    at = low
+    index = bisect.bisect_right(claimed.ends, low)
+    while index < len(claimed.starts) and claimed.starts[index] < high:
+        parts += [text[at : max(at, claimed.starts[index])], f"[REDACTED:{claimed.rules[index]}]"]
+        at = min(max(at, claimed.ends[index]), high)
+        index += 1
+    parts.append(text[at:high])
+    shown = redact_text("".join(parts))[0].strip()
+    if high < line_end or len(shown) > EXCERPT_CHARS:
+        shown = shown[: EXCERPT_CHARS - 1] + "…"
+    return shown
 
 
-def _decode(data: bytes) -> str | None:
-    if b"\0" in data[:8192]:
-        return None
-    return data.decode("utf-8", errors="replace")
+# UTF-32 before UTF-16: the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode(data: bytes) -> str | None:
+    """A file's text, or None for a binary file. UTF-16 and UTF-32 (PowerShell and Windows tools
+    write them) are text: by their byte-order mark, or UTF-16 without one by its NUL pattern."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    head = data[:8192]
+    if b"\0" not in head:
+        return data.decode("utf-8", errors="replace")
+    head = head[: len(head) // 2 * 2]
+    # Mostly-ASCII UTF-16: every character's high byte is NUL and no low byte is.
+    for encoding, nuls, chars in (("utf-16-le", head[1::2], head[::2]), ("utf-16-be", head[::2], head[1::2])):
+        if len(head) >= 4 and not nuls.strip(b"\0") and b"\0" not in chars:
+            return data[: len(data) // 2 * 2].decode(encoding, errors="replace")
+    return None
 
 
 def _add(
@@ -199,6 +258,7 @@ def _add(
     """Scan one text; `numbers` maps its lines to the file's (for lines taken out of a diff)."""
     hits, allowlisted = find(text, path, rules)
     tally.allowlisted += allowlisted
+    tally.capped += len(hits) >= MAX_HITS_PER_FILE
     seen: set[tuple[str, int]] = set()
     for hit in hits:
         line = numbers[hit.line - 1] if numbers else hit.line
@@ -230,14 +290,71 @@ class Added:
 
 
 COMMIT_MARK = "\x01commit "
-_HUNK = re.compile(r"@@ -\S+ \+(\d+)")
+# How every diff this server parses is asked for: no context, fixed `a/` `b/` prefixes whatever the
+# repository's diff.noprefix or diff.mnemonicPrefix say, and names relative to the root.
+DIFF_OPTIONS = (
+    "-U0",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-renames",
+    "--no-textconv",
+    "--relative",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+)
+_HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+_OCTAL = re.compile(r"[0-3][0-7][0-7]")
+
+
+def unquote(quoted: str) -> str | None:
+    """A name as git C-quotes it (`"we\\"ird\\tname"`, `"caf\\303\\251"`), unquoted; None when
+    it is not one well-formed quoted name."""
+    if len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
+        return None
+    out = bytearray()
+    i, end = 1, len(quoted) - 1
+    while i < end:
+        char = quoted[i]
+        if char == '"':
+            return None
+        if char != "\\":
+            out += char.encode("utf-8")
+            i += 1
+            continue
+        escaped = quoted[i + 1 : i + 2] if i + 1 < end else ""
+        if escaped in _ESCAPES:
+            out.append(_ESCAPES[escaped])
+            i += 2
+        elif _OCTAL.fullmatch(quoted[i + 1 : min(i + 4, end)]):
+            out.append(int(quoted[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            return None
+    return out.decode("utf-8", errors="replace")
+
+
+def new_name(header: str) -> str | None:
+    """The file a `+++ ` header names (None for /dev/null or a form git does not write). Git
+    C-quotes a name holding `"`, `\\` or a control character, and ends an unquoted name that holds a
+    space with a TAB (which an unquoted name can never contain)."""
+    raw = header[4:]
+    unquoted = raw[:-1] if raw.endswith("\t") else raw
+    name = unquote(raw) if raw.startswith('"') else unquoted
+    if name is None or not name.startswith("b/") or len(name) == 2 or "\0" in name:
+        return None
+    return name[2:]
 
 
 def added_lines(diff: str) -> tuple[list[Added], int]:
-    """What a unified diff (`git diff -U0`, or `git log -p` with COMMIT_MARK lines) adds, per file;
-    and how many commits it holds."""
+    """What a unified diff (`git diff` or `git log -p` with DIFF_OPTIONS, the latter with
+    COMMIT_MARK lines) adds, per file; and how many commits it holds.
+
+    A hunk is read by the line counts in its `@@ -a,b +c,d @@` header, and file headers count only
+    between hunks: a file's own line `++ b/README.md` is the added line `+++ b/README.md` in the diff,
+    and must not rename what follows."""
     found: list[Added] = []
-    commit, path, number, commits = "", "", 0, 0
+    commit, path, commits = "", "", 0
     current: list[tuple[int, str]] = []
 
     def flush() -> None:
@@ -245,20 +362,43 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
             found.append(Added(commit, path, list(current)))
         current.clear()
 
-    for raw in diff.split("\n"):
+    lines = diff.split("\n")
+    i = 0
+    while i < len(lines):
+        raw = lines[i]
+        i += 1
         if raw.startswith(COMMIT_MARK):
             flush()
             commit, path = raw[len(COMMIT_MARK) :].strip(), ""
             commits += 1
+        elif raw.startswith("diff "):
+            flush()
+            path = ""
         elif raw.startswith("+++ "):
             flush()
-            path = raw[6:] if raw.startswith("+++ b/") else ""
-        elif raw.startswith("@@ "):
-            m = _HUNK.match(raw)
-            number = int(m.group(1)) if m else 0
-        elif raw.startswith("+") and path:
-            current.append((number, raw[1:]))
-            number += 1
+            path = new_name(raw) or ""
+        elif m := _HUNK.match(raw):
+            offload.checkpoint()
+            old = 1 if m.group(1) is None else int(m.group(1))  # `-5` is `-5,1`
+            new = 1 if m.group(3) is None else int(m.group(3))
+            number = int(m.group(2))
+            while (old > 0 or new > 0) and i < len(lines):
+                line = lines[i]
+                kind = line[:1]
+                if kind == "+" and new > 0:
+                    if path:
+                        current.append((number, line[1:]))
+                    number += 1
+                    new -= 1
+                elif kind == "-" and old > 0:
+                    old -= 1
+                elif kind == " " and old > 0 and new > 0:
+                    number += 1
+                    old -= 1
+                    new -= 1
+                elif kind != "\\":
+                    break  # not what the counts promised: the rest is read as headers again
+                i += 1
     flush()
     return found, commits
 
@@ -267,6 +407,7 @@ def _scan_added(
     tally: Tally, groups: list[Added], where: str | None, rules: RuleSet, accepted: set[str]
 ) -> None:
     for group in groups:
+        offload.checkpoint()
         if not rules.allowlist.allows_path(group.path):
             text = "\n".join(t for _, t in group.lines)
             numbers = [n for n, _ in group.lines]
@@ -279,24 +420,28 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
     if await ctx.in_git():
         # What the next commit adds beyond HEAD: one diff, not a process per file.
         cached = await ctx.git.run(
-            ["diff", "--cached", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--no-textconv"],
+            ["diff", "--cached", *DIFF_OPTIONS],
             max_output=64 * 1024 * 1024,
         )
-        staged, _ = added_lines(cached.text())
+        staged, _ = await offload.run(added_lines, cached.text())
     limit = ctx.options.max_file_bytes
 
     def scan_files(chunk: list[str]) -> None:
         for name in chunk:
+            offload.checkpoint()
             if rules.allowlist.allows_path(name) or not (ctx.root / name).is_file():
                 continue
             try:
                 data, _, resolved = ctx.workspace.read_bytes(name, limit + 1)
             except (OSError, WorkspaceError):
-                tally.skipped += 1
+                tally.unreadable += 1
                 continue
-            text = _decode(data) if len(data) <= limit else None
+            if len(data) > limit:
+                tally.too_large += 1
+                continue
+            text = decode(data)
             if text is None:
-                tally.skipped += 1
+                tally.binary += 1
                 continue
             tally.files += 1
             _add(tally, text, resolved.relative, "worktree", rules, accepted)
@@ -306,7 +451,7 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
         done = min(start + CHUNK, len(names))
         await progress.report(done, len(names), f"scanned {done} of {len(names)} files")
     before = len(tally.findings)
-    _scan_added(tally, staged, "staged", rules, accepted)
+    await offload.run(_scan_added, tally, staged, "staged", rules, accepted)
     # A staged line that is also in the file on disk is reported once, as the work tree's.
     on_disk = {(f.path, f.rule, f.excerpt) for f in tally.findings[:before]}
     tally.findings[before:] = [
@@ -326,11 +471,7 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
         [
             "log",
             "-p",
-            "-U0",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-renames",
-            "--no-textconv",
+            *DIFF_OPTIONS,
             f"--max-count={ctx.options.history_commits}",
             f"--format={COMMIT_MARK}%H",
             "--end-of-options",
@@ -347,6 +488,13 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
 
     await offload.run(parse_log)
     return result.stdout_truncated
+
+
+def not_scanned(too_large: int, unreadable: int) -> str:
+    """What a worktree scan could not read, in words ("" when it read every text file)."""
+    parts = [(too_large, "larger than [deploy] max_file_bytes"), (unreadable, "unreadable")]
+    said = ", ".join(f"{n} {what}" for n, what in parts if n)
+    return f"{too_large + unreadable} file(s) were not scanned ({said})" if said else ""
 
 
 async def gitleaks_extra(ctx: DeployContext) -> str:
@@ -407,7 +555,10 @@ async def scan_secrets(
         findings=page,
         files_scanned=tally.files,
         commits_scanned=tally.commits,
-        skipped_files=tally.skipped,
+        skipped_files=tally.binary + tally.too_large + tally.unreadable,
+        skipped_binary=tally.binary,
+        skipped_too_large=tally.too_large,
+        skipped_unreadable=tally.unreadable,
         suppressed_by_baseline=tally.baselined,
         suppressed_by_allowlist=tally.allowlisted,
         rules=sum(1 for r in rules.rules if r.scan),
@@ -419,6 +570,11 @@ async def scan_secrets(
         note=join_notes(
             more > 0 and f"{more} more findings; raise limit (up to {MAX_FINDINGS}) or fix these first",
             cut and "git's output for this range was larger than the bound; narrow the range",
+            tally.capped > 0
+            and f"{tally.capped} file(s) hold more than {MAX_HITS_PER_FILE} findings; only the first "
+            f"{MAX_HITS_PER_FILE} of each are counted",
+            tally.too_large + tally.unreadable > 0
+            and f"{not_scanned(tally.too_large, tally.unreadable)}: what they hold is unknown",
             len(shown) < len(tally.findings)
             and f"{len(tally.findings) - len(shown)} findings are in files the policy does not let you read",
             bool(ignored) and "part of the rule file or baseline was ignored (see ignored_settings)",

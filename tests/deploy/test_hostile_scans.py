@@ -1,0 +1,211 @@
+"""scan_secrets and check_dockerfile on hostile input: rule files built to burn CPU or crash the
+scan, files the scan cannot read, and Dockerfiles that put a secret where a name goes."""
+
+from __future__ import annotations
+
+import codecs
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from common.secret_rules import MAX_RULES, Rule, RuleError, RuleSet, builtin, parse
+from servers.deploy.secrets import MAX_HITS_PER_FILE, decode, find
+from tests.helpers import err, ok
+
+# Assembled at run time so this file itself holds no secret-shaped literal.
+AWS = "AKIA" + "Q7XM2LB5ZP4KD9WF"
+GH = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+
+pytestmark = pytest.mark.anyio
+
+
+# ---------------------------------------------------------------------------- project rule files
+
+
+@pytest.mark.parametrize(
+    ("rules", "says"),
+    [
+        ('regex = "x*"', "matches the empty string"),
+        ('regex = "(?:tok)?"', "matches the empty string"),
+        ('regex = "\\\\b"', "matches the empty string"),
+        ('regex = "(?m)^"', "matches the empty string"),
+        ('regex = "ab(c)"\nsecretGroup = 99', "`secretGroup` must be a group number from 0 to 1"),
+        ('regex = "ab(c)"\nsecretGroup = "z"', "`secretGroup` must be a group number"),
+        ('regex = "ab(c)"\nsecretGroup = true', "`secretGroup` must be a group number"),
+    ],
+)
+async def test_a_project_rule_that_would_burn_cpu_or_crash_is_a_clear_error_naming_the_file(
+    repo: Callable[..., Path], session: Any, rules: str, says: str
+) -> None:
+    root = repo({"rules.toml": f'[[rules]]\nid = "mine"\n{rules}\n', "f.txt": "abc " + "x" * 1000 + "\n"})
+    async with session(root, secret_rules="rules.toml") as call:
+        scan = err(await call("scan_secrets"))
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    assert "rules.toml" in scan and "'mine'" in scan and says in scan
+    [check] = report["checks"]
+    assert check["status"] == "skipped" and says in check["summary"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rules = 5\n",
+        "x = " + "[" * 50_000 + "]" * 50_000 + "\n",
+        "x = " + "9" * 5000 + "\n",
+        "".join(f'[[rules]]\nid = "r{i}"\nregex = "tok{i}"\n' for i in range(MAX_RULES + 1)),
+    ],
+)
+def test_a_rule_file_of_the_wrong_shape_or_size_is_a_rule_error(text: str) -> None:
+    with pytest.raises(RuleError, match=r"rules\.toml"):
+        parse(text, "rules.toml")
+
+
+def test_the_shipped_rules_pass_the_checks_project_rules_get() -> None:
+    text = (Path(__file__).parents[2] / "common/data/secret_rules.toml").read_text(encoding="utf-8")
+    assert len(parse(text, "builtin").rules) == len(builtin().rules)
+
+
+# ----------------------------------------------------------------------------- cost of a scan
+
+
+def test_overlapping_matches_are_claimed_once_by_the_first_rule() -> None:
+    many = "\n".join(f'key{i} = "{AWS[:-4]}{i:04d}"' for i in range(900))
+    hits, _ = find(many, "a.py", builtin())
+    assert [h.line for h in hits] == list(range(1, 901))
+    assert {h.rule for h in hits} == {"aws_access_key_id"}
+    assert hits[7].excerpt == 'key7 = "[REDACTED:aws_access_key_id]"'
+
+
+def test_a_long_line_shows_the_part_around_its_secret_with_every_secret_on_it_replaced() -> None:
+    line = "x" * 5000 + f' a = "{AWS}" b = "{GH}" ' + "y" * 5000
+    hits, _ = find(line, "a.min.js", builtin())
+    assert len(hits) == 2 and all(len(h.excerpt) <= 160 for h in hits)
+    assert hits[0].excerpt.startswith("…x") and "[REDACTED:aws_access_key_id]" in hits[0].excerpt
+    assert "[REDACTED:github_token]" in hits[0].excerpt and hits[0].excerpt.endswith("…")
+    assert AWS not in str(hits) and GH not in str(hits)
+
+
+async def test_a_file_matching_everywhere_stops_at_the_per_file_cap_and_says_so(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"rules.toml": '[[rules]]\nid = "every_q"\nregex = "q"\n', "f.txt": "q\n" * 100_000})
+    async with session(root, secret_rules="rules.toml") as call:
+        scan = ok(await call("scan_secrets"))
+    assert scan["total"] == MAX_HITS_PER_FILE + 2  # and the two lines of the rule file itself
+    assert f"only the first {MAX_HITS_PER_FILE} of each are counted" in scan["note"]
+
+
+def _rule(rule_id: str, regex: str, check: Callable[[str], bool]) -> Rule:
+    return Rule(
+        rule_id, "", (), parse(f'[[rules]]\nid="x"\nregex="{regex}"\n', "t").rules[0].pattern, 0, False, check
+    )
+
+
+async def test_a_scan_stopped_by_its_caller_stops_at_the_next_rule_and_its_thread_ends() -> None:
+    """The worker thread is not abandoned to run on: once its call is cancelled it stops at the next
+    checkpoint, so the thread is free again and the rules after it never run."""
+    started, release = threading.Event(), threading.Event()
+    later: list[str] = []
+
+    def blocks(secret: str) -> bool:
+        started.set()
+        release.wait()
+        return False
+
+    def records(secret: str) -> bool:
+        later.append(secret)
+        return False
+
+    rules = RuleSet((_rule("first", "tok[0-9]+", blocks), _rule("second", "tok[0-9]+", records)))
+
+    async def scan() -> None:
+        # Not abandoned: the task group below ends only when the thread has returned.
+        await anyio.to_thread.run_sync(find, "tok1 tok2\n", "a.txt", rules)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scan)
+        await anyio.to_thread.run_sync(started.wait)
+        tg.cancel_scope.cancel()
+        release.set()
+    assert later == []
+
+
+# ------------------------------------------------------------------------- what a scan cannot read
+
+
+@pytest.mark.parametrize(
+    ("bom", "encoding"),
+    [
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF8, "utf-8"),
+        (b"", "utf-16-le"),
+    ],
+)
+async def test_a_secret_in_a_utf16_or_utf32_file_is_found(
+    repo: Callable[..., Path], session: Any, bom: bytes, encoding: str
+) -> None:
+    text = f'$env:AWS_ACCESS_KEY_ID = "{AWS}"\r\n'
+    root = repo({"deploy.ps1": bom + text.encode(encoding)})
+    async with session(root) as call:
+        result = await call("scan_secrets")
+    scan = ok(result)
+    assert [(f["path"], f["line"]) for f in scan["findings"]] == [("deploy.ps1", 1)]
+    assert AWS not in str(result)
+
+
+def test_binary_data_is_not_taken_for_utf16() -> None:
+    assert decode(bytes(range(256)) * 10) is None
+    assert decode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR") is None
+
+
+async def test_a_file_too_large_to_scan_makes_the_scan_say_so_and_readiness_inconclusive(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo(
+        {"big.txt": "x" * 5000 + f'\nkey = "{AWS}"\n', "app.py": "x = 1\n", "logo.png": b"\x89PNG\0\0"}
+    )
+    async with session(root, max_file_bytes=4096) as call:
+        scan = ok(await call("scan_secrets"))
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    assert scan["total"] == 0 and scan["skipped_too_large"] == 1 and scan["skipped_binary"] == 1
+    assert "1 larger than [deploy] max_file_bytes" in scan["note"]
+    [check] = report["checks"]
+    assert check["status"] == "skipped" and "not conclusive" in check["summary"]
+    assert report["verdict"] == "inconclusive"
+
+
+async def test_binary_files_alone_do_not_stop_a_pass_but_are_counted(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"app.py": "x = 1\n", "logo.png": b"\x89PNG\0\0\1\2"})
+    async with session(root) as call:
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    [check] = report["checks"]
+    assert check["status"] == "pass" and "1 binary file(s) not scanned" in check["summary"]
+
+
+# ----------------------------------------------------------------------------------- Dockerfiles
+
+
+async def test_a_dockerfile_finding_names_the_variable_never_the_secret(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    dockerfile = f"FROM python:3.12\nARG GITHUB_TOKEN {GH}\nENV {GH}\nARG PASSWORD hunter2xyz\nUSER app\n"
+    root = repo({"Dockerfile": dockerfile})
+    async with session(root) as call:
+        result = await call("check_dockerfile")
+        report = ok(await call("readiness_report", checks=["dockerfile"]))
+    messages = [
+        (f["line"], f["message"].split(" holds")[0].split(" looks")[0]) for f in ok(result)["findings"]
+    ]
+    assert (2, "ARG GITHUB_TOKEN") in messages and (2, "ARG [REDACTED:github_token]") in messages
+    assert (3, "ENV [REDACTED:github_token]") in messages and (4, "ARG PASSWORD") in messages
+    for shown in (str(result), str(report)):
+        assert GH not in shown and "hunter2xyz" not in shown
