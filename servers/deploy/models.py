@@ -61,7 +61,7 @@ class Readiness(Envelope):
     checks: list[Check]
     waived: list[Waiver] = Field(
         default_factory=list,
-        description="Checks the settings disabled, and blocker checks they made advisory, with the file that says so",
+        description="Checks the settings disabled or made advisory, and the file that says so",
     )
 
 
@@ -84,16 +84,16 @@ class SecretScan(Envelope):
     files_scanned: int
     commits_scanned: int = 0
     skipped_files: int = Field(default=0, description="Files not scanned: the sum of the three below")
-    skipped_binary: int = Field(default=0, description="Binary files (no text for the rules to read)")
-    skipped_too_large: int = Field(default=0, description="Larger than [deploy] max_file_bytes: not scanned")
-    skipped_unreadable: int = Field(default=0, description="Could not be read: not scanned")
+    skipped_binary: int = Field(default=0, description="Binary files")
+    skipped_too_large: int = Field(default=0, description="Over [deploy] max_file_bytes")
+    skipped_unreadable: int = Field(default=0, description="Unreadable files")
     suppressed_by_baseline: int = 0
     suppressed_by_allowlist: int = Field(default=0, description="Matches the allowlist says are not secrets")
     rules: int = Field(description="Rules applied")
     gitleaks: str = Field(description="ran (its findings merged), or skipped and why")
     ignored_settings: list[str] = Field(
         default_factory=list,
-        description="Parts of the rule file or baseline left out because they would let secrets through",
+        description="Rule file or baseline parts ignored: they would let secrets through",
     )
 
 
@@ -122,7 +122,7 @@ class ConfigProblem(FileText):
     fix: str | None = None
     compared_with: list[str] = Field(
         default_factory=list,
-        description="Other files the message quotes (env drift: the files that define the keys)",
+        description="Other files the message quotes (env drift)",
     )
 
     def content_paths(self) -> Iterable[str]:
