@@ -7,12 +7,17 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from mcp.types import ToolAnnotations
+from mcp.types import ToolAnnotations
 
+if TYPE_CHECKING:
     from common.server import AccountableServer
 
-Tool = tuple[Callable[..., Awaitable[Any]], "ToolAnnotations", str]  # function, annotations, title
+Tool = tuple[Callable[..., Awaitable[Any]], ToolAnnotations, str]  # function, annotations, title
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+"""Reads and reports; changes nothing, reaches nothing outside the process."""
 
 
 def bind(fn: Callable[..., Awaitable[Any]], context: object) -> Callable[..., Awaitable[Any]]:

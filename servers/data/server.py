@@ -3,11 +3,9 @@ imports mcp."""
 
 from __future__ import annotations
 
-from mcp.types import ToolAnnotations
-
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import Tool, register_all
+from common.tools import READ_ONLY, Tool, register_all
 
 NAME = "data"
 INSTRUCTIONS = (
@@ -15,9 +13,6 @@ INSTRUCTIONS = (
     "list_datasets, then describe_dataset for columns and format, profile_dataset for quality (statistics and "
     "alerts), check_dataset for rules, compare_datasets for drift (also between git revisions with `ref`), "
     "and query for read-only DuckDB SQL naming files by string literal, e.g. SELECT * FROM 'data/a.csv'."
-)
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 
 

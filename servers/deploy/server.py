@@ -7,7 +7,7 @@ from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import Tool, register_all
+from common.tools import READ_ONLY, Tool, register_all
 
 NAME = "deploy"
 INSTRUCTIONS = (
@@ -20,9 +20,6 @@ INSTRUCTIONS = (
 # Runs the project's tests (its code) and writes their history; changes nothing else.
 RUNS_CODE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-)
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 # Calls a service outside the process (allowed hosts only); sends a GET, changes nothing here.
 PROBES = ToolAnnotations(

@@ -7,7 +7,7 @@ from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import Tool, register_all
+from common.tools import READ_ONLY, Tool, register_all
 
 NAME = "evals"
 INSTRUCTIONS = (
@@ -24,9 +24,6 @@ RECORDS = ToolAnnotations(
 # Calls a model endpoint outside the process (open world) and records a run.
 CALLS_OUT = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 
 

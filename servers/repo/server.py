@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from mcp.types import ToolAnnotations
-
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import Tool, register_all
+from common.tools import READ_ONLY, Tool, register_all
 from servers.repo.context import RepoContext
 
 NAME = "repo"
@@ -14,9 +12,6 @@ INSTRUCTIONS = (
     "Git-aware context for the repository at the server's root. Start with overview, then list_files, "
     "search, outline and find_symbol to locate code, read_file to read it, and git_log, git_diff, "
     "git_blame and related_files for history. Paths are relative to the root."
-)
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 
 

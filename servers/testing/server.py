@@ -6,7 +6,7 @@ from mcp.types import ToolAnnotations
 
 from common.config import Settings, server_section
 from common.server import AccountableServer
-from common.tools import Tool, register_all
+from common.tools import READ_ONLY, Tool, register_all
 
 NAME = "testing"
 INSTRUCTIONS = (
@@ -23,9 +23,6 @@ COLLECTS = ToolAnnotations(
 )
 WRITES = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-)
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 
 
