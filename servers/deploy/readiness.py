@@ -346,7 +346,11 @@ def _is_test_path(path: str) -> bool:
 
 async def check_no_debug_added(ctx: DeployContext, base: str | None) -> Found:
     if base is None:
-        return Found("skipped", "no base to compare with", fix="pass base, or set [deploy] base")
+        return Found(
+            "skipped",
+            "no base to compare with",
+            fix="pass base, or have a human set [deploy] base in their settings",
+        )
     evidence = []
     for path, number, line in await _added_lines(ctx, base):
         suffix = PurePosixPath(path).suffix
@@ -366,7 +370,11 @@ async def check_no_debug_added(ctx: DeployContext, base: str | None) -> Found:
 
 async def check_no_large_binaries(ctx: DeployContext, base: str | None) -> Found:
     if base is None:
-        return Found("skipped", "no base to compare with", fix="pass base, or set [deploy] base")
+        return Found(
+            "skipped",
+            "no base to compare with",
+            fix="pass base, or have a human set [deploy] base in their settings",
+        )
     limit = ctx.options.large_file_kb * 1024
     numstat = await ctx.git.run(["diff", "--numstat", "-z", "--no-renames", "--end-of-options", base, "--"])
     others = await ctx.git.run(["ls-files", "-z", "--others", "--exclude-standard"])
@@ -393,7 +401,7 @@ async def check_no_large_binaries(ctx: DeployContext, base: str | None) -> Found
         "fail",
         f"{len(evidence)} file(s) over {ctx.options.large_file_kb} KiB added or changed since {base}",
         evidence[:MAX_EVIDENCE],
-        "keep large files out of git (Git LFS, an artifact store), or raise [deploy] large_file_kb",
+        "keep large files out of git (Git LFS, an artifact store), or have a human raise [deploy] large_file_kb",
     )
 
 
