@@ -405,6 +405,14 @@ class Policy:
             self._static[key] = decision
         return decision
 
+    def argument_free(self, decision: Decision) -> bool:
+        """Whether `decision` holds for every call of its tool whatever the arguments: it came from
+        an annotation default, the default, or a rule with no argument conditions."""
+        for rule in self.rules.get(decision.action, []):
+            if rule.text == decision.rule and rule.source == decision.source:
+                return not rule.arguments and not rule.exceptions
+        return decision.rule == "default" or (decision.rule or "").startswith("annotations.")
+
     def content_decision(self, server: str, tool: str, path: str, *, follow_links: bool = False) -> Decision:
         """Whether text from file `path` may leave through `server.tool` without asking: denied or
         asked when a protection or a deny / ask rule on paths names the file, else allowed.
