@@ -262,6 +262,8 @@ class AccountableServer(MCPServer):
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.config = settings
         self.policy = Policy(settings)
+        for warning in self.policy.warnings:
+            log.warning("%s", warning)
         self.approvals = ApprovalStore.for_settings(settings)
         self.audit = audit or AuditLog(
             settings.audit_path,

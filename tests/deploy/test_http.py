@@ -246,6 +246,19 @@ async def test_a_call_a_human_approved_follows_redirects_but_not_to_a_url_an_ask
     assert "/admin" not in SEEN_PATHS
 
 
+async def test_an_allow_rule_written_with_capitals_allows_the_host_it_names_and_no_other(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    policy = f'[policy]\nallow = ["deploy.check_http(url=HTTP://LocalHost:{service}/health*)"]\n'
+    async with session(root, policy, **LOCAL) as call:
+        SEEN_PATHS.clear()
+        allowed = ok(await call("check_http", url=f"http://localhost:{service}/health"))
+        other = await call("check_http", url=f"http://localhost:{service}/admin")
+    assert allowed["verdict"] == "pass"
+    assert "Needs approval" in err(other) and SEEN_PATHS == ["/health"]
+
+
 async def test_the_project_file_cannot_allow_hosts_or_trust_certificates(
     repo: Callable[..., Path], service: int
 ) -> None:
