@@ -162,6 +162,12 @@ def settings_findings(root: Path, policy: str | None) -> tuple[list[Finding], Se
                 f"refused: {refused}",
             )
         )
+    from common.policy import rule_warnings
+
+    for warning in rule_warnings(settings):
+        findings.append(
+            Finding("policy", "problem", warning, "write the rule's scheme and host in lower case")
+        )
     return findings, settings
 
 

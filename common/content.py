@@ -13,6 +13,9 @@ for each call:
 What was left out is counted and named in the envelope (`excluded_by_policy`, `excluded_files`) with
 a note. Domain modules call `allows` without knowing about MCP; outside a tool call everything is
 allowed (plain domain tests).
+
+A tool that reaches somewhere its arguments did not name (a redirect's target) asks the same policy
+with `refused_call`: the decision its own call would have got with those arguments instead.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import contextvars
 import functools
 import re
 import typing
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -30,7 +34,7 @@ from pydantic import BaseModel
 
 from common.budget import Envelope
 from common.errors import OnrecordError
-from common.policy import suspects
+from common.policy import Decision, suspects
 
 MAX_NAMED = 50
 WITHHELD = "[withheld by policy: this text quotes a file the policy does not let you read]"
@@ -72,6 +76,13 @@ class Decides(Protocol):
     allow it for one call (an ask rule) rather than only by changing the policy (a deny)."""
 
     def __call__(self, path: str, *, follow_links: bool) -> tuple[bool, str, bool]: ...
+
+
+class DecidesCall(Protocol):
+    """The decision that stops the running tool had it been called with `arguments` instead (deny,
+    or ask that the human's approval of this call does not cover); None when it may go on."""
+
+    def __call__(self, arguments: Mapping[str, Any]) -> Decision | None: ...
 
 
 class FileText(BaseModel):
@@ -213,6 +224,24 @@ def carries_file_text(model: type[BaseModel]) -> bool:
 
 
 _CURRENT: contextvars.ContextVar[Gate | None] = contextvars.ContextVar("onrecord_gate", default=None)
+# The call check of each tool, keyed by its content check (the one a call's Gate holds): the kit
+# pairs them once per tool, so a call that never asks pays nothing for it.
+_CALLS: weakref.WeakKeyDictionary[Decides, DecidesCall] = weakref.WeakKeyDictionary()
+
+
+def pair(decide: Decides, call: DecidesCall) -> Decides:
+    """`decide`, known from now on as the content check of the tool whose calls `call` decides."""
+    _CALLS[decide] = call
+    return decide
+
+
+def refused_call(arguments: Mapping[str, Any]) -> Decision | None:
+    """The decision that stops the running tool from acting as if it had been called with
+    `arguments` (all of them, as the tool takes them): a deny, or an ask the human's approval of the
+    current call does not cover. None when the policy lets it go on, and outside a tool call."""
+    gate = _CURRENT.get()
+    check = _CALLS.get(gate.decide) if gate is not None else None
+    return check(arguments) if check is not None else None
 
 
 def allowed_names(names: list[str]) -> list[str]:

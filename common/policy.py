@@ -46,6 +46,7 @@ from common.audit import canonical
 from common.config import SCOPES, Action, ConfigError, RuleSource, Settings
 from common.errors import OnrecordError
 from common.kinds import PATH, Kind
+from common.urls import url_pattern
 from common.workspace import canonical_names
 
 ANY_PATH = "path"  # in a rule, `path=` covers every path-like argument
@@ -103,6 +104,11 @@ class Rule:
     name_glob: str
     arguments: tuple[tuple[str, str], ...]
     exceptions: tuple[tuple[str, str], ...] = ()
+    # The same conditions as a URL argument reads them (`common.urls.url_pattern`), and what could
+    # not be read so, worked out once when the policy is loaded.
+    url_arguments: tuple[tuple[str, str], ...] = ()
+    url_exceptions: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def path_only(self, kinds: Mapping[str, Kind]) -> bool:
         """True when every condition is on paths: the rule names sensitive files."""
@@ -114,7 +120,10 @@ class Rule:
     ) -> bool:
         """Whether the argument conditions hold (the caller has matched the name). `every`: each
         path value must match by each of its names (allow rules); else one name of one value will do."""
-        for key, pattern in self.arguments:
+        for i, (key, pattern) in enumerate(self.arguments):
+            url = _url(kinds, key)
+            if url and self.url_arguments:
+                pattern = self.url_arguments[i][1]
             if key == ANY_PATH or _path_like(kinds, key):
                 values = [v for k, vs in paths.items() if key in (ANY_PATH, k) for v in vs]
                 hit = [self._path_hit(key, pattern, names, every) for names in values]
@@ -123,7 +132,7 @@ class Rule:
             elif (
                 key not in arguments
                 or arguments[key] is None
-                or not _value_hit(_text(arguments[key]), pattern, fold=not every and _url(kinds, key))
+                or not _value_hit(_text(arguments[key]), pattern, fold=not every and url)
                 or self._excepted(key, _text(arguments[key]), kinds)
             ):
                 return False
@@ -135,9 +144,10 @@ class Rule:
 
     def _excepted(self, key: str, value: str, kinds: Mapping[str, Kind] | None) -> bool:
         path = kinds is None
+        exceptions = self.url_exceptions if kinds is not None and _url(kinds, key) else self.exceptions
         return any(
             k == key and (path_matches(p, value) if path else fnmatch.fnmatchcase(value, p))
-            for k, p in self.exceptions
+            for k, p in exceptions
         )
 
 
@@ -181,9 +191,38 @@ def parse_rule(source: RuleSource) -> Rule:
                     f"condition {part!r} must be 'name=pattern' or 'name!=pattern'"
                 )
             (exceptions if negated else args).append((key, pattern.strip()))
+    url_args = [(k, url_pattern(p)) for k, p in args]
+    url_exceptions = [(k, url_pattern(p)) for k, p in exceptions]
+    # Deny and ask rules match URLs ignoring case; an allow rule or an exception that cannot be read
+    # as URLs are written would let through what its author meant to hold back.
+    warnings: list[str] = []
+    for op, effect, written, read in (
+        ("=", "never matches it", args if source.action == "allow" else [], url_args),
+        ("!=", "never excepts it", exceptions, url_exceptions),
+    ):
+        for (key, pattern), (_, (_, why)) in zip(written, read, strict=False):
+            if why is not None:
+                warnings.append(
+                    f"{source.file}: policy.{source.action} rule {source.text!r}: {key}{op}{pattern!r}: "
+                    f"{why}; where {key!r} is a URL argument the rule {effect}"
+                )
     return Rule(
-        source.action, source.text, source.file, source.scope, m.group("name"), tuple(args), tuple(exceptions)
+        source.action,
+        source.text,
+        source.file,
+        source.scope,
+        m.group("name"),
+        tuple(args),
+        tuple(exceptions),
+        tuple((k, u) for k, (u, _) in url_args),
+        tuple((k, u) for k, (u, _) in url_exceptions),
+        tuple(warnings),
     )
+
+
+def rule_warnings(settings: Settings) -> list[str]:
+    """What in the settings' rules cannot mean what it seems to (see `parse_rule`)."""
+    return [w for source in settings.rules for w in parse_rule(source).warnings]
 
 
 def _text(value: Any) -> str:
@@ -327,6 +366,7 @@ class Policy:
         self.root = settings.root
         ordered = sorted(settings.rules, key=lambda r: SCOPES.index(r.scope))
         parsed = [parse_rule(r) for r in ordered]
+        self.warnings = [w for r in parsed for w in r.warnings]
         self.rules: dict[Action, list[Rule]] = {a: [r for r in parsed if r.action == a] for a in _STRICTNESS}
         self.protected = [os.path.realpath(p) for p in settings.protected_paths()]
         self._tools: dict[str, list[str]] = {}  # server -> qualified names of its tools
@@ -404,6 +444,14 @@ class Policy:
         if static and len(self._static) < 100_000:
             self._static[key] = decision
         return decision
+
+    def argument_free(self, decision: Decision) -> bool:
+        """Whether `decision` holds for every call of its tool whatever the arguments: it came from
+        an annotation default, the default, or a rule with no argument conditions."""
+        for rule in self.rules.get(decision.action, []):
+            if rule.text == decision.rule and rule.source == decision.source:
+                return not rule.arguments and not rule.exceptions
+        return decision.rule == "default" or (decision.rule or "").startswith("annotations.")
 
     def content_decision(self, server: str, tool: str, path: str, *, follow_links: bool = False) -> Decision:
         """Whether text from file `path` may leave through `server.tool` without asking: denied or

@@ -13,13 +13,14 @@ import math
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import re2
 
+from common import offload
 from common.errors import OnrecordError
 
 BUILTIN = "common/data/secret_rules.toml"
@@ -52,14 +53,16 @@ class Rule:
     check: Callable[[str], bool] | None = None
     scan: bool = True  # False: for redaction only (too broad to report as a finding)
 
-    def secret_spans(self, text: str, original: str | None = None) -> list[tuple[int, int]]:
-        """(start, end) of every secret this rule finds in `text`, left to right, not overlapping.
-        With `original` (a text of the same length that `text` is a decoded view of), the checks
-        read the original's characters."""
-        spans: list[tuple[int, int]] = []
+    def secret_spans(self, text: str, original: str | None = None) -> Iterator[tuple[int, int]]:
+        """(start, end) of every secret this rule finds in `text`, left to right, not overlapping,
+        found as they are taken: a caller that stops early (a cap, a cancelled call) stops the
+        matching too. With `original` (a text of the same length that `text` is a decoded view of),
+        the checks read the original's characters."""
         last = 0
         checked = text if original is None else original
-        for m in self.pattern.finditer(text):
+        for count, m in enumerate(self.pattern.finditer(text), 1):
+            if count % 4096 == 0:
+                offload.checkpoint()  # a rule matching all over a large file, its checks refusing each
             group_start, group_end = m.span(self.start_group)
             start = group_end if self.from_end else group_start
             if start < 0:
@@ -73,9 +76,8 @@ class Rule:
                 or (self.check is not None and not self.check(checked[start:end]))
             ):
                 continue
-            spans.append((start, end))
+            yield start, end
             last = end
-        return spans
 
 
 @dataclass(frozen=True)

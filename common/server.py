@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -262,6 +262,8 @@ class AccountableServer(MCPServer):
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.config = settings
         self.policy = Policy(settings)
+        for warning in self.policy.warnings:
+            log.warning("%s", warning)
         self.approvals = ApprovalStore.for_settings(settings)
         self.audit = audit or AuditLog(
             settings.audit_path,
@@ -618,7 +620,27 @@ class AccountableServer(MCPServer):
                     return True, d.reason, True
             return False, d.reason, d.action == "ask"
 
-        return decide
+        def call(arguments: Mapping[str, Any]) -> Decision | None:
+            facts = self._facts_of(name)
+            sent = dict(arguments)
+            if facts is not None and facts.urls:
+                sent = _canonical_urls(sent, facts.urls)
+            d = self.policy.decide(
+                owner,
+                name,
+                self.seen_arguments(name, sent),
+                self._annotations.get(name),
+                kinds=self._kinds.get(name),
+            )
+            if d.effective == "allow":
+                return None
+            # The human who approved this call answered the ask every call of the tool gets; an ask
+            # that names these arguments is a question nobody was asked.
+            if d.effective == "ask" and approved is not None and self.policy.argument_free(d):
+                return None
+            return d
+
+        return content.pair(decide, call)
 
     def _facts_of(self, name: str) -> _Facts | None:
         """The shared facts of a registered tool (None for a name no tool has)."""

@@ -159,3 +159,42 @@ def _remove_dots(path: str) -> str:
         else:
             out.append(segment)
     return "/" + "/".join(out)
+
+
+_PATTERN = re.compile(r"(?s)([^:/?#]*)://([^/?#]*)(.*)")
+_GLOB = frozenset("*?[")
+
+
+def url_pattern(pattern: str) -> tuple[str, str | None]:
+    """A rule's glob for a URL argument with its scheme and host spelled as `canonical_url` spells
+    them (lower-case, IDNA, one trailing dot and the scheme's default port dropped), and why that
+    could not be done when it could not: capitals beside glob characters in the scheme or host,
+    where a `*` may also stand for part of the path, are left as written."""
+    m = _PATTERN.fullmatch(pattern)
+    if m is None:
+        return pattern, None
+    scheme, authority, rest = m.groups()
+    userinfo, at, host = authority.rpartition("@")
+    if _GLOB.intersection(scheme + host):
+        if scheme == scheme.lower() and host == host.lower() and host.isascii():
+            return pattern, None
+        return pattern, (
+            f"{scheme}://{host} holds capitals (or non-ASCII) beside glob characters; URL arguments "
+            "are matched with a lower-case scheme and host, so write them in lower case"
+        )
+    scheme, host = scheme.lower(), host.lower()
+    port = ""
+    if (colon := host.rfind(":")) > host.rfind("]") and host[colon + 1 :].isdigit():
+        host, port = host[:colon], host[colon:]
+        if _DEFAULT_PORTS.get(scheme) == int(port[1:]):
+            port = ""
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]
+    if not host.isascii():
+        import idna
+
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            return pattern, f"host {host!r} is not a valid international name ({exc})"
+    return f"{scheme}://{userinfo}{at}{host}{port}{rest}", None

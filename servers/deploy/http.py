@@ -3,6 +3,8 @@
 Each hop (the URL, then every redirect) is checked against `[deploy] allowed_hosts`, resolved once,
 refused if the address is inner, and connected to at exactly that address: the request goes to the
 pinned IP with the original Host header and TLS server name, and no proxy from the environment.
+A redirect's target is also put to the policy in canonical form, as if the tool had been called with
+it: a URL a deny or ask rule names is never fetched by way of another URL's redirect.
 Bodies are read up to `[deploy] max_body_bytes`.
 """
 
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 from pydantic import Field
 
-from common import kinds, net
+from common import content, kinds, net
 from common.redact import redact_text
+from common.urls import URLError, canonical_url
 from servers.deploy.context import DeployContext, DeployError
 from servers.deploy.models import Hop, HttpCheck
 
@@ -82,6 +85,30 @@ def _decoded(raw: bytes, encoding: str, cap: int) -> tuple[bytes, bool]:
     return out, bool(inflater.unconsumed_tail) or len(out) >= cap
 
 
+class _HopRefused(Exception):
+    """A redirect the policy would not let the tool follow."""
+
+
+def _next_hop(current: httpx.URL, location: str, called: dict[str, Any]) -> httpx.URL:
+    """The URL a redirect leads to, in canonical form, once the policy lets this call go there."""
+    import httpx
+
+    joined = str(current.join(location))
+    try:
+        target = canonical_url(joined)
+    except URLError as exc:
+        raise _HopRefused(f"redirect to {joined!r} not followed: {exc}") from exc
+    decision = content.refused_call({**called, "url": target})
+    if decision is not None:
+        hint = (
+            "; a human can approve a call of check_http with that URL" if decision.effective == "ask" else ""
+        )
+        raise _HopRefused(
+            f"redirect to {target!r} refused by policy and not fetched: {decision.reason}{hint}"
+        )
+    return httpx.URL(target)
+
+
 def _message(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     while exc.__cause__ is not None and not str(exc):
@@ -117,6 +144,8 @@ async def check_http(
     application/health+json body; a pass or fail verdict with the reasons. Only hosts a human listed
     in [deploy] allowed_hosts are called; loopback, private, link-local, carrier-grade NAT and cloud
     metadata addresses are refused unless [deploy] allow_private_hosts names the host."""
+    # Every argument but ctx, as the call got them: a redirect is decided as this call with its URL.
+    called = {k: v for k, v in locals().items() if k != "ctx"}
     import httpx  # on first use: server start does not pay for the HTTP stack
 
     options = ctx.options
@@ -165,7 +194,7 @@ async def check_http(
                                     location=location,
                                 )
                             )
-                            current = current.join(location)
+                            current = _next_hop(current, location, called)
                             continue
                         days, expires = _days_left(response.extensions.get("network_stream"))
                         result.tls_days_left, result.tls_expires = days, expires
@@ -182,6 +211,8 @@ async def check_http(
                     break
     except net.HostRefused as exc:
         result.problems.append(f"refused: {exc}")
+    except _HopRefused as exc:
+        result.problems.append(str(exc))
     except TimeoutError:
         result.problems.append(f"no complete answer within {timeout_s:g} s")
     except httpx.HTTPError as exc:

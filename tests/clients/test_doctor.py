@@ -180,3 +180,13 @@ def test_doctor_exits_non_zero_on_a_problem_and_prints_each_fix(
     assert main(["doctor", "--json"]) == 1
     findings = json.loads(capsys.readouterr().out)
     assert [f["check"] for f in findings if f["status"] == "problem"] == ["audit"]
+
+
+def test_an_allow_rule_that_can_never_match_a_url_is_a_problem_naming_it(home: Path, project: Path) -> None:
+    policy = project.parent / "policy.toml"
+    policy.write_text(
+        '[policy]\nallow = ["deploy.check_http(url=https://*.Example.com/*)"]\n', encoding="utf-8"
+    )
+    (found,) = problems(diagnose(project, str(policy), servers_start))
+    assert found.check == "policy" and "'deploy.check_http(url=https://*.Example.com/*)'" in found.detail
+    assert str(policy) in found.detail and "lower case" in found.fix

@@ -231,5 +231,7 @@ async def test_a_deny_rule_written_in_capitals_still_names_the_canonical_url(tmp
     server.add_tool(fetch, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
     assert server.explain("fetch", {"url": "https://internal.example.com/x"}).action == "deny"
     assert server.explain("fetch", {"url": "https://INTERNAL.example.com/x"}).action == "deny"
-    # An allow rule keeps case: the canonical host is lower-case, so this one allows nothing.
-    assert server.explain("fetch", {"url": "https://public.example.com/x"}).rule == "annotations.destructive"
+    # An allow rule's scheme and host are read as URLs arrive (lower-case) when the policy loads;
+    # its path keeps case.
+    assert server.explain("fetch", {"url": "https://PUBLIC.example.com/x"}).action == "allow"
+    assert server.explain("fetch", {"url": "https://public.example.org/x"}).rule == "annotations.destructive"

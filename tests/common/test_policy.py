@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError, RuleSource, load_settings
-from common.kinds import PATH, PATHS
-from common.policy import Policy, parse_rule, path_matches
+from common.kinds import PATH, PATHS, URL
+from common.policy import Policy, parse_rule, path_matches, rule_warnings
+from common.urls import canonical_url
 from tests.helpers import settings_for
 
 PATH_ARG = {"path": PATH}
@@ -286,3 +287,50 @@ def test_the_listing_screen_clears_only_names_no_rule_or_protection_could_concer
     everything = policy(tmp_path / "any", '[policy]\ndeny = ["repo.*(path=*)"]\n')
     everything.register("repo", "read_file")
     assert everything.content_screen("repo", "read_file") is False  # `*` has no fixed text to screen on
+
+
+URL_ARG = {"url": URL}
+
+
+def test_an_allow_rule_with_capitals_in_its_host_names_that_host_as_urls_arrive(tmp_path: Path) -> None:
+    p = policy(
+        tmp_path,
+        '[policy]\ndefault = "deny"\n'
+        'allow = ["deploy.probe(url=HTTPS://Public.Example.com:443/*, url!=https://public.example.com/Admin*)"]\n',
+    )
+    assert not p.warnings
+
+    def action(url: str) -> str:
+        return p.decide("deploy", "probe", {"url": canonical_url(url)}, None, kinds=URL_ARG).action
+
+    assert action("https://public.example.com/status") == "allow"
+    assert action("https://PUBLIC.example.com./status") == "allow"
+    assert action("https://public.example.com/Admin/users") == "deny"  # the exception still holds
+    assert action("https://evil.example.com/status") == "deny"
+
+
+def test_an_exception_with_capitals_in_its_host_still_excepts_that_host(tmp_path: Path) -> None:
+    p = policy(
+        tmp_path,
+        '[policy]\ndefault = "deny"\nallow = ["deploy.probe(url=https://*, url!=https://Admin.example.com/*)"]\n',
+    )
+    decide = p.decide
+    assert (
+        decide("deploy", "probe", {"url": "https://admin.example.com/x"}, None, kinds=URL_ARG).action
+        == "deny"
+    )
+    assert (
+        decide("deploy", "probe", {"url": "https://www.example.com/x"}, None, kinds=URL_ARG).action == "allow"
+    )
+
+
+def test_a_url_rule_mixing_capitals_and_globs_in_its_host_is_warned_naming_the_rule(tmp_path: Path) -> None:
+    text = '[policy]\nallow = ["deploy.probe(url=https://*.Example.com/*)"]\nask = ["deploy.probe(url=https://*.Prod.com/*)"]\n'
+    p = policy(tmp_path, text)
+    (warning,) = p.warnings  # an ask rule matches ignoring case: nothing to warn about
+    assert "policy.allow rule 'deploy.probe(url=https://*.Example.com/*)'" in warning
+    assert "write them in lower case" in warning and "policy-" in warning  # names the file
+    assert rule_warnings(p.settings) == [warning]
+    # It allows nothing it was not meant to: the host as URLs arrive is lower-case.
+    decided = p.decide("deploy", "probe", {"url": "https://www.example.com/"}, OPEN_WORLD, kinds=URL_ARG)
+    assert decided.action == "ask" and decided.rule == "annotations.open_world"

@@ -134,6 +134,52 @@ async def test_a_scan_stopped_by_its_caller_stops_at_the_next_rule_and_its_threa
     assert later == []
 
 
+async def test_a_scan_stopped_by_its_caller_stops_inside_a_rule_matching_everywhere() -> None:
+    """A rule matching at every character of a large file, its check refusing each match, is stopped
+    within a few thousand matches of the cancellation, not after all of them."""
+    started, release = threading.Event(), threading.Event()
+    examined: list[str] = []
+
+    def refuses(secret: str) -> bool:
+        started.set()
+        release.wait()
+        examined.append(secret)
+        return False
+
+    text = "a" * 1_900_000
+    rules = RuleSet((_rule("every_a", "a", refuses),))
+
+    async def scan() -> None:
+        await anyio.to_thread.run_sync(find, text, "a.txt", rules)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scan)
+        await anyio.to_thread.run_sync(started.wait)
+        tg.cancel_scope.cancel()
+        release.set()
+    assert 0 < len(examined) <= 4096
+
+
+def test_a_rule_matching_everywhere_is_matched_only_up_to_the_per_file_cap() -> None:
+    examined: list[str] = []
+
+    def takes(secret: str) -> bool:
+        examined.append(secret)
+        return True
+
+    hits, _ = find("q\n" * 100_000, "f.txt", RuleSet((_rule("every_q", "q", takes),)))
+    assert len(hits) == MAX_HITS_PER_FILE and len(examined) == MAX_HITS_PER_FILE
+
+
+def test_spans_are_the_same_taken_lazily_or_all_at_once() -> None:
+    rule = _rule("tok", "tok[0-9]+", lambda s: not s.endswith("7"))
+    text = " ".join(f"tok{i}" for i in range(20_000))
+    spans = list(rule.secret_spans(text))
+    assert len(spans) == 18_000 and spans == sorted(spans)
+    lazy = rule.secret_spans(text)
+    assert [next(lazy) for _ in range(3)] == spans[:3]
+
+
 # ------------------------------------------------------------------------- what a scan cannot read
 
 

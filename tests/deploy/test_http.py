@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from common.net import inner_reason
-from tests.helpers import ok, settings_for
+from tests.helpers import err, ok, settings_for
 
 pytestmark = pytest.mark.anyio
 
 SEEN_HOSTS: list[str] = []
+SEEN_PATHS: list[str] = []
+ADMIN_PAGE = b"admin console: root password is hunter2"
 
 
 class Service(BaseHTTPRequestHandler):
@@ -31,6 +33,9 @@ class Service(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         SEEN_HOSTS.append(self.headers.get("Host", ""))
+        SEEN_PATHS.append(self.path)
+        if self.path.lower().startswith("/admin"):
+            return self._send(200, ADMIN_PAGE)
         if self.path == "/health":
             return self._send(200, json.dumps({"status": "pass"}).encode(), "application/health+json")
         if self.path == "/degraded":
@@ -166,6 +171,92 @@ async def test_hosts_must_be_allowed_and_inner_addresses_are_refused_on_every_ho
     assert "not in [deploy] allowed_hosts" in unlisted["problems"][0]
     assert "not in [deploy] allowed_hosts" in metadata["problems"][0]
     assert "credentials" in creds["problems"][0]
+
+
+DENY_ADMIN = '[policy]\nallow = ["deploy.check_http"]\ndeny = ["deploy.check_http(url=*/admin*)"]\n'
+ASK_ADMIN = '[policy]\nallow = ["deploy.check_http"]\nask = ["deploy.check_http(url=*/admin*)"]\n'
+LOCAL = {"allowed_hosts": ["localhost"], "allow_private_hosts": ["localhost"]}
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["/admin", "/static/../Admin/", "http://LOCALHOST:{port}/%61dmin", "//localhost:{port}/./admin?next=/"],
+)
+async def test_a_redirect_to_a_url_a_deny_rule_names_is_never_fetched(
+    repo: Callable[..., Path], session: Any, service: int, location: str
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = location.format(port=service)
+    async with session(root, DENY_ADMIN, **LOCAL) as call:
+        direct = await call("check_http", url=f"http://localhost:{service}/admin")
+        SEEN_PATHS.clear()
+        redirected = ok(await call("check_http", url=f"http://localhost:{service}/moved", contains="hunter2"))
+    assert "deny rule 'deploy.check_http(url=*/admin*)'" in err(direct)
+    assert redirected["verdict"] == "fail" and redirected["contains_found"] is None
+    (problem,) = redirected["problems"]
+    assert problem.startswith(f"redirect to 'http://localhost:{service}/")
+    assert "refused by policy and not fetched" in problem and "'deploy.check_http(url=*/admin*)'" in problem
+    assert [h["status"] for h in redirected["redirects"]] == [302]
+    assert SEEN_PATHS == ["/moved"]  # the admin page was never requested
+
+
+async def test_a_redirect_to_a_url_an_ask_rule_names_stops_and_says_a_human_can_approve_it(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = "/admin"
+    async with session(root, ASK_ADMIN, **LOCAL) as call:
+        SEEN_PATHS.clear()
+        redirected = ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+        Service.redirect_to = "/health"
+        followed = ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+    (problem,) = redirected["problems"]
+    assert "ask rule 'deploy.check_http(url=*/admin*)'" in problem and "a human can approve" in problem
+    assert followed["verdict"] == "pass" and followed["health_status"] == "pass"
+    assert "/admin" not in SEEN_PATHS and SEEN_PATHS.count("/health") == 1
+
+
+async def test_a_call_a_human_approved_follows_redirects_but_not_to_a_url_an_ask_rule_names(
+    repo: Callable[..., Path], service: int
+) -> None:
+    from mcp import Client
+    from mcp.types import ElicitResult
+
+    from servers.deploy.server import build_server
+
+    root = repo({"a.txt": "x\n"})
+    # No allow rule: every check_http call asks (policy.annotations.open_world), and the human says yes.
+    settings = settings_for(root, '[policy]\nask = ["deploy.check_http(url=*/admin*)"]\n')
+    settings.servers["deploy"] = {**settings.servers.get("deploy", {}), **LOCAL}
+    questions: list[str] = []
+
+    async def yes(context: Any, params: Any) -> ElicitResult:
+        questions.append(params.message)
+        return ElicitResult(action="accept", content={"approve": True})
+
+    SEEN_PATHS.clear()
+    async with Client(build_server(settings), mode="legacy", elicitation_callback=yes) as client:
+        Service.redirect_to = "/health"
+        followed = ok(await client.call_tool("check_http", {"url": f"http://localhost:{service}/moved"}))
+        Service.redirect_to = "/admin"
+        stopped = ok(await client.call_tool("check_http", {"url": f"http://localhost:{service}/moved"}))
+    assert len(questions) == 2  # each call was approved, for its own URL
+    assert followed["verdict"] == "pass"
+    assert "ask rule 'deploy.check_http(url=*/admin*)'" in stopped["problems"][0]
+    assert "/admin" not in SEEN_PATHS
+
+
+async def test_an_allow_rule_written_with_capitals_allows_the_host_it_names_and_no_other(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    policy = f'[policy]\nallow = ["deploy.check_http(url=HTTP://LocalHost:{service}/health*)"]\n'
+    async with session(root, policy, **LOCAL) as call:
+        SEEN_PATHS.clear()
+        allowed = ok(await call("check_http", url=f"http://localhost:{service}/health"))
+        other = await call("check_http", url=f"http://localhost:{service}/admin")
+    assert allowed["verdict"] == "pass"
+    assert "Needs approval" in err(other) and SEEN_PATHS == ["/health"]
 
 
 async def test_the_project_file_cannot_allow_hosts_or_trust_certificates(
