@@ -73,7 +73,8 @@ def _sources() -> list[Path]:
 def load(file: Path, expected: str) -> list[Entry] | None:
     """The entries of a listing file written under key `expected`, or None for any other file."""
     try:
-        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO left at this path must not wait for a writer (it is then refused below).
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,32 @@ async def test_a_listing_file_others_could_write_or_a_link_is_never_read(tmp_pat
     file.rename(real)
     file.symlink_to(real)
     assert not is_kept(build("repo", settings))
+
+
+async def test_a_fifo_at_the_listing_path_is_ignored_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    settings = settings_for(project(tmp_path))
+    cold = await listed(build("repo", settings))
+    file = kept_file("repo")
+    file.unlink()
+    os.mkfifo(file)
+    released: list[bool] = []
+
+    def release() -> None:  # a safety valve: a reader blocked on the FIFO gets a writer after 10 s
+        try:
+            os.close(os.open(file, os.O_WRONLY | os.O_NONBLOCK))
+            released.append(True)
+        except OSError:
+            pass
+
+    valve = threading.Timer(10, release)
+    valve.start()
+    try:
+        server = build("repo", settings)
+    finally:
+        valve.cancel()
+    assert not released, "start-up waited on the FIFO until the valve opened it"
+    assert not is_kept(server)
+    assert await listed(server) == cold
 
 
 async def test_a_listing_that_a_built_tool_contradicts_is_dropped_and_the_truth_listed(
