@@ -35,6 +35,7 @@ from servers.deploy.models import (
     Waiver,
 )
 from servers.deploy.settings import CHECK_IDS, CheckId
+from servers.testing.store import is_cache
 
 MAX_EVIDENCE = 20
 TEXT_CHARS = 200
@@ -159,9 +160,11 @@ async def check_lint(ctx: DeployContext, base: str | None) -> Found:
 async def check_worktree_clean(ctx: DeployContext, base: str | None) -> Found:
     # Without renames every entry is `XY path`; a rename's second entry (the old name) is not.
     result = await ctx.git.run(["status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=normal"])
-    entries = [e for e in result.text().split("\0") if len(e) > 3]
+    # Untracked bytecode and pytest's cache are what a test run (this report's own, too) leaves
+    # behind, not a change: the testing server's dirty flag reads them the same way.
+    entries = [e for e in result.text().split("\0") if len(e) > 3 and not (e[:2] == "??" and is_cache(e[3:]))]
     if not entries:
-        return Found("pass", "no uncommitted changes and no untracked files")
+        return Found("pass", "no uncommitted changes and no untracked files (bytecode and test caches aside)")
     evidence = [Evidence(path=e[3:], text=f"{e[:2].strip() or '?'} {e[3:]}") for e in entries[:MAX_EVIDENCE]]
     return Found(
         "fail",

@@ -24,7 +24,7 @@ def history_path(project: Project) -> Path:
 CACHES = ("__pycache__", ".pytest_cache")
 
 
-def _is_cache(name: str) -> bool:
+def is_cache(name: str) -> bool:
     """Bytecode and pytest's cache: what a test run itself leaves behind, not a change to the code."""
     parts = name.split("/")
     return name.endswith((".pyc", ".pyo")) or any(part in CACHES for part in parts)
@@ -43,7 +43,7 @@ async def git_state(project: Project) -> tuple[str | None, bool | None]:
     sha = head.text().strip() or None
     if status.returncode != 0 or others.returncode != 0:
         return sha, None
-    untracked = [n for n in others.text().split("\0") if n and not _is_cache(n)]
+    untracked = [n for n in others.text().split("\0") if n and not is_cache(n)]
     return sha, bool(status.text().strip()) or bool(untracked)
 
 

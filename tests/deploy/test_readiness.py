@@ -56,6 +56,23 @@ async def test_a_ready_project_passes_every_check_that_applies(
     assert all(c["status"] == "pass" for c in others), [(c["id"], c["summary"]) for c in others]
 
 
+async def test_the_report_reads_the_same_tree_the_same_after_its_own_test_run(
+    repo: Callable[..., Path], session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as on a developer's machine
+    root = _released(repo)  # no .gitignore: the report's own test run leaves __pycache__ untracked
+    async with session(root) as call:
+        first = ok(await call("readiness_report"))
+        assert any(root.rglob("__pycache__"))
+        second = ok(await call("readiness_report"))
+        write(root, {"shop/new.py": "x = 1\n"})  # a real untracked file still counts
+        third = ok(await call("readiness_report", checks=["worktree_clean"]))
+    assert _by_id(second)["worktree_clean"]["status"] == "pass", _by_id(second)["worktree_clean"]
+    assert second["verdict"] == first["verdict"] == "inconclusive"
+    clean = _by_id(third)["worktree_clean"]
+    assert clean["status"] == "fail" and [e["path"] for e in clean["evidence"]] == ["shop/new.py"]
+
+
 async def test_failures_block_with_evidence_and_advisories_warn(
     repo: Callable[..., Path], session: Any
 ) -> None:
