@@ -87,6 +87,9 @@ class SecretScan(Envelope):
     skipped_binary: int = Field(default=0, description="Binary files")
     skipped_too_large: int = Field(default=0, description="Over [deploy] max_file_bytes")
     skipped_unreadable: int = Field(default=0, description="Unreadable files")
+    not_scanned: list[str] = Field(
+        default_factory=list, description="The first files too large or unreadable"
+    )
     suppressed_by_baseline: int = 0
     suppressed_by_allowlist: int = Field(default=0, description="Matches the allowlist says are not secrets")
     rules: int = Field(description="Rules applied")

@@ -414,6 +414,7 @@ async def check_secrets(ctx: DeployContext, base: str | None) -> Found:
     total = scan.total or 0
     unread = secrets.not_scanned(scan.skipped_too_large, scan.skipped_unreadable)
     ignored = [Evidence(text=text) for text in scan.ignored_settings]
+    notes = ignored + [Evidence(path=name, text="not scanned") for name in scan.not_scanned]
     counts = "".join(
         f"; {n} {what}"
         for n, what in (
@@ -429,14 +430,14 @@ async def check_secrets(ctx: DeployContext, base: str | None) -> Found:
         return Found(
             "skipped",
             f"not conclusive: {unread}; no secrets in the {scan.files_scanned} files scanned{counts}",
-            ignored or None,
+            notes or None,
             fix="scan_secrets names the limits; move large generated files out of the repository or "
             "have a human raise [deploy] max_file_bytes",
         )
     if total == 0:
-        return Found("pass", f"no secrets in {scan.files_scanned} files{counts}", ignored or None)
+        return Found("pass", f"no secrets in {scan.files_scanned} files{counts}", notes or None)
     evidence = [Evidence(path=f.path, line=f.line, text=f"{f.rule}: {f.excerpt}") for f in scan.findings]
-    evidence += ignored
+    evidence += notes
     return Found(
         "fail",
         f"{total} secret(s) in the work tree{'; ' + unread if unread else ''}{counts}",

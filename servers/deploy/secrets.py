@@ -59,6 +59,7 @@ class Tally:
     baselined: int = 0
     capped: int = 0  # files whose findings stopped at MAX_HITS_PER_FILE
     commits: int = 0
+    unscanned: list[str] = field(default_factory=list)  # the first names too large or unreadable
 
 
 def rule_set(ctx: DeployContext, ignored: list[str] | None = None) -> RuleSet:
@@ -433,9 +434,13 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
                 data, _, resolved = ctx.workspace.read_bytes(name, limit + 1)
             except (OSError, WorkspaceError):
                 tally.unreadable += 1
+                if len(tally.unscanned) < MAX_UNSCANNED:
+                    tally.unscanned.append(name)
                 continue
             if len(data) > limit:
                 tally.too_large += 1
+                if len(tally.unscanned) < MAX_UNSCANNED:
+                    tally.unscanned.append(name)
                 continue
             text = decode(data)
             if text is None:
@@ -486,6 +491,9 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: se
 
     await offload.run(parse_log)
     return result.stdout_truncated
+
+
+MAX_UNSCANNED = 20
 
 
 def not_scanned(too_large: int, unreadable: int) -> str:
@@ -557,6 +565,7 @@ async def scan_secrets(
         skipped_binary=tally.binary,
         skipped_too_large=tally.too_large,
         skipped_unreadable=tally.unreadable,
+        not_scanned=content.allowed_names(tally.unscanned),  # a file the policy hides is counted, not named
         suppressed_by_baseline=tally.baselined,
         suppressed_by_allowlist=tally.allowlisted,
         rules=sum(1 for r in rules.rules if r.scan),

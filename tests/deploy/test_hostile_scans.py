@@ -4,6 +4,7 @@ scan, files the scan cannot read, and Dockerfiles that put a secret where a name
 from __future__ import annotations
 
 import codecs
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -222,9 +223,21 @@ async def test_a_file_too_large_to_scan_makes_the_scan_say_so_and_readiness_inco
         report = ok(await call("readiness_report", checks=["secrets"]))
     assert scan["total"] == 0 and scan["skipped_too_large"] == 1 and scan["skipped_binary"] == 1
     assert "1 larger than [deploy] max_file_bytes" in scan["note"]
+    assert scan["not_scanned"] == ["big.txt"]  # named, so an agent knows which file to look at
     [check] = report["checks"]
     assert check["status"] == "skipped" and "not conclusive" in check["summary"]
+    assert {"path": "big.txt", "text": "not scanned"}.items() <= check["evidence"][0].items()
     assert report["verdict"] == "inconclusive"
+
+
+async def test_a_file_too_large_to_scan_that_the_policy_hides_is_counted_not_named(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"deploy/signing.key": "k" * 5000 + "\n", "app.py": "x = 1\n"})  # **/*.key: denied by default
+    async with session(root, max_file_bytes=4096) as call:
+        scan = ok(await call("scan_secrets"))
+    assert scan["skipped_too_large"] == 1 and scan["not_scanned"] == []
+    assert "signing.key" not in json.dumps(scan)
 
 
 async def test_binary_files_alone_do_not_stop_a_pass_but_are_counted(
