@@ -326,6 +326,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         **decision.as_record(),
         "tool_known": tool in known,
         "project_refused": server.config.refused,
+        "warnings": server.config.warnings,
     }
     if args.as_json:
         print(json.dumps(out, indent=2))
@@ -341,6 +342,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
         print(f"  reason: {visible(decision.reason)}")
         if tool not in known:
             print(f"  note:   {server_name} has no tool {tool!r}; known: {', '.join(sorted(known))}")
+        for warning in server.config.warnings:
+            print(f"  warning: {visible(warning)}")
         if server.config.refused:
             print("The project file tried these, and was not allowed (a project file may only tighten):")
             for line in server.config.refused:

@@ -5,7 +5,8 @@ Scopes, highest first:
     managed   /etc/onrecord/policy.toml (or $ONRECORD_MANAGED_POLICY)
     cli       --policy FILE
     user      $XDG_CONFIG_HOME/onrecord/config.toml (~/.config/onrecord/config.toml)
-    project   ROOT/.onrecord.toml, else [tool.onrecord] in ROOT/pyproject.toml (tightens only)
+    project   ROOT/.onrecord.toml, else [tool.onrecord] in ROOT/pyproject.toml (tightens only;
+              one project file: when both exist the table is not read, and a warning says so)
 
 Rules from every scope are kept with the file they came from; scalar settings come from the
 highest human scope that sets them. A managed file with `lock = true` drops allow rules and scalar
@@ -145,6 +146,7 @@ class Settings:
     project_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     project_file: Path | None = None
     refused: list[str] = field(default_factory=list)  # what a project file tried and may not do
+    warnings: list[str] = field(default_factory=list)  # settings written but not read, and why
 
     @property
     def audit_path(self) -> Path:
@@ -303,6 +305,28 @@ def _project_file(root: Path) -> tuple[Path, bool] | None:
     return None
 
 
+SHADOWED_PYPROJECT = "pyproject.toml [tool.onrecord] not read: .onrecord.toml takes precedence; merge them"
+
+
+def shadowed_pyproject(root: Path) -> str | None:
+    """A warning when the project has both a `.onrecord.toml` and a `[tool.onrecord]` table in its
+    pyproject.toml: only the first is read (one project file), so the table is silently ignored
+    unless someone says so. None when there is nothing to warn about."""
+    if not os.path.lexists(root / ".onrecord.toml"):
+        return None
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file() or pyproject.is_symlink():
+        return None
+    try:
+        raw = _parse_toml(_project_bytes(pyproject).decode("utf-8"), pyproject)
+    except (ConfigError, UnicodeDecodeError):
+        return None  # not ours to judge: its table, if any, would not be read anyway
+    tool = raw.get("tool")
+    if not isinstance(tool, dict) or "onrecord" not in tool:
+        return None
+    return f"{root / 'pyproject.toml'}: {SHADOWED_PYPROJECT} ({root / '.onrecord.toml'})"
+
+
 def read_project_file(
     root: Path, sections: Collection[str], refuse: Callable[[str], None]
 ) -> ProjectFile | None:
@@ -415,6 +439,8 @@ def load_settings(
 
     settings = Settings(root=root_path, state_dir=state if state is not None else state_dir())
     found = read_project_file(root_path, sections, settings.refuse) if use_project else None
+    if use_project and (warning := shadowed_pyproject(root_path)):
+        settings.warnings.append(warning)
     project = (found.path, found.settings) if found is not None and found.settings is not None else None
     settings.files = [path for _, path, _ in humans] + ([project[0]] if project else [])
     use_defaults = next(

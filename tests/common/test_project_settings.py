@@ -3,6 +3,7 @@ from, each server key says what a project may do to it, and nothing in the file 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,38 @@ def test_doctor_lists_what_a_project_server_table_was_refused(tmp_path: Path) ->
     findings, _ = settings_findings(root, None)
     assert not [f for f in findings if f.status == "problem"]
     assert any("a symbolic link" in f.detail for f in findings)
+
+
+def test_a_pyproject_table_shadowed_by_the_dedicated_file_is_warned_about_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clients.cli import main
+    from clients.doctor import settings_findings
+
+    root = tmp_path / "root"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.py").write_text("x = 1\n", encoding="utf-8")
+    (root / ".onrecord.toml").write_text('[policy]\nask = ["testing.lint(fix=true)"]\n', encoding="utf-8")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.onrecord.policy]\ndeny = ["repo.read_file(path=src/**)"]\n',
+        encoding="utf-8",
+    )
+    warning = "pyproject.toml [tool.onrecord] not read: .onrecord.toml takes precedence; merge them"
+    # The precedence stays (one project file), and says so where people look.
+    settings = load_settings(root, sections=SERVERS)
+    assert not any(r.text == "repo.read_file(path=src/**)" for r in settings.rules)
+    assert len(settings.warnings) == 1 and warning in settings.warnings[0]
+    findings, _ = settings_findings(root, None)
+    assert any(warning in f.detail and f.status == "problem" for f in findings)
+    args = ["policy", "explain", "repo.read_file", '{"path": "src/a.py"}', "--root", str(root)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ALLOW" in out and f"warning: {root / 'pyproject.toml'}: {warning}" in out
+    assert main([*args, "--json"]) == 0
+    assert warning in json.loads(capsys.readouterr().out)["warnings"][0]
+    # A pyproject.toml without the table, or without a dedicated file beside it, warns of nothing.
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    assert load_settings(root, sections=SERVERS).warnings == []
+    (root / "pyproject.toml").write_text('[tool.onrecord.policy]\ndeny = ["repo.*"]\n', encoding="utf-8")
+    (root / ".onrecord.toml").unlink()
+    assert load_settings(root, sections=SERVERS).warnings == []
