@@ -349,3 +349,33 @@ def test_a_pyproject_table_shadowed_by_the_dedicated_file_is_warned_about_not_re
     (root / "pyproject.toml").write_text('[tool.onrecord.policy]\ndeny = ["repo.*"]\n', encoding="utf-8")
     (root / ".onrecord.toml").unlink()
     assert load_settings(root, sections=SERVERS).warnings == []
+
+
+def test_what_a_project_may_do_with_a_key_is_checked_before_the_values_bounds(tmp_path: Path) -> None:
+    """A bound named for a value the project may not set at all reads as an invitation to try another."""
+    from clients.doctor import settings_findings
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text(
+        "[deploy]\nmax_file_bytes = 1\nmax_redirects = 50\nmin_cert_days = -1\nlarge_file_kb = 0\n"
+        "[limits]\nmax_result_tokens = 1000000\ncall_timeout_s = 0\n[audit]\nbatch_ms = 0\n",
+        encoding="utf-8",
+    )
+    findings, settings = settings_findings(root, None)
+    assert settings is not None
+    project = root / ".onrecord.toml"
+    refused = sorted(r.removeprefix(f"{project}: ") for r in settings.refused)
+    assert refused == [
+        "audit.batch_ms = 0 ignored: only the humans' settings say where and how the audit log is kept",
+        # Below a bound is a lowering, which the project may do: then the bound is the reason.
+        "deploy.large_file_kb = 0 ignored: large_file_kb: Input should be greater than or equal to 1",
+        "deploy.max_file_bytes = 1 ignored: only the humans' settings may set it",
+        "deploy.max_redirects = 50 ignored: a project file may only lower it (the default: 5)",
+        "deploy.min_cert_days = -1 ignored: a project file may only raise it (the default: 14)",
+        "limits.call_timeout_s = 0 ignored: Input should be greater than 0",
+        "limits.max_result_tokens = 1000000 ignored: a project file may only lower limits",
+    ]
+    shown = [f.detail for f in findings]
+    assert any("deploy.max_file_bytes = 1 ignored: only the humans' settings may set it" in d for d in shown)
+    assert not any("greater than or equal to 1000" in d for d in shown)
