@@ -465,7 +465,8 @@ def _approval_audit(directory: Path, approval: Any, via: str) -> None:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    from clients.review import table
+    from clients.review import clip, table
+    from common.approvals import format_targets
 
     store = approval_store(None)
     if args.action == "revoke":
@@ -491,13 +492,13 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                     a.status,
                     a.call,
                     a.root or "(none: older onrecord)",
-                    json.dumps(a.arguments, sort_keys=True)[:60],
+                    clip(json.dumps(a.arguments, sort_keys=True), 60),
                     # What will run, whole (a human decides on it), and a mark when redaction hid part
                     # of what is shown.
-                    " ".join(f"{k}={n}" for k, names in sorted(a.targets.items()) for n in names)
+                    format_targets(a.targets)
                     + (f" [PART HIDDEN: {', '.join(a.redacted)}]" if a.redacted else ""),
                     f"{max(0, int(a.expires - time.time()))}s" if a.status in ("pending", "granted") else "-",
-                    a.reason[:60],
+                    clip(a.reason, 60),
                 ]
                 for a in items
             ],
