@@ -326,6 +326,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         **decision.as_record(),
         "tool_known": tool in known,
         "project_refused": server.config.refused,
+        "warnings": server.config.warnings,
     }
     if args.as_json:
         print(json.dumps(out, indent=2))
@@ -341,6 +342,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
         print(f"  reason: {visible(decision.reason)}")
         if tool not in known:
             print(f"  note:   {server_name} has no tool {tool!r}; known: {', '.join(sorted(known))}")
+        for warning in server.config.warnings:
+            print(f"  warning: {visible(warning)}")
         if server.config.refused:
             print("The project file tried these, and was not allowed (a project file may only tighten):")
             for line in server.config.refused:
@@ -462,7 +465,8 @@ def _approval_audit(directory: Path, approval: Any, via: str) -> None:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    from clients.review import table
+    from clients.review import clip, table
+    from common.approvals import format_targets
 
     store = approval_store(None)
     if args.action == "revoke":
@@ -488,13 +492,13 @@ def cmd_approvals(args: argparse.Namespace) -> int:
                     a.status,
                     a.call,
                     a.root or "(none: older onrecord)",
-                    json.dumps(a.arguments, sort_keys=True)[:60],
+                    clip(json.dumps(a.arguments, sort_keys=True), 60),
                     # What will run, whole (a human decides on it), and a mark when redaction hid part
                     # of what is shown.
-                    " ".join(f"{k}={n}" for k, names in sorted(a.targets.items()) for n in names)
+                    format_targets(a.targets)
                     + (f" [PART HIDDEN: {', '.join(a.redacted)}]" if a.redacted else ""),
                     f"{max(0, int(a.expires - time.time()))}s" if a.status in ("pending", "granted") else "-",
-                    a.reason[:60],
+                    clip(a.reason, 60),
                 ]
                 for a in items
             ],

@@ -189,7 +189,9 @@ def _summary(result: Any) -> str:
         return f"lines {data.get('start_line')}-{data.get('end_line')} of {data.get('total_lines')}"
     if "languages" in data:
         return f"branch {data.get('branch')}, {data.get('files_tracked')} files, languages {list(data['languages'])}"
-    return json.dumps(data)[:100]
+    from clients.review import clip
+
+    return clip(json.dumps(data), 100)
 
 
 async def run_demo(keep: bool = False) -> int:

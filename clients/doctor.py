@@ -154,6 +154,15 @@ def settings_findings(root: Path, policy: str | None) -> tuple[list[Finding], Se
             server_section(settings, name, settings_model(name))  # what a project's table was refused
         except ConfigError as exc:
             findings.append(Finding("settings", "problem", str(exc), "fix the file the message names"))
+    for warning in settings.warnings:
+        findings.append(
+            Finding(
+                "settings (project)",
+                "problem",
+                warning,
+                "move the [tool.onrecord] table's settings into .onrecord.toml and delete the table",
+            )
+        )
     for refused in settings.refused:
         findings.append(
             Finding(

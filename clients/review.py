@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.approvals import format_targets
 from common.audit import FileReport, audit_files, last_records, verify_file
 from common.errors import OnrecordError
 from common.visible import visible
@@ -200,14 +201,13 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
             if d.get("enforced") is False and action != "allow":
                 action = f"{action} (shadow)"
             args = json.dumps(r.get("arguments"), ensure_ascii=False, sort_keys=True)
-            rows.append([r.get("seq"), clock(r), "call", r.get("tool"), action, _clip(args, 70)])
+            rows.append([r.get("seq"), clock(r), "call", r.get("tool"), action, clip(args, 70)])
             if d:  # which rule decided, from which file, and why: the reviewer's first question
                 # The reason names the rule that matched (or says none did); the source is its file.
                 source = f" [from {d['source']}]" if d.get("source") else ""
                 rows.append(["", "", "", "", "", f"  why: {d.get('reason')}{source}"])
             if isinstance(r.get("targets"), dict):  # what the call acted on, as the policy matched it
-                acts = " ".join(f"{k}={n}" for k, names in sorted(r["targets"].items()) for n in names)
-                rows.append(["", "", "", "", "", f"  acts on: {acts}"])
+                rows.append(["", "", "", "", "", f"  acts on: {format_targets(r['targets'])}"])
         elif kind == "result":
             detail = r.get("error") or (f"{r.get('size')} bytes" if r.get("size") is not None else "")
             rows.append(
@@ -217,7 +217,7 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
                     "result",
                     r.get("tool"),
                     r.get("status"),
-                    f"{r.get('duration_ms')} ms  {_clip(str(detail), 60)}",
+                    f"{r.get('duration_ms')} ms  {clip(str(detail), 60)}",
                 ]
             )
         elif kind == "session_end":
@@ -307,7 +307,9 @@ def clock(record: dict[str, Any]) -> str:
     return ts[11:23] if len(ts) >= 23 else ts
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
+    """`text` in at most `width` characters; a cut ends in "…", so a reader sees it was cut. Every
+    terminal table that bounds a cell uses this."""
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,15 +94,22 @@ class Approval:
         return what_runs(self.targets, self.redacted)
 
 
+def format_targets(targets: Mapping[str, object]) -> str:
+    """A call's targets as every view shows them (the agent's message, the approvals table, the
+    timeline, the review page): `path = ["a", "b"]; url = ["https://..."]`. Each name is quoted, so
+    a name with a space or a separator in it reads as one name."""
+    return "; ".join(
+        f"{key} = {json.dumps(names if isinstance(names, list) else [names], ensure_ascii=False, default=str)}"
+        for key, names in sorted(targets.items(), key=lambda item: str(item[0]))
+    )
+
+
 def what_runs(targets: dict[str, list[str]], redacted: list[str]) -> str:
     """One sentence for a human deciding a call: the targets it acts on and, when redaction hid part
     of what is shown, a plain warning naming the rules."""
     parts = []
     if targets:
-        acts = "; ".join(
-            f"{key} = {json.dumps(names, ensure_ascii=False)}" for key, names in sorted(targets.items())
-        )
-        parts.append(f"It acts on: {acts}.")
+        parts.append(f"It acts on: {format_targets(targets)}.")
     if redacted:
         rules = ", ".join(sorted(set(redacted)))
         parts.append(

@@ -5,7 +5,8 @@ Scopes, highest first:
     managed   /etc/onrecord/policy.toml (or $ONRECORD_MANAGED_POLICY)
     cli       --policy FILE
     user      $XDG_CONFIG_HOME/onrecord/config.toml (~/.config/onrecord/config.toml)
-    project   ROOT/.onrecord.toml, else [tool.onrecord] in ROOT/pyproject.toml (tightens only)
+    project   ROOT/.onrecord.toml, else [tool.onrecord] in ROOT/pyproject.toml (tightens only;
+              one project file: when both exist the table is not read, and a warning says so)
 
 Rules from every scope are kept with the file they came from; scalar settings come from the
 highest human scope that sets them. A managed file with `lock = true` drops allow rules and scalar
@@ -145,6 +146,7 @@ class Settings:
     project_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     project_file: Path | None = None
     refused: list[str] = field(default_factory=list)  # what a project file tried and may not do
+    warnings: list[str] = field(default_factory=list)  # settings written but not read, and why
 
     @property
     def audit_path(self) -> Path:
@@ -303,6 +305,28 @@ def _project_file(root: Path) -> tuple[Path, bool] | None:
     return None
 
 
+SHADOWED_PYPROJECT = "pyproject.toml [tool.onrecord] not read: .onrecord.toml takes precedence; merge them"
+
+
+def shadowed_pyproject(root: Path) -> str | None:
+    """A warning when the project has both a `.onrecord.toml` and a `[tool.onrecord]` table in its
+    pyproject.toml: only the first is read (one project file), so the table is silently ignored
+    unless someone says so. None when there is nothing to warn about."""
+    if not os.path.lexists(root / ".onrecord.toml"):
+        return None
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file() or pyproject.is_symlink():
+        return None
+    try:
+        raw = _parse_toml(_project_bytes(pyproject).decode("utf-8"), pyproject)
+    except (ConfigError, UnicodeDecodeError):
+        return None  # not ours to judge: its table, if any, would not be read anyway
+    tool = raw.get("tool")
+    if not isinstance(tool, dict) or "onrecord" not in tool:
+        return None
+    return f"{root / 'pyproject.toml'}: {SHADOWED_PYPROJECT} ({root / '.onrecord.toml'})"
+
+
 def read_project_file(
     root: Path, sections: Collection[str], refuse: Callable[[str], None]
 ) -> ProjectFile | None:
@@ -359,11 +383,34 @@ def _lenient(
                 loc, dropped = _drop(kept, err["loc"])
                 key = prefix + ".".join(str(p) for p in loc)
                 why = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                why = _project_may_not(loc, err["type"]) or why
                 if len(err["loc"]) > len(loc):  # an element of a list: the list goes
                     why = f"{'.'.join(str(p) for p in err['loc'][len(loc) :])}: {why}"
                 refuse(f"{path}: {key} = {shown(dropped)} ignored: {why}")
     refuse(f"{path}: ignored: too many keys that are not valid; the humans' settings apply")
     return SettingsFile()
+
+
+_ONLY_TIGHTEN = "a project file may only tighten the policy"
+_ONLY_HUMANS_ALLOW = "only the humans' settings may allow"
+_ONLY_MANAGED_LOCKS = "only the managed file may lock the policy"
+_ONLY_HUMANS_AUDIT = "only the humans' settings say where and how the audit log is kept"
+_ONLY_LOWER = "a project file may only lower limits"
+
+
+def _project_may_not(loc: tuple[int | str, ...], error: str) -> str | None:
+    """Why a project may not set the top-level key at `loc` at all, whatever its value: checked before
+    the value's bounds, so a refusal never suggests a value the project could not set either."""
+    if loc[:1] == ("audit",):
+        return _ONLY_HUMANS_AUDIT
+    if loc[:2] == ("policy", "allow"):
+        return _ONLY_HUMANS_ALLOW
+    if loc[:2] == ("policy", "lock"):
+        return _ONLY_MANAGED_LOCKS
+    # Above a bound is above any value the humans can have set: raising a limit, which is theirs.
+    if loc[:1] in (("limits",), ("approvals",)) and error in ("less_than_equal", "less_than"):
+        return _ONLY_LOWER
+    return None
 
 
 def _drop(table: dict[str, Any], loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], Any]:
@@ -415,6 +462,8 @@ def load_settings(
 
     settings = Settings(root=root_path, state_dir=state if state is not None else state_dir())
     found = read_project_file(root_path, sections, settings.refuse) if use_project else None
+    if use_project and (warning := shadowed_pyproject(root_path)):
+        settings.warnings.append(warning)
     project = (found.path, found.settings) if found is not None and found.settings is not None else None
     settings.files = [path for _, path, _ in humans] + ([project[0]] if project else [])
     use_defaults = next(
@@ -473,7 +522,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
     """Apply a project file: what tightens the humans' policy is taken, the rest refused."""
     where = str(path)
 
-    def refuse(key: str, value: object, why: str = "a project file may only tighten the policy") -> None:
+    def refuse(key: str, value: object, why: str = _ONLY_TIGHTEN) -> None:
         settings.refuse(f"{where}: {key} = {shown(value)} ignored: {why}")
 
     from common.policy import parse_rule
@@ -489,7 +538,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
                 continue
             settings.rules.append(rule)
     for text in policy.allow:
-        refuse("policy.allow", text, "only the humans' settings may allow")
+        refuse("policy.allow", text, _ONLY_HUMANS_ALLOW)
     if policy.mode == "shadow" and settings.mode != "shadow":
         refuse("policy.mode", policy.mode)
     elif policy.mode == "enforce" and settings.mode == "shadow":
@@ -497,7 +546,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
     if policy.default_denies is False:
         refuse("policy.default_denies", False)
     if policy.lock:
-        refuse("policy.lock", True, "only the managed file may lock the policy")
+        refuse("policy.lock", True, _ONLY_MANAGED_LOCKS)
     if policy.default is not None:
         if _STRICT[policy.default] > _STRICT[settings.default]:
             _set(settings, "default", policy.default, path)
@@ -513,7 +562,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
             refuse(f"policy.annotations.{key}", value)
     for key, value in f.audit.model_dump().items():
         if value is not None:
-            refuse(f"audit.{key}", value, "only the humans' settings say where and how the audit log is kept")
+            refuse(f"audit.{key}", value, _ONLY_HUMANS_AUDIT)
     for key, name in (
         ("approvals.ttl_s", "approval_ttl_s"),
         ("approvals.uses", "approval_uses"),
@@ -528,7 +577,7 @@ def _tighten(settings: Settings, path: Path, f: SettingsFile) -> None:
         if value <= getattr(settings, name):
             _set(settings, name, value, path)
         else:
-            refuse(key, value, "a project file may only lower limits")
+            refuse(key, value, _ONLY_LOWER)
     settings.project_file = path
     settings.project_servers = {name: dict(table) for name, table in (f.model_extra or {}).items()}
 
@@ -591,22 +640,34 @@ def _project_value(
         allowed = ", ".join(sorted(model.model_fields))
         refuse(f"unknown key; [{name}] takes: {allowed or 'no keys'}")
         return _REFUSED
-    try:
-        candidate = getattr(model.model_validate({**merged, key: value}), key)
-    except ValidationError as exc:
-        errors = [e for e in exc.errors() if e["loc"][:1] == (key,)] or exc.errors()
-        refuse("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors))
-        return _REFUSED
     rule = next((m.rule for m in declared.metadata if isinstance(m, ProjectMay)), "never")
     current = getattr(humans, key)
     origin = settings.origin(name, key)
     theirs = f"the humans' settings ({origin[0]})" if key in merged and origin else "the default"
+    try:
+        candidate = getattr(model.model_validate({**merged, key: value}), key)
+        invalid: list[str] = []
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if e["loc"][:1] == (key,)] or exc.errors()
+        candidate, invalid = _REFUSED, [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
     if candidate == current:
         return value
+    # What the project may do with the key comes first: a value's bounds matter only to a value the
+    # project could set at all (a bound named for a key it may not touch reads as an invitation).
+    if rule == "never":
+        refuse("only the humans' settings may set it")
+        return _REFUSED
+    if rule == "set" and key in settings.servers.get(name, {}):
+        refuse(f"{theirs} set it")
+        return _REFUSED
+    stricter = _comparable(value, current) and (value < current if rule == "lower" else value > current)
+    if rule in ("lower", "raise") and _comparable(value, current) and not stricter:
+        refuse(f"a project file may only {rule} it ({theirs}: {shown(current)})")
+        return _REFUSED
+    if invalid:
+        refuse("; ".join(invalid))
+        return _REFUSED
     if rule == "set":
-        if key in settings.servers.get(name, {}):
-            refuse(f"{theirs} set it")
-            return _REFUSED
         return value
     if rule in ("lower", "raise"):
         lower = rule == "lower"
@@ -634,6 +695,13 @@ def _project_value(
         return table
     refuse("only the humans' settings may set it")
     return _REFUSED
+
+
+def _comparable(value: object, current: object) -> bool:
+    """Whether a project's raw value compares with the humans' as a number (or both are booleans)."""
+    if isinstance(value, bool) or isinstance(current, bool):
+        return isinstance(value, bool) and isinstance(current, bool)
+    return isinstance(value, int | float) and isinstance(current, int | float)
 
 
 def _describe_section(settings: Settings, name: str, model: type[BaseModel], exc: ValidationError) -> str:

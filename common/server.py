@@ -1203,6 +1203,7 @@ def _session_fields(settings: Settings) -> dict[str, Any]:
         "policy_mode": settings.mode,
         "policy_files": [str(f) for f in settings.files],
         "project_refused": settings.refused,
+        "settings_warnings": settings.warnings,
     }
 
 

@@ -378,3 +378,29 @@ def test_output_piped_into_a_reader_that_leaves_early_is_quiet(tmp_path: Path) -
     shell = f"{sys.executable} -m clients.cli call repo list_files '{{\"limit\": 1000}}' --root {project} | head -c 10"
     out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, encoding="utf-8", check=False)
     assert out.stdout == '{\n  "trunc' and out.stderr == ""
+
+
+def test_approvals_marks_a_cell_it_cuts_with_an_ellipsis(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ApprovalStore(state() / "approvals", ttl_s=900, uses=1)
+    reason = "ask rule 'repo.read_file(path=secrets/**)' from /home/someone/.config/onrecord/config.toml"
+    long_path = "secrets/" + "deeply/nested/" * 6 + "x.yaml"
+    store.request(
+        "repo.read_file",
+        {"path": long_path},
+        {"path": long_path},
+        reason,
+        root=str(project),
+        server="repo",
+        policy="sha256:p",
+        targets={"path": [long_path]},
+        shown_targets={"path": [long_path]},
+    )
+    assert main(["approvals"]) == 0
+    listed = capsys.readouterr().out
+    # Cut cells end in an ellipsis, so a reader sees the rule and the arguments go on.
+    assert reason[:59] + "…" in listed and reason not in listed
+    assert json.dumps({"path": long_path})[:59] + "…" in listed
+    # What will run is never cut: a human decides on it.
+    assert f'path = ["{long_path}"]' in listed

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
 from clients.cli import main
+from clients.review import render_timeline
 from clients.review_page import build_app
 from common import kinds
 from common.audit import verify_dir
@@ -78,7 +79,11 @@ async def test_a_pending_approval_shows_the_file_a_dotted_path_reaches(
     # The CLI listing and the review page show the target whole, and the warning.
     assert main(["approvals"]) == 0
     listed = capsys.readouterr().out
-    assert "path=secrets/prod.yaml" in listed and "PART HIDDEN: secret_assignment" in listed
+    # One formatter for targets: the table shows them exactly as the agent's message does.
+    acts = 'path = ["secrets/prod.yaml"]'
+    assert acts in listed and "PART HIDDEN: secret_assignment" in listed
+    assert "path=secrets/prod.yaml" not in listed
+    assert f"  acts on: {acts}" in render_timeline(of_type(server, "call"))
     assert server.audit.path is not None
     page = TestClient(build_app(server.audit.directory, PAGE_TOKEN)).get(f"/approvals?token={PAGE_TOKEN}")
     assert "secrets/prod.yaml" in page.text and "hidden by redaction (secret_assignment)" in page.text

@@ -3,6 +3,7 @@ from, each server key says what a project may do to it, and nothing in the file 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,68 @@ def test_doctor_lists_what_a_project_server_table_was_refused(tmp_path: Path) ->
     findings, _ = settings_findings(root, None)
     assert not [f for f in findings if f.status == "problem"]
     assert any("a symbolic link" in f.detail for f in findings)
+
+
+def test_a_pyproject_table_shadowed_by_the_dedicated_file_is_warned_about_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clients.cli import main
+    from clients.doctor import settings_findings
+
+    root = tmp_path / "root"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.py").write_text("x = 1\n", encoding="utf-8")
+    (root / ".onrecord.toml").write_text('[policy]\nask = ["testing.lint(fix=true)"]\n', encoding="utf-8")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.onrecord.policy]\ndeny = ["repo.read_file(path=src/**)"]\n',
+        encoding="utf-8",
+    )
+    warning = "pyproject.toml [tool.onrecord] not read: .onrecord.toml takes precedence; merge them"
+    # The precedence stays (one project file), and says so where people look.
+    settings = load_settings(root, sections=SERVERS)
+    assert not any(r.text == "repo.read_file(path=src/**)" for r in settings.rules)
+    assert len(settings.warnings) == 1 and warning in settings.warnings[0]
+    findings, _ = settings_findings(root, None)
+    assert any(warning in f.detail and f.status == "problem" for f in findings)
+    args = ["policy", "explain", "repo.read_file", '{"path": "src/a.py"}', "--root", str(root)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ALLOW" in out and f"warning: {root / 'pyproject.toml'}: {warning}" in out
+    assert main([*args, "--json"]) == 0
+    assert warning in json.loads(capsys.readouterr().out)["warnings"][0]
+    # A pyproject.toml without the table, or without a dedicated file beside it, warns of nothing.
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    assert load_settings(root, sections=SERVERS).warnings == []
+    (root / "pyproject.toml").write_text('[tool.onrecord.policy]\ndeny = ["repo.*"]\n', encoding="utf-8")
+    (root / ".onrecord.toml").unlink()
+    assert load_settings(root, sections=SERVERS).warnings == []
+
+
+def test_what_a_project_may_do_with_a_key_is_checked_before_the_values_bounds(tmp_path: Path) -> None:
+    """A bound named for a value the project may not set at all reads as an invitation to try another."""
+    from clients.doctor import settings_findings
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".onrecord.toml").write_text(
+        "[deploy]\nmax_file_bytes = 1\nmax_redirects = 50\nmin_cert_days = -1\nlarge_file_kb = 0\n"
+        "[limits]\nmax_result_tokens = 1000000\ncall_timeout_s = 0\n[audit]\nbatch_ms = 0\n",
+        encoding="utf-8",
+    )
+    findings, settings = settings_findings(root, None)
+    assert settings is not None
+    project = root / ".onrecord.toml"
+    refused = sorted(r.removeprefix(f"{project}: ") for r in settings.refused)
+    assert refused == [
+        "audit.batch_ms = 0 ignored: only the humans' settings say where and how the audit log is kept",
+        # Below a bound is a lowering, which the project may do: then the bound is the reason.
+        "deploy.large_file_kb = 0 ignored: large_file_kb: Input should be greater than or equal to 1",
+        "deploy.max_file_bytes = 1 ignored: only the humans' settings may set it",
+        "deploy.max_redirects = 50 ignored: a project file may only lower it (the default: 5)",
+        "deploy.min_cert_days = -1 ignored: a project file may only raise it (the default: 14)",
+        "limits.call_timeout_s = 0 ignored: Input should be greater than 0",
+        "limits.max_result_tokens = 1000000 ignored: a project file may only lower limits",
+    ]
+    shown = [f.detail for f in findings]
+    assert any("deploy.max_file_bytes = 1 ignored: only the humans' settings may set it" in d for d in shown)
+    assert not any("greater than or equal to 1000" in d for d in shown)
