@@ -3,7 +3,8 @@
 Pass 1 is one aggregate over every column (counts, distinct, min/max, moments, quantiles, zeros,
 lengths, numeric-looking text, candidate top values); pass 2 is one aggregate that needs pass 1's
 numbers (histogram bins, outliers beyond the IQR fences, exact counts of the top values), with the
-duplicate rows. Text formats are parsed once into a temporary table first, in no particular row
+duplicate rows; a statement of its own groups the values of the columns whose value counts are too
+many to hold (top values are exact up to EXACT_ROWS rows). Text formats are parsed once into a temporary table first, in no particular row
 order and with each row's hash stored beside it (the samples and the duplicate count go by it),
 unless the file is large for the memory limit: plain CSV and TSV are then read from the file in each
 pass (in small buffers), as Parquet always is. A copy is cheap to read again, so there the sample's
@@ -29,7 +30,11 @@ from servers.data.values import as_float, json_value
 MAX_COLUMNS = 200
 TOP_K = 5
 BINS = 10
-EXACT_ROWS = 200_000  # at most this many rows: exact distinct counts and quantiles
+EXACT_ROWS = 200_000  # at most this many rows: exact distinct counts, quantiles and top values
+# Up to EXACT_ROWS rows every value of a column is counted (a column whose values all differ shows
+# no top values, so it needs no counts): in pass 2's statement while the counts fit SAMPLE_SHARE of
+# the memory limit, else grouped in a statement of DuckDB's own buffers. Top values are the most
+# frequent, ties in value order, the same on every run.
 # Above EXACT_ROWS, top-value candidates and quantiles come from a sample of the rows: those whose
 # hash (of the whole row, so the sample is the same on every run) is divisible by `every`, at least
 # one row in MIN_EVERY and about SAMPLE_ROWS rows in all. Quantiles are exact over the sample, which
@@ -273,7 +278,8 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
         if c.kind != "other":
             distinct = f"count(DISTINCT {c.ident})" if exact else f"approx_count_distinct({c.ident})"
             add(c, "distinct", distinct)
-            add_sampled(c, "top", f"approx_top_k({c.ident}, {TOP_K if exact else TOP_CANDIDATES})")
+            if not exact:  # up to EXACT_ROWS pass 2 counts every value (_choose_counted)
+                add_sampled(c, "top", f"approx_top_k({c.ident}, {TOP_CANDIDATES})")
         if c.kind in ("number", "time", "text"):
             add(c, "min", f"min({c.ident})")
             add(c, "max", f"max({c.ident})")
@@ -320,16 +326,23 @@ _Counted = tuple[str, _Col | None, str, Any]
 
 
 def _choose_counted(cols: list[_Col], rows: int, limits: Limits) -> None:
-    """Mark the columns whose every value pass 2 counts exactly (stats["counted"]): above
-    EXACT_ROWS, those with few distinct values or few values, while their counts fit SAMPLE_SHARE
-    of the memory limit."""
+    """Mark the columns whose every value pass 2 counts exactly: stats["counted"], in pass 2's
+    statement (histogram), while their counts fit SAMPLE_SHARE of the memory limit; above
+    EXACT_ROWS only those with few distinct values or few values. Up to EXACT_ROWS the columns that
+    do not fit are marked stats["grouped"]: their values are grouped in a statement of their own.
+    A column whose (exact) distinct values are as many as its values shows no top values: no counts."""
     room = int(limits.memory_mb * 1024 * 1024 * SAMPLE_SHARE) // (VALUE_BYTES * limits.duckdb_threads)
+    exact = rows <= EXACT_ROWS
     for c in cols:
         distinct, count = c.stats.get("distinct"), int(c.stats.get("count") or 0)
-        few = distinct is not None and (distinct <= FEW_VALUES or count <= SPARSE)
-        if rows > EXACT_ROWS and few and min(int(distinct or 0), count) <= room:
-            room -= min(int(distinct or 0), count)
+        if distinct is None or (exact and distinct >= count):
+            continue
+        values = min(int(distinct), count)
+        if (exact or distinct <= FEW_VALUES or count <= SPARSE) and values <= room:
+            room -= values
             c.stats["counted"] = True
+        elif exact:
+            c.stats["grouped"] = True
 
 
 def _skips(key: tuple[_Col, str]) -> bool:
@@ -427,12 +440,36 @@ def _second_pass(
                 col.stats.setdefault("top_counts", []).append((value, int(result)))
             elif key == "value_counts":
                 counts = [(v, int(n)) for v, n in (result or {}).items() if v is not None]
-                col.stats["top_counts"] = sorted(counts, key=lambda vc: -vc[1])[:TOP_K]
+                col.stats["top_counts"] = sorted(counts, key=_rank)[:TOP_K]
             else:
                 col.stats[key] = result
+    _grouped_pass(sandbox, relation, [c for c in cols if c.stats.get("grouped")])
     if duplicates is None and (rows == 0 or not cols):
         return 0 if not rows else None
     return duplicates if duplicates is not None else 0
+
+
+def _grouped_pass(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
+    """The TOP_K most frequent values of each of `cols` and their counts, ties in value order, from
+    its values grouped in DuckDB's buffers (which spill): one statement for all."""
+    if not cols:
+        return
+    exprs = [
+        f"(SELECT list({{'v': v, 'n': n}} ORDER BY n DESC, v) FROM (SELECT {c.ident} AS v, count(*) AS n "
+        f"FROM {relation} WHERE {c.ident} IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {TOP_K}))"
+        for c in cols
+    ]
+    row = sandbox.one(f"SELECT {', '.join(exprs)}")
+    for c, result in zip(cols, row, strict=True):
+        c.stats["top_counts"] = [(item["v"], int(item["n"])) for item in result or []]
+
+
+def _rank(value_count: tuple[Any, int]) -> tuple[int, bool, Any]:
+    """Sort key of a value and its count: most frequent first, ties in value order (NaN last, as
+    DuckDB orders it)."""
+    value, count = value_count
+    nan = isinstance(value, float) and value != value
+    return -count, nan, 0.0 if nan else value
 
 
 def _pii_pass(
@@ -489,7 +526,7 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
             Bin(low=_edge(lo + i * width), high=_edge(lo + (i + 1) * width), count=counts.get(i, 0))
             for i in range(BINS)
         ]
-    top = sorted(s.get("top_counts", []), key=lambda vc: -vc[1])[:TOP_K]
+    top = sorted(s.get("top_counts", []), key=_rank)[:TOP_K]
     if s.get("distinct") is not None and s["distinct"] >= count:
         top = []  # every value is different: any five of them say nothing
     return ColumnProfile(
@@ -502,22 +539,32 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
         distinct_approximate=not exact and s.get("distinct") is not None,
         min=json_value(s.get("min")),
         max=json_value(s.get("max")),
-        mean=as_float(s.get("mean")),
-        std=as_float(s.get("std")),
+        mean=_stable(s.get("mean")),
+        std=_stable(s.get("std")),
         quantiles=quantiles,
         zeros=_int(s.get("zeros")),
         negatives=_int(s.get("negatives")),
         min_length=_int(s.get("min_length")),
         max_length=_int(s.get("max_length")),
-        mean_length=as_float(s.get("mean_length")),
+        mean_length=_stable(s.get("mean_length")),
         numeric_text=_int(s.get("numeric_text")),
         top_values=[TopValue(value=json_value(v, 120), count=n) for v, n in top if n > 0],
+        # Above EXACT_ROWS a column not counted whole has sampled candidates (or, its values seeming
+        # all different, none).
+        top_values_approximate=not exact and s.get("distinct") is not None and not s.get("counted"),
         histogram=histogram,
     )
 
 
 def _edge(value: float) -> float:
     return float(f"{value:.12g}")
+
+
+def _stable(value: Any) -> float | None:
+    """A float that DuckDB sums in parallel, rounded to 12 significant digits: the order in which
+    threads add their parts changes only the last digits, so the figure is the same on every run."""
+    number = as_float(value)  # None unless finite
+    return None if number is None else _edge(number)
 
 
 def _int(value: Any) -> int | None:
@@ -588,7 +635,7 @@ def _column_alerts(c: _Col, p: ColumnProfile, rows: int) -> list[Alert]:
             HIGH_CARDINALITY,
         )
     if c.kind == "number":
-        skew = as_float(c.stats.get("skew"))
+        skew = _stable(c.stats.get("skew"))
         if skew is not None and abs(skew) > SKEW:
             alert("skewed", f"skewness {skew:.2f}", round(skew, 4), SKEW)
         if p.zeros and p.zeros / p.count >= ZEROS:
