@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from servers.data import profile as profiler
-from tests.data.conftest import Call
+from tests.data.conftest import Call, write_parquet
 from tests.helpers import err, ok
 
 pytestmark = pytest.mark.anyio
@@ -189,6 +189,8 @@ async def test_a_large_dataset_keeps_exact_counts_and_close_quantiles(call: Call
     text = "id,kind,value\n" + "".join(f"{i},{k},{v}\n" for i, k, v in rows)
     (project / "data" / "large.csv").write_text(text, encoding="utf-8")
     data = ok(await call("profile_dataset", path="data/large.csv"))
+    again = ok(await call("profile_dataset", path="data/large.csv"))
+    assert {**data, "elapsed_ms": 0} == {**again, "elapsed_ms": 0}
     assert data["rows"] == n + 3 and data["duplicate_rows"] == 3
     kind = column(data, "kind")
     counts = Counter(k for _, k, _ in rows)
@@ -250,3 +252,23 @@ async def test_a_profile_is_the_same_on_every_run(call: Call, project: Path) -> 
         data.pop("elapsed_ms")
         runs.append(data)
     assert runs[0] == runs[1] == runs[2]
+
+
+async def test_a_large_profile_is_the_same_on_every_run_and_says_what_is_approximate(
+    call: Call, project: Path
+) -> None:
+    """Above 200,000 rows (Parquet, read in place): top values of a column of many values come from
+    sampled candidates, marked approximate; those of a column of few values are exact."""
+    write_parquet(
+        project / "data" / "large.parquet",
+        "SELECT i AS id, 'k' || (hash(i) % 7) AS kind, 'u' || (hash(i * 3) % 90000) AS many, "
+        "sqrt(i) * sin(i) AS x FROM range(230000) t(i)",
+    )
+    runs = []
+    for _ in range(2):
+        data = ok(await call("profile_dataset", path="data/large.parquet"))
+        data.pop("elapsed_ms")
+        runs.append(data)
+    assert runs[0] == runs[1]
+    assert column(runs[0], "kind")["top_values_approximate"] is False
+    assert column(runs[0], "many")["top_values_approximate"] is True
