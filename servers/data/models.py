@@ -124,6 +124,9 @@ class ColumnProfile(BaseModel):
         default=None, description="For text columns: values that read as numbers (mixed types)"
     )
     top_values: list[TopValue] = Field(default_factory=list)
+    top_values_approximate: bool = Field(
+        default=False, description="True when a more frequent value may be missing from top_values"
+    )
     histogram: list[Bin] = Field(default_factory=list)
 
 
