@@ -83,6 +83,14 @@ PII_PATTERNS: dict[str, str] = {
     "card number": r"^(\d[ -]?){13,19}$",
     "US SSN": r"^\d{3}-\d{2}-\d{4}$",
 }
+# How an alert names each kind (the article goes with the label, not with its first letter).
+PII_NAMES = {
+    "email address": "an email address",
+    "phone number": "a phone number",
+    "IP address": "an IP address",
+    "card number": "a card number",
+    "US SSN": "a US SSN",
+}
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
@@ -683,6 +691,11 @@ def _column_alerts(c: _Col, p: ColumnProfile, rows: int) -> list[Alert]:
             )
         for label, share in c.stats.get("patterns", {}).items():
             if label != "uuid" and share >= PII_SHARE:
-                alert("pii", f"{share:.0%} of sampled values look like a {label}", round(share, 4), PII_SHARE)
+                alert(
+                    "pii",
+                    f"{share:.0%} of sampled values look like {PII_NAMES[label]}",
+                    round(share, 4),
+                    PII_SHARE,
+                )
                 break
     return out
