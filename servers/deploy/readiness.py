@@ -347,13 +347,19 @@ def _is_test_path(path: str) -> bool:
     )
 
 
+def _no_base() -> Found:
+    """A check that compares with a base, when there is none (a new Found each time: the runner
+    adds to its summary)."""
+    return Found(
+        "skipped",
+        "no base to compare with",
+        fix="pass base, or have a human set [deploy] base in their settings",
+    )
+
+
 async def check_no_debug_added(ctx: DeployContext, base: str | None) -> Found:
     if base is None:
-        return Found(
-            "skipped",
-            "no base to compare with",
-            fix="pass base, or have a human set [deploy] base in their settings",
-        )
+        return _no_base()
     evidence = []
     for path, number, line in await _added_lines(ctx, base):
         suffix = PurePosixPath(path).suffix
@@ -373,11 +379,7 @@ async def check_no_debug_added(ctx: DeployContext, base: str | None) -> Found:
 
 async def check_no_large_binaries(ctx: DeployContext, base: str | None) -> Found:
     if base is None:
-        return Found(
-            "skipped",
-            "no base to compare with",
-            fix="pass base, or have a human set [deploy] base in their settings",
-        )
+        return _no_base()
     limit = ctx.options.large_file_kb * 1024
     numstat = await ctx.git.run(["diff", "--numstat", "-z", "--no-renames", "--end-of-options", base, "--"])
     others = await ctx.git.run(["ls-files", "-z", "--others", "--exclude-standard"])
