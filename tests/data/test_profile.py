@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 import statistics
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +274,62 @@ async def test_a_large_profile_is_the_same_on_every_run_and_says_what_is_approxi
     assert runs[0] == runs[1]
     assert column(runs[0], "kind")["top_values_approximate"] is False
     assert column(runs[0], "many")["top_values_approximate"] is True
+
+
+def sample_skewness(values: list[int]) -> float:
+    """DuckDB's skewness(): the sample skewness sqrt(n(n-1))/(n-2) * m3 / m2^1.5, in exact
+    fractions around the exact mean."""
+    n = len(values)
+    mean = Fraction(sum(values), n)
+    m2 = sum((Fraction(v) - mean) ** 2 for v in values) / n
+    m3 = sum((Fraction(v) - mean) ** 3 for v in values) / n
+    return math.sqrt(n * (n - 1)) / (n - 2) * float(m3) / float(m2) ** 1.5
+
+
+@pytest.mark.parametrize("offset", [0, 10**15], ids=["near-zero", "far-from-zero"])
+async def test_moments_keep_their_digits_far_from_zero(call: Call, project: Path, offset: int) -> None:
+    """Mean, std and skewness of values a long way from zero (epoch milliseconds, say) match an
+    exact computation: the sums of powers are taken around a value of the column, not around zero,
+    where squares and cubes of 10^15 leave too few digits for a spread of a few hundred. The first rows are the
+    largest values, so the value they give is not the middle."""
+    values = [offset + 500 + (i % 7) for i in range(4000)]
+    values[:80] = [offset + 5000 + i % 3 for i in range(80)]
+    text = "t\n" + "".join(f"{v}\n" for v in values)
+    (project / "data" / "times.csv").write_text(text, encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/times.csv"))
+    t = column(data, "t")
+    exact_mean = Fraction(sum(values), len(values))
+    assert t["mean"] == pytest.approx(float(exact_mean), rel=1e-12, abs=1e-9)
+    assert t["std"] == pytest.approx(statistics.stdev(Fraction(v) for v in values), rel=1e-9)
+    skew = sample_skewness(values)
+    alert = alerts(data, "t").get("skewed")
+    assert abs(skew) > profiler.SKEW and alert is not None
+    assert alert["value"] == pytest.approx(skew, abs=1e-4)  # the alert's value has 4 decimals
+
+
+async def test_value_counts_of_many_columns_are_told_apart(call: Call, project: Path) -> None:
+    """Every value of more columns than one grouping_id() can name (62) is counted in one statement
+    of grouping sets: each column gets its own values' counts, and each number column its histogram."""
+    rng = random.Random(5)
+    width, n = 70, 3000
+    cols: dict[str, list[Any]] = {
+        f"c{j}": [rng.randint(0, 3 + j % 5) if j % 2 else f"v{rng.randint(0, j % 9)}" for _ in range(n)]
+        for j in range(width)
+    }
+    for j in (0, 33, 69):  # some missing values, which no top value or bin counts
+        cols[f"c{j}"][:100] = [None] * 100
+    text = ",".join(cols) + "\n"
+    text += "".join(
+        ",".join("" if v is None else str(v) for v in row) + "\n" for row in zip(*cols.values(), strict=True)
+    )
+    (project / "data" / "wide.csv").write_text(text, encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/wide.csv"))
+    for name, values in cols.items():
+        profile = column(data, name)
+        present = [v for v in values if v is not None]
+        assert [(t["value"], t["count"]) for t in profile["top_values"]] == top(present), name
+        if all(isinstance(v, int) for v in present):
+            lo, hi = min(present), max(present)
+            width_ = (hi - lo) / 10
+            expected = Counter(min(int((v - lo) / width_), 9) for v in present)
+            assert [b["count"] for b in profile["histogram"]] == [expected.get(i, 0) for i in range(10)], name
