@@ -71,10 +71,13 @@ class SecretFinding(FileText):
     line: int
     where: str = Field(description="worktree, staged (index differs from the file), or a commit id")
     excerpt: str = Field(description="The line with the secret replaced by [REDACTED:rule]")
-    fingerprint: str = Field(description="path:rule:line; add it to the baseline file to accept the finding")
+    fingerprint: str = Field(description="path:rule:line:hash; add it to the baseline to accept the finding")
 
     def withheld(self) -> SecretFinding:
-        return self.model_copy(update={"excerpt": "[withheld by policy]"})
+        # The fingerprint's hash is of the secret: withheld with the line.
+        return self.model_copy(
+            update={"excerpt": "[withheld by policy]", "fingerprint": "[withheld by policy]"}
+        )
 
 
 class SecretScan(Envelope):

@@ -4,17 +4,21 @@ Worktree scope is what would ship from this checkout: every tracked file and eve
 git does not ignore, as it is on disk (so unstaged edits count), plus the staged version of each
 file whose index entry differs from the disk (a secret staged and then edited away is still in the
 next commit). History scope reads the lines each commit in a range added. A finding carries the rule,
-file, line and the line with the secret replaced by `[REDACTED:rule]`, never the secret.
+file, line and the line with the secret replaced by `[REDACTED:rule]`, never the secret; its
+fingerprint binds a short hash of the secret, so accepting it accepts that secret on that line and
+nothing else.
 """
 
 from __future__ import annotations
 
 import bisect
 import codecs
+import hashlib
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -46,6 +50,31 @@ class Hit:
     rule: str
     line: int
     excerpt: str
+    digest: bytes  # sha256 of the secret, for the fingerprint; a Hit never holds the secret
+
+
+# A fingerprint is `path:rule:line:hash`, the hash the first DIGEST_HEX hex digits of a sha256 over the
+# rule id and the secret(s) that rule matched on that line. Without it an accepted false positive on a
+# line would accept whatever secret later took its place. 12 hex digits (48 bits): an unrelated secret
+# matches an accepted entry once in 2**48, never in practice; and the fingerprint, which is shown and
+# committed, does not give the secret back: a token has 100 bits of entropy or more, so about 2**52
+# values or more share each digest, and a full digest would confirm an exhaustive guess (a weak value,
+# a dictionary word, can be confirmed by any hash of any length, but its finding is only shown to
+# whoever may read the file). The prefix keeps precomputed sha256 tables from applying. The line stays
+# bound: a secret that moves to another line is a new finding, accepted again if it still is one.
+DIGEST_HEX = 12
+_DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_HEX}}}")
+_DOMAIN = b"onrecord secret fingerprint v1\0"
+
+
+def secret_digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def fingerprint_of(path: str, rule: str, line: int, digests: Sequence[bytes]) -> str:
+    """`path:rule:line:hash` of the secrets one rule matched on one line (by their `secret_digest`)."""
+    digest = hashlib.sha256(_DOMAIN + rule.encode("utf-8", "surrogatepass") + b"\0" + b"".join(digests))
+    return f"{path}:{rule}:{line}:{digest.hexdigest()[:DIGEST_HEX]}"
 
 
 @dataclass
@@ -98,36 +127,102 @@ def _adding_only(added: RuleSet, builtins: RuleSet, source: str, ignored: list[s
     return RuleSet(tuple(r for r in added.rules if r.id not in taken))
 
 
-def baseline(ctx: DeployContext, ignored: list[str] | None = None) -> set[str]:
-    """Accepted findings: fingerprints `path:rule:line`, one per line, `#` comments. An entry without
-    a line would accept that rule's secrets anywhere in the file, so it is left out and said in
+@dataclass
+class Baseline:
+    """The accepted fingerprints, and the file that lists them."""
+
+    path: str
+    entries: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Entry:
+    """A baseline line's fingerprint: `path:rule:line:hash`, or the older `path:rule:line`."""
+
+    path: str
+    rule: str
+    line: str
+    digest: str | None
+
+
+def entry(text: str) -> Entry | None:
+    """The fingerprint a baseline line holds before its `#` comment, None when it holds none."""
+    head, sep, last = text.split("#", 1)[0].strip().rpartition(":")
+    if not sep:
+        return None
+    if _DIGEST.fullmatch(last.lower()):
+        head, sep, number = head.rpartition(":")
+        digest: str | None = last.lower()
+    else:
+        number, digest = last, None
+    path, sep_rule, rule = head.rpartition(":")
+    if not (sep and sep_rule and path and rule and _is_number(number)):
+        return None
+    return Entry(path, rule, number, digest)
+
+
+def baseline(ctx: DeployContext, ignored: list[str] | None = None) -> Baseline:
+    """Accepted findings: fingerprints `path:rule:line:hash`, one per line, `#` comments. An entry
+    without the line would accept that rule's secrets anywhere in the file, and one without the hash
+    (the older `path:rule:line`) any secret on that line, so they are left out and said in
     `ignored`."""
+    accepted = Baseline(PurePosixPath(ctx.options.secrets_baseline).as_posix())
     try:
         data, _, _ = ctx.workspace.read_bytes(ctx.options.secrets_baseline, 1_000_000)
     except (OSError, WorkspaceError):
-        return set()
-    entries = set()
+        return accepted
     loose: list[str] = []
+    unhashed = 0
     for raw in data.decode("utf-8", errors="replace").splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        _, sep, number = line.rpartition(":")
-        if sep and number.isdecimal() and number.isascii():
-            entries.add(line)
-        else:
+        found = entry(line)
+        if found is None:
             loose.append(line)
+        elif found.digest is None:
+            unhashed += 1
+        else:
+            accepted.entries.add(f"{found.path}:{found.rule}:{found.line}:{found.digest}")
+    # Counted, not quoted: the file is the repository's text, and may be one the policy hides.
+    where = ctx.options.secrets_baseline
+    if unhashed and ignored is not None:
+        ignored.append(
+            f"{where}: {_entries(unhashed)} path:rule:line without the secret's hash ignored: it would "
+            "accept any secret on that line; re-accept each finding by the path:rule:line:hash "
+            "fingerprint scan_secrets shows"
+        )
     if loose and ignored is not None:
         ignored.append(
-            # Counted, not quoted: the file is the repository's text, and may be one the policy hides.
-            f"{ctx.options.secrets_baseline}: {len(loose)} entr{'y' if len(loose) == 1 else 'ies'} that are "
-            "not a fingerprint ignored; accept a finding by its fingerprint, path:rule:line"
+            f"{where}: {_entries(len(loose))} that are not a fingerprint ignored; accept a finding by its "
+            "fingerprint, path:rule:line:hash"
         )
-    return entries
+    return accepted
 
 
-def _accepted(entries: set[str], path: str, rule: str, line: int) -> bool:
-    return f"{path}:{rule}:{line}" in entries
+def _blank_fingerprints(text: str, rules: RuleSet) -> str:
+    """The baseline file's own text with the `:rule:line:hash` of each fingerprint blanked: a rule id
+    ending in `token` or `key` followed by `:12:…` reads as an assignment, and accepting that finding
+    would add another. Only a known rule id, a number and a hash are blanked: the path and a comment,
+    where a secret could hide, are scanned; and the lines and columns stay where they were."""
+    ids = {r.id for r in rules.rules}
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        head = line.split("#", 1)[0]
+        found = entry(head)
+        if found is not None and found.rule in ids:
+            offset = len(head) - len(head.lstrip())  # where the entry, and so its path, starts
+            start, end = offset + len(found.path), offset + len(head.strip())
+            lines[index] = line[:start] + " " * (end - start) + line[end:]
+    return "\n".join(lines)
+
+
+def _is_number(text: str) -> bool:
+    return text.isdecimal() and text.isascii()
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
@@ -172,10 +267,11 @@ def find(text: str, path: str, rules: RuleSet) -> tuple[list[Hit], int]:
     lines = [0] + [m.end() for m in re.finditer("\n", text)]
     claimed = Claimed(claimed_starts, claimed_ends, claimed_rules)
     hits = []
-    for start, rule_id in zip(claimed_starts, claimed_rules, strict=True):
+    for start, end, rule_id in zip(claimed_starts, claimed_ends, claimed_rules, strict=True):
         index = bisect.bisect_right(lines, start) - 1
         line_end = lines[index + 1] - 1 if index + 1 < len(lines) else len(text)
-        hits.append(Hit(rule_id, index + 1, _excerpt(text, lines[index], line_end, start, claimed)))
+        excerpt = _excerpt(text, lines[index], line_end, start, claimed)
+        hits.append(Hit(rule_id, index + 1, excerpt, secret_digest(text[start:end])))
     return hits, allowlisted
 
 
@@ -251,30 +347,33 @@ def _add(
     path: str,
     where: str,
     rules: RuleSet,
-    accepted: set[str],
+    accepted: Baseline,
     numbers: list[int] | None = None,
 ) -> None:
     """Scan one text; `numbers` maps its lines to the file's (for lines taken out of a diff)."""
+    if path == accepted.path:
+        text = _blank_fingerprints(text, rules)
     hits, allowlisted = find(text, path, rules)
     tally.allowlisted += allowlisted
     tally.capped += len(hits) >= MAX_HITS_PER_FILE
-    seen: set[tuple[str, int]] = set()
+    # One finding per rule and line, however many matches the line holds; its fingerprint hashes them
+    # all, so a second secret added to an accepted line makes it a finding again.
+    same: dict[tuple[str, int], list[Hit]] = {}
     for hit in hits:
-        line = numbers[hit.line - 1] if numbers else hit.line
-        if (hit.rule, line) in seen:
-            continue  # one finding per rule and line, however many matches the line holds
-        seen.add((hit.rule, line))
-        if _accepted(accepted, path, hit.rule, line):
+        same.setdefault((hit.rule, numbers[hit.line - 1] if numbers else hit.line), []).append(hit)
+    for (rule, line), group in same.items():
+        fingerprint = fingerprint_of(path, rule, line, [h.digest for h in group])
+        if fingerprint in accepted.entries:
             tally.baselined += 1
             continue
         tally.findings.append(
             SecretFinding(
-                rule=hit.rule,
+                rule=rule,
                 path=path,
                 line=line,
                 where=where,
-                excerpt=hit.excerpt,
-                fingerprint=f"{path}:{hit.rule}:{line}",
+                excerpt=group[0].excerpt,
+                fingerprint=fingerprint,
             )
         )
 
@@ -403,7 +502,7 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
 
 
 def _scan_added(
-    tally: Tally, groups: list[Added], where: str | None, rules: RuleSet, accepted: set[str]
+    tally: Tally, groups: list[Added], where: str | None, rules: RuleSet, accepted: Baseline
 ) -> None:
     for group in groups:
         offload.checkpoint()
@@ -413,7 +512,7 @@ def _scan_added(
             _add(tally, text, group.path, where or group.commit[:12], rules, accepted, numbers)
 
 
-async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tally: Tally) -> None:
+async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: Baseline, tally: Tally) -> None:
     staged: list[Added] = []
     names = await ctx.shipped_files()
     if await ctx.in_git():
@@ -462,7 +561,7 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: set[str], tall
     ]
 
 
-async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: set[str], tally: Tally) -> bool:
+async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: Baseline, tally: Tally) -> bool:
     """Lines added by each commit in the range. True when git's output was cut at the size bound."""
     if not await ctx.in_git():
         raise DeployError("scope 'history' needs a git repository; use scope 'worktree' here")

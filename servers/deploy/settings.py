@@ -87,7 +87,7 @@ class DeploySettings(BaseModel):
     )
     secrets_baseline: Annotated[str, PROJECT_SETS] = Field(
         default=".onrecord-secrets-baseline",
-        description="Accepted findings, one fingerprint `path:rule:line` per line",
+        description="Accepted findings, one fingerprint `path:rule:line:hash` per line",
     )
     # Both decide what the scan reads: fewer bytes or commits would skip secrets.
     max_file_bytes: Annotated[int, HUMANS_ONLY] = Field(

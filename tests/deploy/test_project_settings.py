@@ -4,6 +4,7 @@ humans' settings waived."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -197,13 +198,14 @@ async def test_a_baseline_entry_must_pin_the_line(repo: Callable[..., Path]) -> 
     loose = "app.py:aws_access_key_id\napp.py:aws_access_key_id:\napp.py:aws_access_key_id:x\n"
     root = repo({**PROJECT, ".onrecord-secrets-baseline": loose})
     scan = ok((await _call(root, "scan_secrets"))[0])
-    assert [f["fingerprint"] for f in scan["findings"]] == ["app.py:aws_access_key_id:1"]
+    [finding] = scan["findings"]
+    assert re.fullmatch(r"app\.py:aws_access_key_id:1:[0-9a-f]{12}", finding["fingerprint"])
     assert scan["suppressed_by_baseline"] == 0
     assert scan["ignored_settings"] == [
         ".onrecord-secrets-baseline: 3 entries that are not a fingerprint ignored; accept a finding by its "
-        "fingerprint, path:rule:line"
+        "fingerprint, path:rule:line:hash"
     ]
-    write(root, {".onrecord-secrets-baseline": "app.py:aws_access_key_id:1\n"})
+    write(root, {".onrecord-secrets-baseline": finding["fingerprint"] + "\n"})
     scan = ok((await _call(root, "scan_secrets"))[0])
     assert scan["findings"] == [] and scan["suppressed_by_baseline"] == 1 and scan["ignored_settings"] == []
     report = ok((await _call(root, "readiness_report", checks=["secrets"]))[0])

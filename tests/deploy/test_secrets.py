@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from servers.deploy.models import SecretFinding
 from tests.helpers import all_audit_text, err, git, ok, write
 
 # Assembled at run time so this file itself holds no secret-shaped literal.
@@ -105,14 +107,166 @@ async def test_baseline_and_allowlist_suppress_and_are_counted(
             "fixtures.py": f'KNOWN = "{GH}"\n',
             "settings.ini": 'password = "changeme"\napi_key = ${API_KEY}\n',
             "code.py": "password = get_password()\ntoken = os.environ['TOKEN']\n",
-            ".onrecord-secrets-baseline": "# accepted: a revoked token in a fixture\nfixtures.py:github_token:1\n",
         }
     )
     async with session(root) as call:
+        [finding] = ok(await call("scan_secrets"))["findings"]
+        write(
+            root,
+            {".onrecord-secrets-baseline": f"# a revoked token in a fixture\n{finding['fingerprint']}\n"},
+        )
         scan = ok(await call("scan_secrets"))
     assert scan["findings"] == []
     assert scan["suppressed_by_baseline"] == 1
     assert scan["suppressed_by_allowlist"] >= 3
+
+
+# ----------------------------------------------------------------------- the baseline's fingerprints
+
+OTHER_GH = "ghp_" + "Rt5Yu7Io9Pa1Sd3Fg5Hj7Kl9Zx1Cv3Bn5Mq7W"
+
+
+async def _accept(call: Any, root: Path) -> dict[str, Any]:
+    """Scan, and accept the one finding by its fingerprint, as a user would."""
+    [finding] = ok(await call("scan_secrets"))["findings"]
+    write(root, {".onrecord-secrets-baseline": f"{finding['fingerprint']}  # reviewed: a test fixture\n"})
+    after = ok(await call("scan_secrets"))
+    assert after["findings"] == [] and after["suppressed_by_baseline"] == 1
+    return finding
+
+
+async def test_a_fingerprint_binds_a_short_hash_of_the_secret_never_the_secret(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"tests/fixture.py": f'TOKEN = "{GH}"\n'})
+    async with session(root) as call:
+        result = await call("scan_secrets")
+    [finding] = ok(result)["findings"]
+    path, rule, line, digest = finding["fingerprint"].rsplit(":", 3)
+    assert (path, rule, line) == ("tests/fixture.py", "github_token", "1")
+    assert re.fullmatch("[0-9a-f]{12}", digest)
+    _no_secret_anywhere(result)
+
+
+async def test_a_real_secret_put_on_an_accepted_line_is_found(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"tests/fixture.py": f'TOKEN = "{GH}"\n'})
+    async with session(root) as call:
+        accepted = await _accept(call, root)
+        # Another token of the same rule replaces the accepted one, on the same line.
+        write(root, {"tests/fixture.py": f'TOKEN = "{OTHER_GH}"\n'})
+        result = await call("scan_secrets")
+    scan = ok(result)
+    [finding] = scan["findings"]
+    assert (finding["path"], finding["rule"], finding["line"]) == ("tests/fixture.py", "github_token", 1)
+    assert finding["fingerprint"] != accepted["fingerprint"]
+    assert scan["suppressed_by_baseline"] == 0
+    assert OTHER_GH not in str(result)
+
+
+async def test_a_second_secret_added_to_an_accepted_line_is_found(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"tests/fixture.py": f'TOKENS = ["{GH}"]\n'})
+    async with session(root) as call:
+        accepted = await _accept(call, root)
+        write(root, {"tests/fixture.py": f'TOKENS = ["{GH}", "{OTHER_GH}"]\n'})
+        scan = ok(await call("scan_secrets"))
+    [finding] = scan["findings"]  # one finding per rule and line, whose hash covers both
+    assert finding["line"] == 1 and finding["fingerprint"] != accepted["fingerprint"]
+    assert scan["suppressed_by_baseline"] == 0
+
+
+async def test_an_accepted_secret_that_moves_to_another_line_is_a_finding_again(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"tests/fixture.py": f'TOKEN = "{GH}"\n'})
+    async with session(root) as call:
+        accepted = await _accept(call, root)
+        write(root, {"tests/fixture.py": f'import os\nTOKEN = "{GH}"\n'})
+        scan = ok(await call("scan_secrets"))
+    [finding] = scan["findings"]
+    assert finding["line"] == 2 and scan["suppressed_by_baseline"] == 0
+    # Same secret, same rule: only the line differs.
+    assert finding["fingerprint"].rsplit(":", 2)[-1] == accepted["fingerprint"].rsplit(":", 2)[-1]
+
+
+async def test_an_entry_without_the_hash_accepts_nothing_and_says_how_to_re_accept(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    # The older form: it accepted whatever secret of the rule stood on line 1.
+    root = repo(
+        {
+            "deploy.py": f'AWS_ACCESS_KEY_ID = "{AWS}"\n',
+            ".onrecord-secrets-baseline": "deploy.py:aws_access_key_id:1\n",
+        }
+    )
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    [finding] = scan["findings"]
+    assert finding["fingerprint"].startswith("deploy.py:aws_access_key_id:1:")
+    assert scan["suppressed_by_baseline"] == 0
+    assert scan["ignored_settings"] == [
+        ".onrecord-secrets-baseline: 1 entry path:rule:line without the secret's hash ignored: it would "
+        "accept any secret on that line; re-accept each finding by the path:rule:line:hash fingerprint "
+        "scan_secrets shows"
+    ]
+    [check] = report["checks"]
+    assert check["status"] == "fail" and report["verdict"] == "fail"
+    assert any("without the secret's hash" in e["text"] for e in check["evidence"])
+
+
+async def test_the_baseline_file_is_scanned_but_its_fingerprints_are_not_findings(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"tests/fixture.py": f'TOKEN = "{GH}"\n', "README.md": "hi\n"})
+    async with session(root) as call:
+        accepted = await _accept(call, root)  # it asserts the baseline file adds no finding
+        # `github_token:1:<hash>` reads as a token assignment; blanked only where it is a fingerprint.
+        write(
+            root,
+            {
+                ".onrecord-secrets-baseline": f"{accepted['fingerprint']}  # token: {AWS}\n"
+                "tests/fixture.py:github_token:12345\n"  # the older form: ignored, and not a finding
+                f"password: {STRIPE}:github_token:1:0123456789ab\n"  # a secret where the path goes
+            },
+        )
+        result = await call("scan_secrets")
+    scan = ok(result)
+    assert {(f["path"], f["line"], f["rule"]) for f in scan["findings"]} == {
+        (".onrecord-secrets-baseline", 1, "aws_access_key_id"),
+        (".onrecord-secrets-baseline", 3, "stripe_key"),
+    }
+    assert scan["suppressed_by_baseline"] == 1
+    _no_secret_anywhere(result)
+
+
+def test_a_withheld_finding_withholds_the_hash_of_its_secret_too() -> None:
+    finding = SecretFinding(
+        rule="github_token",
+        path=".env",
+        line=1,
+        where="worktree",
+        excerpt="x",
+        fingerprint=".env:r:1:0123456789ab",
+    )
+    withheld = finding.withheld()
+    assert withheld.fingerprint == withheld.excerpt == "[withheld by policy]"
+
+
+async def test_a_fingerprint_accepted_in_the_work_tree_also_accepts_it_in_history(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"README.md": "hi\n"})
+    write(root, {"tests/fixture.py": f'TOKEN = "{GH}"\n'})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "fixture")
+    async with session(root) as call:
+        await _accept(call, root)
+        history = ok(await call("scan_secrets", scope="history"))
+    assert history["findings"] == [] and history["suppressed_by_baseline"] == 1
 
 
 async def test_a_project_rule_file_adds_rules_and_a_broken_one_is_a_clear_error(
