@@ -3,10 +3,11 @@
 Worktree scope is what would ship from this checkout: every tracked file and every untracked file
 git does not ignore, as it is on disk (so unstaged edits count), plus the staged version of each
 file whose index entry differs from the disk (a secret staged and then edited away is still in the
-next commit). History scope reads the lines each commit in a range added. A finding carries the rule,
-file, line and the line with the secret replaced by `[REDACTED:rule]`, never the secret; its
-fingerprint binds a short hash of the secret, so accepting it accepts that secret on that line and
-nothing else.
+next commit). History scope reads the lines each commit in a range added. A file git calls binary in
+a diff (UTF-16, or marked so in .gitattributes) is read from the object store and decoded as a file on
+disk is. A finding carries the rule, file, line and the line with the secret replaced by
+`[REDACTED:rule]`, never the secret; its fingerprint binds a short hash of the secret, so accepting it
+accepts that secret on that line and nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import codecs
 import hashlib
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -89,6 +91,16 @@ class Tally:
     capped: int = 0  # files whose findings stopped at MAX_HITS_PER_FILE
     commits: int = 0
     unscanned: list[str] = field(default_factory=list)  # the first names too large or unreadable
+    unread: set[str] = field(default_factory=set)  # every file of the work tree too large or unreadable
+    blobs_unread: int = 0  # binary files of the diffs past MAX_BLOBS (also counted unreadable)
+
+    def not_read(self, name: str, too_large: bool) -> None:
+        if too_large:
+            self.too_large += 1
+        else:
+            self.unreadable += 1
+        if len(self.unscanned) < MAX_UNSCANNED:
+            self.unscanned.append(name)
 
 
 def rule_set(ctx: DeployContext, ignored: list[str] | None = None) -> RuleSet:
@@ -379,17 +391,28 @@ def _add(
 
 
 @dataclass
+class Blobs:
+    """The object ids of a file before and after a diff (all zeros for none)."""
+
+    old: str
+    new: str
+
+
+@dataclass
 class Added:
-    """The lines a diff adds to one file (in one commit, for `git log -p`)."""
+    """The lines a diff adds to one file (in one commit, for `git log -p`); for a file git calls
+    binary, no lines but its blobs, to be read and decoded (`_scan_blobs`)."""
 
     commit: str
     path: str
     lines: list[tuple[int, str]]  # (line number in the new file, text)
+    blobs: Blobs | None = None
 
 
 COMMIT_MARK = "\x01commit "
 # How every diff this server parses is asked for: no context, fixed `a/` `b/` prefixes whatever the
-# repository's diff.noprefix or diff.mnemonicPrefix say, and names relative to the root.
+# repository's diff.noprefix or diff.mnemonicPrefix say, names relative to the root, and whole object
+# ids on the `index` line (a file git shows as binary is read by its blob).
 DIFF_OPTIONS = (
     "-U0",
     "--no-color",
@@ -397,10 +420,13 @@ DIFF_OPTIONS = (
     "--no-renames",
     "--no-textconv",
     "--relative",
+    "--full-index",
     "--src-prefix=a/",
     "--dst-prefix=b/",
 )
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_INDEX = re.compile(r"index ([0-9a-f]{40,64})\.\.([0-9a-f]{40,64})(?: |$)")
+_BINARY = re.compile(r"Binary files (.+) differ")
 _ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 _OCTAL = re.compile(r"[0-3][0-7][0-7]")
 
@@ -444,15 +470,33 @@ def new_name(header: str) -> str | None:
     return name[2:]
 
 
+def binary_name(line: str) -> str | None:
+    """The file a `Binary files A and B differ` line names after the diff, None for a deleted one.
+    Without renames both sides name one file (`a/x` and `b/x`, quoted alike), so the middle of the
+    line splits them, whatever ` and ` a name holds."""
+    m = _BINARY.fullmatch(line)
+    if m is None:
+        return None
+    body = m.group(1)
+    half = max(0, (len(body) - len(" and ")) // 2)
+    old, new = body[:half], body[len(body) - half :]
+    if old.startswith(("a/", '"a/')) and old.replace("a/", "b/", 1) == new and body == f"{old} and {new}":
+        return new_name("+++ " + new)
+    if body.startswith("/dev/null and "):
+        return new_name("+++ " + body[len("/dev/null and ") :])
+    return None
+
+
 def added_lines(diff: str) -> tuple[list[Added], int]:
     """What a unified diff (`git diff` or `git log -p` with DIFF_OPTIONS, the latter with
     COMMIT_MARK lines) adds, per file; and how many commits it holds.
 
     A hunk is read by the line counts in its `@@ -a,b +c,d @@` header, and file headers count only
     between hunks: a file's own line `++ b/README.md` is the added line `+++ b/README.md` in the diff,
-    and must not rename what follows."""
+    and must not rename what follows. A file git calls binary is listed with its blobs and no lines."""
     found: list[Added] = []
     commit, path, commits = "", "", 0
+    blobs: Blobs | None = None
     current: list[tuple[int, str]] = []
 
     def flush() -> None:
@@ -471,7 +515,14 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
             commits += 1
         elif raw.startswith("diff "):
             flush()
-            path = ""
+            path, blobs = "", None
+        elif m := _INDEX.match(raw):
+            blobs = Blobs(m.group(1), m.group(2))
+        elif raw.startswith("Binary files "):
+            flush()
+            if blobs is None or blobs.new.strip("0"):  # not a deleted file
+                # A form git does not write is kept, unnamed: read as unreadable, never passed over.
+                found.append(Added(commit, binary_name(raw) or "?", [], blobs or Blobs("", "")))
         elif raw.startswith("+++ "):
             flush()
             path = new_name(raw) or ""
@@ -506,7 +557,7 @@ def _scan_added(
 ) -> None:
     for group in groups:
         offload.checkpoint()
-        if not rules.allowlist.allows_path(group.path):
+        if group.lines and not rules.allowlist.allows_path(group.path):
             text = "\n".join(t for _, t in group.lines)
             numbers = [n for n, _ in group.lines]
             _add(tally, text, group.path, where or group.commit[:12], rules, accepted, numbers)
@@ -532,14 +583,12 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: Baseline, tall
             try:
                 data, _, resolved = ctx.workspace.read_bytes(name, limit + 1)
             except (OSError, WorkspaceError):
-                tally.unreadable += 1
-                if len(tally.unscanned) < MAX_UNSCANNED:
-                    tally.unscanned.append(name)
+                tally.not_read(name, too_large=False)
+                tally.unread.add(name)
                 continue
             if len(data) > limit:
-                tally.too_large += 1
-                if len(tally.unscanned) < MAX_UNSCANNED:
-                    tally.unscanned.append(name)
+                tally.not_read(name, too_large=True)
+                tally.unread.add(name)
                 continue
             text = decode(data)
             if text is None:
@@ -554,6 +603,7 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: Baseline, tall
         await progress.report(done, len(names), f"scanned {done} of {len(names)} files")
     before = len(tally.findings)
     await offload.run(_scan_added, tally, staged, "staged", rules, accepted)
+    await _scan_blobs(ctx, staged, "staged", rules, accepted, tally)
     # A staged line that is also in the file on disk is reported once, as the work tree's.
     on_disk = {(f.path, f.rule, f.excerpt) for f in tally.findings[:before]}
     tally.findings[before:] = [
@@ -584,12 +634,91 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: Ba
         timeout_s=120,
     )
 
-    def parse_log() -> None:
+    def parse_log() -> list[Added]:
         groups, tally.commits = added_lines(result.text())
         _scan_added(tally, groups, None, rules, accepted)
+        return groups
 
-    await offload.run(parse_log)
+    groups = await offload.run(parse_log)
+    await _scan_blobs(ctx, groups, None, rules, accepted, tally)
     return result.stdout_truncated
+
+
+MAX_BLOBS = 2000  # binary files of one scan's diffs read at most; the rest count as unreadable
+
+
+async def _scan_blobs(
+    ctx: DeployContext,
+    groups: list[Added],
+    where: str | None,
+    rules: RuleSet,
+    accepted: Baseline,
+    tally: Tally,
+) -> None:
+    """The files a diff showed as binary, read by their blobs: one that decodes as text (UTF-16 or
+    UTF-32, or text a .gitattributes marks binary) has the lines it adds scanned as a text diff's are;
+    one that cannot be read is counted as not scanned, never passed. Staged (`where`), a file is
+    counted binary or not scanned by the work tree scan of its file on disk, unless that read it."""
+    staged = where is not None
+    limit = ctx.options.max_file_bytes
+    binaries = [g for g in groups if g.blobs is not None and not rules.allowlist.allows_path(g.path)]
+    for index, group in enumerate(binaries):
+        assert group.blobs is not None
+        if index >= MAX_BLOBS:
+            tally.blobs_unread += 1
+            tally.not_read(group.path, too_large=False)
+            continue
+        try:
+            data = await _read_blob(ctx, group.blobs.new, limit)
+        except GitError:
+            if not (staged and group.path in tally.unread):
+                tally.not_read(group.path, too_large=False)
+            continue
+        if data is None:
+            if not (staged and group.path in tally.unread):
+                tally.not_read(group.path, too_large=True)
+            continue
+        text = decode(data)
+        if text is None:
+            if not staged:
+                tally.binary += 1
+            continue
+        old_text = None
+        if group.blobs.old.strip("0"):
+            try:
+                old = await _read_blob(ctx, group.blobs.old, limit)
+            except GitError:
+                old = None  # then every line counts as added
+            old_text = decode(old) if old is not None else None
+        lines = await offload.run(new_lines, old_text, text)
+        await offload.run(
+            _scan_added, tally, [Added(group.commit, group.path, lines)], where, rules, accepted
+        )
+
+
+async def _read_blob(ctx: DeployContext, oid: str, limit: int) -> bytes | None:
+    """A blob's bytes; None when it is larger than `limit` (its size asked first: it is not read)."""
+    if not re.fullmatch(r"[0-9a-f]{40,64}", oid):
+        raise GitError(f"not an object id: {oid!r}")
+    size = (await ctx.git.run(["cat-file", "-s", oid])).text().strip()
+    if not _is_number(size):
+        raise GitError(f"git cat-file -s gave no size for {oid}")
+    if int(size) > limit:
+        return None
+    return (await ctx.git.run(["cat-file", "blob", oid], max_output=limit + 1)).stdout
+
+
+def new_lines(old: str | None, new: str) -> list[tuple[int, str]]:
+    """The lines of `new` that `old` does not hold as many times, numbered in `new`: what a diff
+    adds, for a scan (a moved line is not new; every new text is, a duplicate of an old line too)."""
+    left = Counter(old.split("\n")) if old is not None else Counter[str]()
+    added: list[tuple[int, str]] = []
+    for number, line in enumerate(new.split("\n"), 1):
+        if left[line] > 0:
+            left[line] -= 1
+        else:
+            added.append((number, line))
+    return added
 
 
 MAX_UNSCANNED = 20
@@ -681,6 +810,8 @@ async def scan_secrets(
             f"{MAX_HITS_PER_FILE} of each are counted",
             tally.too_large + tally.unreadable > 0
             and f"{not_scanned(tally.too_large, tally.unreadable)}: what they hold is unknown",
+            tally.blobs_unread > 0
+            and f"{tally.blobs_unread} binary file(s) past the first {MAX_BLOBS} in the diffs were not read",
             len(shown) < len(tally.findings)
             and f"{len(tally.findings) - len(shown)} findings are in files the policy does not let you read",
             bool(ignored) and "part of the rule file or baseline was ignored (see ignored_settings)",

@@ -14,8 +14,8 @@ import anyio
 import pytest
 
 from common.secret_rules import MAX_RULES, Rule, RuleError, RuleSet, builtin, parse
-from servers.deploy.secrets import MAX_HITS_PER_FILE, decode, find
-from tests.helpers import err, ok
+from servers.deploy.secrets import MAX_HITS_PER_FILE, added_lines, binary_name, decode, find
+from tests.helpers import commit, err, git, ok, write
 
 # Assembled at run time so this file itself holds no secret-shaped literal.
 AWS = "AKIA" + "Q7XM2LB5ZP4KD9WF"
@@ -248,6 +248,140 @@ async def test_binary_files_alone_do_not_stop_a_pass_but_are_counted(
         report = ok(await call("readiness_report", checks=["secrets"]))
     [check] = report["checks"]
     assert check["status"] == "pass" and "1 binary file(s) not scanned" in check["summary"]
+
+
+# ---------------------------------------------------------------- files a diff shows as binary
+
+ENCODINGS = [
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (b"", "utf-16-le"),
+]
+
+
+def _encoded(bom: bytes, encoding: str, text: str) -> bytes:
+    return bom + text.replace("\n", "\r\n").encode(encoding)
+
+
+@pytest.mark.parametrize(("bom", "encoding"), ENCODINGS)
+async def test_a_secret_staged_in_a_utf16_or_utf32_file_is_found(
+    repo: Callable[..., Path], session: Any, bom: bytes, encoding: str
+) -> None:
+    root = repo({"app.py": "x = 1\n"})
+    # git diff calls the file binary; the index has the secret, the file on disk no longer does.
+    write(root, {"deploy.ps1": _encoded(bom, encoding, f'# deploy\n$env:AWS_ACCESS_KEY_ID = "{AWS}"\n')})
+    git(root, "add", "deploy.ps1")
+    write(
+        root, {"deploy.ps1": _encoded(bom, encoding, "# deploy\n$env:AWS_ACCESS_KEY_ID = $env:FROM_VAULT\n")}
+    )
+    async with session(root) as call:
+        result = await call("scan_secrets")
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    scan = ok(result)
+    assert [(f["path"], f["line"], f["where"], f["rule"]) for f in scan["findings"]] == [
+        ("deploy.ps1", 2, "staged", "aws_access_key_id")
+    ]
+    assert report["checks"][0]["status"] == "fail" and report["verdict"] == "fail"
+    assert AWS not in str(result) and AWS not in str(report)
+
+
+@pytest.mark.parametrize(("bom", "encoding"), ENCODINGS[:1] + ENCODINGS[3:])
+async def test_history_reads_the_lines_a_commit_added_to_a_utf16_file_once(
+    repo: Callable[..., Path], session: Any, bom: bytes, encoding: str
+) -> None:
+    root = repo({"deploy.ps1": _encoded(bom, encoding, "# deploy\n")})
+    leaked = commit(
+        root,
+        {"deploy.ps1": _encoded(bom, encoding, f'# deploy\n$env:AWS_ACCESS_KEY_ID = "{AWS}"\n')},
+        "add key",
+    )
+    # A later commit that changes another line still holds the secret: it did not add it.
+    commit(
+        root,
+        {"deploy.ps1": _encoded(bom, encoding, f'# deploy v2\n$env:AWS_ACCESS_KEY_ID = "{AWS}"\n')},
+        "rename",
+    )
+    commit(
+        root,
+        {"deploy.ps1": _encoded(bom, encoding, "# deploy v2\n$env:AWS_ACCESS_KEY_ID = $env:X\n")},
+        "vault",
+    )
+    async with session(root) as call:
+        result = await call("scan_secrets", scope="history")
+    scan = ok(result)
+    assert [(f["path"], f["line"], f["where"]) for f in scan["findings"]] == [("deploy.ps1", 2, leaked[:12])]
+    assert scan["commits_scanned"] == 4 and scan["not_scanned"] == []
+    assert AWS not in str(result)
+
+
+async def test_a_text_file_gitattributes_marks_binary_is_still_scanned_in_diffs(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({".gitattributes": "*.cfg binary\n*.ini -diff\n"})
+    leaked = commit(root, {"old.ini": f"aws_access_key_id = {AWS}\n"}, "add")
+    commit(root, {"old.ini": "aws_access_key_id = from-vault\n"}, "vault")
+    write(root, {"app.cfg": f"GITHUB_TOKEN={GH}\n"})
+    git(root, "add", "app.cfg")
+    write(root, {"app.cfg": "GITHUB_TOKEN=${GITHUB_TOKEN}\n"})
+    async with session(root) as call:
+        staged = ok(await call("scan_secrets"))
+        history = ok(await call("scan_secrets", scope="history"))
+    assert [(f["path"], f["where"]) for f in staged["findings"]] == [("app.cfg", "staged")]
+    assert [(f["path"], f["line"], f["where"]) for f in history["findings"]] == [("old.ini", 1, leaked[:12])]
+
+
+async def test_a_staged_binary_too_large_to_read_makes_the_scan_inconclusive(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"app.py": "x = 1\n"})
+    write(root, {"dump.ps1": _encoded(codecs.BOM_UTF16_LE, "utf-16-le", "#" * 3000 + f'\nkey = "{AWS}"\n')})
+    git(root, "add", "dump.ps1")
+    write(root, {"dump.ps1": _encoded(codecs.BOM_UTF16_LE, "utf-16-le", "# emptied\n")})
+    async with session(root, max_file_bytes=4096) as call:
+        scan = ok(await call("scan_secrets"))
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    assert scan["total"] == 0 and scan["skipped_too_large"] == 1 and scan["not_scanned"] == ["dump.ps1"]
+    assert report["checks"][0]["status"] == "skipped" and report["verdict"] == "inconclusive"
+
+
+async def test_a_staged_image_is_not_text_and_does_not_stop_a_pass(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"app.py": "x = 1\n", "logo.png": b"\x89PNG\0\0\1\2"})
+    write(root, {"logo.png": b"\x89PNG\0\0\3\4" + AWS.encode()})
+    git(root, "add", "logo.png")
+    write(root, {"logo.png": b"\x89PNG\0\0\5\6"})
+    async with session(root) as call:
+        scan = ok(await call("scan_secrets"))
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    assert scan["total"] == 0 and scan["skipped_binary"] == 1 and scan["not_scanned"] == []
+    assert report["checks"][0]["status"] == "pass"
+
+
+def test_a_binary_files_line_names_the_file_whatever_and_or_quotes_its_name_holds() -> None:
+    assert binary_name("Binary files a/x and y and b/x and y differ") == "x and y"
+    assert binary_name('Binary files "a/we\\"ird\\tx" and "b/we\\"ird\\tx" differ') == 'we"ird\tx'
+    assert binary_name("Binary files /dev/null and b/new file differ") == "new file"
+    assert binary_name("Binary files a/gone and /dev/null differ") is None
+    assert binary_name("Binary files a/x and /dev/null and b/x and /dev/null differ") == "x and /dev/null"
+
+
+def test_a_diff_lists_each_binary_file_it_adds_or_changes_with_its_blobs() -> None:
+    zero, one, two = "0" * 40, "1" * 40, "2" * 40
+    diff = (
+        "diff --git a/new.ps1 b/new.ps1\nnew file mode 100644\n"
+        f"index {zero}..{one}\nBinary files /dev/null and b/new.ps1 differ\n"
+        "diff --git a/old.ps1 b/old.ps1\ndeleted file mode 100644\n"
+        f"index {two}..{zero}\nBinary files a/old.ps1 and /dev/null differ\n"
+        f"diff --git a/x.ps1 b/x.ps1\nindex {one}..{two} 100644\nBinary files a/x.ps1 and b/x.ps1 differ\n"
+    )
+    groups, _ = added_lines(diff)
+    assert [(g.path, g.lines, g.blobs and (g.blobs.old, g.blobs.new)) for g in groups] == [
+        ("new.ps1", [], (zero, one)),
+        ("x.ps1", [], (one, two)),
+    ]
 
 
 # ----------------------------------------------------------------------------------- Dockerfiles
