@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bigrepo import cache_dir
 from common import listing
+from servers import ALL, SERVERS
 
 INIT = {
     "jsonrpc": "2.0",
@@ -89,7 +90,8 @@ def main() -> None:
     time_start(anchor_cmd)
     ours, anchor = [], []
     tools = (0, 0)
-    kept = listing.path(Path(os.environ["ONRECORD_STATE_DIR"]), args.server)
+    names = list(SERVERS) if args.server == ALL else [args.server]
+    kept = listing.path(Path(os.environ["ONRECORD_STATE_DIR"]), args.server, listing.key(names))
     for _ in range(args.runs):
         if args.cold:
             kept.unlink(missing_ok=True)

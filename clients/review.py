@@ -34,7 +34,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.start: dict[str, Any] = {}
-        self.calls = self.denied = self.asked = self.errors = 0
+        self.calls = self.denied = self.asked = self.errors = self.refused = 0
         self.last: str | None = None
 
     def __call__(self, r: dict[str, Any]) -> None:
@@ -48,6 +48,8 @@ class _Tally:
             status = r.get("status")
             self.denied += status == "denied"
             self.errors += status not in ("ok", "denied")
+        elif kind == "refusal":
+            self.refused += 1
         self.last = r.get("ts") if isinstance(r.get("ts"), str) else self.last
 
 
@@ -69,6 +71,7 @@ def session_summary(path: Path) -> dict[str, Any]:
         "denied": tally.denied,
         "asked": tally.asked,
         "errors": tally.errors,
+        "refused": tally.refused,
         "last": tally.last,
         "verified": report.ok,
         "ended": "open"
@@ -138,6 +141,7 @@ def render_sessions(rows: list[dict[str, Any]]) -> str:
             "denied",
             "asked",
             "errors",
+            "refused",
             "chain",
             "ended",
         ],
@@ -152,6 +156,7 @@ def render_sessions(rows: list[dict[str, Any]]) -> str:
                 r["denied"],
                 r["asked"],
                 r["errors"],
+                r.get("refused"),  # None in a row cached before refusal records existed
                 "ok" if r["verified"] else "BROKEN",
                 r.get("ended"),
             ]
@@ -160,11 +165,21 @@ def render_sessions(rows: list[dict[str, Any]]) -> str:
     )
 
 
+LINKED = ("call", "refusal", "result", "approval")  # the record types that belong to one call
+
+
 def only(records: list[dict[str, Any]], which: str) -> list[dict[str, Any]]:
-    """The call and result records of the calls that were denied, asked a human, or ended in error."""
+    """The records of the calls that were denied, asked a human, or ended in error; a call whose
+    tool the policy kept from a target inside the call (a `refusal`: deny or ask) counts as denied
+    or asked too."""
     results = {r.get("call_id"): r for r in records if r.get("type") == "result"}
     picked: set[object] = set()
     for r in records:
+        if r.get("type") == "refusal":
+            action = (r.get("decision") or {}).get("action")
+            if (which, action) in (("denied", "deny"), ("asked", "ask")):
+                picked.add(r.get("call_id"))
+            continue
         if r.get("type") != "call":
             continue
         decision = (r.get("decision") or {}).get("action")
@@ -178,9 +193,7 @@ def only(records: list[dict[str, Any]], which: str) -> list[dict[str, Any]]:
             )
         ):
             picked.add(r.get("call_id"))
-    return [
-        r for r in records if r.get("type") in ("call", "result", "approval") and r.get("call_id") in picked
-    ]
+    return [r for r in records if r.get("type") in LINKED and r.get("call_id") in picked]
 
 
 def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
@@ -220,6 +233,8 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
                     f"{r.get('duration_ms')} ms  {clip(str(detail), 60)}",
                 ]
             )
+        elif kind == "refusal":
+            rows += refusal_rows(r)
         elif kind == "session_end":
             rows.append([r.get("seq"), clock(r), "session", "", "ended", f"{r.get('records')} records"])
         elif kind == "approval":
@@ -228,6 +243,33 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
             rows.append(
                 [r.get("seq"), clock(r), "approval", "", r.get("action"), f"via {r.get('via')}{ident}{who}"]
             )
+    return rows
+
+
+def refusal_rows(r: dict[str, Any]) -> list[list[object]]:
+    """A refusal inside a call: what the tool was kept from, and which rule kept it, and why."""
+    d = r.get("decision") or {}
+    action = str(d.get("action", ""))
+    shadow = d.get("enforced") is False
+    via = f"via {r['via']}, " if r.get("via") else ""
+    rows: list[list[object]] = [
+        [
+            r.get("seq"),
+            clock(r),
+            "refusal",
+            r.get("tool"),
+            f"{action} (shadow)" if shadow else action,
+            f"{via}call {r.get('call_id')}",
+        ]
+    ]
+    what = "followed (shadow mode; the policy would refuse it)" if shadow else "not reached"
+    if isinstance(r.get("targets"), dict) and r["targets"]:
+        rows.append(["", "", "", "", "", f"  {what}: {format_targets(r['targets'])}"])
+    if isinstance(r.get("arguments"), dict):
+        args = json.dumps(r["arguments"], ensure_ascii=False, sort_keys=True)
+        rows.append(["", "", "", "", "", f"  {what} with: {clip(args, 70)}"])
+    source = f" [from {d['source']}]" if d.get("source") else ""
+    rows.append(["", "", "", "", "", f"  why: {d.get('reason')}{source}"])
     return rows
 
 
@@ -358,8 +400,7 @@ def for_commit(
         picked = [
             r
             for r in verify_file(path).records
-            if r.get("type") in ("call", "result", "approval")
-            and since <= _epoch(str(r.get("ts"))) <= committed + 1
+            if r.get("type") in LINKED and since <= _epoch(str(r.get("ts"))) <= committed + 1
         ]
         if picked:
             found.append((path, picked))
@@ -387,11 +428,12 @@ def _iso(epoch: int) -> str:
 @dataclass
 class Call:
     """One call with what followed it: its `call` record, its `result` (None while it runs, or if
-    the process died), and the approval records that name it."""
+    the process died), and the approval and refusal records that name it."""
 
     call: dict[str, Any]
     result: dict[str, Any] | None = None
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    refusals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def decision(self) -> dict[str, Any]:
@@ -414,6 +456,8 @@ def calls(records: Iterable[dict[str, Any]]) -> list[Call]:
             found[call_id].result = r
         elif kind == "approval" and call_id in found:
             found[call_id].approvals.append(r)
+        elif kind == "refusal" and call_id in found:
+            found[call_id].refusals.append(r)
     return list(found.values())
 
 

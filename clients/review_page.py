@@ -35,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clients import review
-from common.approvals import what_runs
+from common.approvals import format_targets, what_runs
 from common.errors import OnrecordError
 from common.visible import visible
 
@@ -110,9 +110,13 @@ class Filters:
     def keeps_call(self, call: review.Call) -> bool:
         tool = str(call.call.get("tool", ""))
         server, _, name = tool.partition(".")
-        text = (_json(call.call) + _json(call.result) + _json(call.approvals)).lower()
+        text = (_json(call.call) + _json(call.result) + _json(call.approvals) + _json(call.refusals)).lower()
+        # A call whose tool the policy kept from a target while it ran was denied or asked in part.
+        actions = {call.decision.get("action")} | {
+            (r.get("decision") or {}).get("action") for r in call.refusals
+        }
         return (
-            (not self.decision or call.decision.get("action") == self.decision)
+            (not self.decision or self.decision in actions)
             and (not self.status or call.status == self.status)
             and (not self.server or server == self.server)
             and (not self.tool or self.tool in (tool, name))
@@ -126,7 +130,11 @@ class Filters:
         by_status = {"ok": "calls", "no result": "calls", "denied": "denied"}.get(self.status, "errors")
         text = " ".join(str(row.get(f) or "") for f in ("session", "server", "client", "user", "root"))
         return (
-            (not self.decision or bool(row.get(by_decision)))
+            (
+                not self.decision
+                or bool(row.get(by_decision))
+                or (by_decision != "calls" and bool(row.get("refused")))
+            )
             and (not self.status or bool(row.get(by_status)))
             and (not self.server or row.get("server") == self.server)
             and (not self.q or self.q.lower() in text.lower())
@@ -219,6 +227,7 @@ class Pages:
                 "denied",
                 "asked",
                 "errors",
+                "refused",
                 "chain",
                 "ended",
             ]
@@ -232,6 +241,7 @@ class Pages:
                     f"<td>{_e(r.get('user'))}</td><td class=path>{_e(r.get('root'))}</td>"
                     f"<td class=n>{_e(r.get('calls'))}</td><td class=n>{_e(r.get('denied'))}</td>"
                     f"<td class=n>{_e(r.get('asked'))}</td><td class=n>{_e(r.get('errors'))}</td>"
+                    f"<td class=n>{_e(r.get('refused'))}</td>"
                     f"<td class=chain-{chain.lower()}>{chain}</td><td>{_e(r.get('ended'))}</td></tr>\n"
                 )
             body += "</tbody></table>\n"
@@ -431,6 +441,7 @@ def _timeline(shown: list[review.Call]) -> str:
             f"{' by ' + _e(a['by']) if a.get('by') else ''}</div>"
             for a in c.approvals
         )
+        refusals = "".join(_refusal(x) for x in c.refusals)
         duration = f"{r['duration_ms']} ms" if r.get("duration_ms") is not None else ""
         out += (
             f"<tr class=d-{_css_word(action, DECISIONS)}>"
@@ -439,9 +450,29 @@ def _timeline(shown: list[review.Call]) -> str:
             f"<td><code class=rule>{_e(d.get('rule'))}</code><div class=why>{_e(why)}</div></td>"
             f"<td><code class=args>{_e(_json(c.call.get('arguments')))}</code>{_call_targets(c.call)}</td>"
             f"<td class=s-{_css_word(c.status, ('ok', 'denied', 'pending_approval'))}>{_e(c.status)}</td>"
-            f"<td class=n>{_e(duration)}</td><td>{_e(detail)}{approvals}</td></tr>\n"
+            f"<td class=n>{_e(duration)}</td><td>{_e(detail)}{approvals}{refusals}</td></tr>\n"
         )
     return out + "</tbody></table>\n"
+
+
+def _refusal(record: dict[str, Any]) -> str:
+    """A refusal inside a call, under the call: what its tool was kept from, the rule, and why."""
+    decision = record.get("decision")
+    d: dict[str, Any] = decision if isinstance(decision, dict) else {}
+    action = str(d.get("action", ""))
+    shadow = d.get("enforced") is False
+    what = f"{action} (shadow: followed)" if shadow else f"{action}: not reached"
+    via = f" via {record['via']}" if record.get("via") else ""
+    targets = record.get("targets")
+    shown = (
+        format_targets(targets) if isinstance(targets, dict) and targets else _json(record.get("arguments"))
+    )
+    source = f" [from {d['source']}]" if d.get("source") else ""
+    return (
+        f"<div class='refusal d-{_css_word(action, DECISIONS)}'>refused{_e(via)}, {_e(what)}: "
+        f"<code>{_e(shown)}</code> <code class=rule>{_e(d.get('rule'))}</code>"
+        f"<div class=why>why: {_e(d.get('reason'))}{_e(source)}</div></div>"
+    )
 
 
 def _call_targets(call: dict[str, Any]) -> str:

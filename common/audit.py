@@ -5,8 +5,10 @@ sha256(previous record's hash + canonical JSON of this record without `hash`); t
 record's previous hash is the empty string. `seq` counts records from 0 in each file.
 
 Record types: `session_start` (opens every file), `call` (before the tool runs), `result` (after),
-`approval` (a human granted or declined a pending call), `session_end` (closes a file on a clean
-shutdown: a file without one was cut off, or its process killed).
+`approval` (a human granted or declined a pending call), `refusal` (while a call runs, the policy
+kept its tool from acting on something its arguments did not name, such as a redirect's target:
+written between the call's `call` and `result` records, with its call_id), `session_end` (closes a
+file on a clean shutdown: a file without one was cut off, or its process killed).
 
 Every record reaches the operating system in one write() before `write` returns, so a killed
 process loses nothing it reported; fsync (for power loss) is per record, per batch, or off.
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 import pydantic_core
 
-RecordType = Literal["session_start", "call", "result", "approval", "session_end"]
+RecordType = Literal["session_start", "call", "result", "approval", "refusal", "session_end"]
 Severity = Literal["error", "warning"]
 FsyncMode = Literal["record", "batch", "off"]
 
@@ -426,6 +428,17 @@ def verify_file(
                 open_calls[str(record.get("call_id"))] = lineno
             elif kind == "result":
                 open_calls.pop(str(record.get("call_id")), None)
+            elif kind == "refusal" and str(record.get("call_id")) not in open_calls:
+                report.problems.append(
+                    Problem(
+                        report.file,
+                        lineno,
+                        "stray_refusal",
+                        f"refusal of call {record.get('call_id')} is outside that call (no call record "
+                        "before it, or after its result)",
+                        "warning",
+                    )
+                )
     for call_id, at in open_calls.items():
         report.problems.append(
             Problem(

@@ -15,7 +15,10 @@ a note. Domain modules call `allows` without knowing about MCP; outside a tool c
 allowed (plain domain tests).
 
 A tool that reaches somewhere its arguments did not name (a redirect's target) asks the same policy
-with `refused_call`: the decision its own call would have got with those arguments instead.
+with `refused_call`: the decision its own call would have got with those arguments instead. Every
+such decision that is not an allow (a refusal, or what shadow mode would have refused) is reported
+to the call's Gate, which has the kit write it to the audit log as a `refusal` record of the running
+call: a reviewer sees where the tool was steered, not only where it was sent.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from common.errors import OnrecordError
 from common.policy import Decision, suspects
 
 MAX_NAMED = 50
+MAX_REFUSALS = 50  # refusal records per call; the result record counts every one
 WITHHELD = "[withheld by policy: this text quotes a file the policy does not let you read]"
 # Tracebacks and tool messages name the files they quote: `path:line: in f`, `path:line:col: E501`,
 # `File "path", line 3`, `Failed to parse /abs/ruff.toml`. Every word that could be a path counts.
@@ -79,10 +83,18 @@ class Decides(Protocol):
 
 
 class DecidesCall(Protocol):
-    """The decision that stops the running tool had it been called with `arguments` instead (deny,
-    or ask that the human's approval of this call does not cover); None when it may go on."""
+    """The decision the running tool would have got had it been called with `arguments` instead,
+    when it is not an allow: a deny, or an ask that the human's approval of this call does not cover
+    (either in shadow mode too, where it stops nothing). None when the policy allows it."""
 
     def __call__(self, arguments: Mapping[str, Any]) -> Decision | None: ...
+
+
+class RecordsRefusal(Protocol):
+    """Writes the audit record of one in-call refusal: the arguments the tool would have acted
+    with, the decision, and how the tool came to them (e.g. "redirect")."""
+
+    def __call__(self, arguments: Mapping[str, Any], decision: Decision, via: str | None) -> None: ...
 
 
 class FileText(BaseModel):
@@ -109,6 +121,14 @@ class Gate:
     _seen: dict[tuple[str, bool], bool] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     asked: set[str] = field(default_factory=set)
+    record: RecordsRefusal | None = None  # the audit record of a refusal inside this call
+    refusals: int = 0  # refusals inside this call (recorded up to MAX_REFUSALS)
+
+    def refused(self, arguments: Mapping[str, Any], decision: Decision, via: str | None) -> None:
+        """Note a refusal inside the call: counted, and recorded while under MAX_REFUSALS."""
+        self.refusals += 1
+        if self.record is not None and self.refusals <= MAX_REFUSALS:
+            self.record(arguments, decision, via)
 
     def allows(self, path: str, *, follow_links: bool = False, name: bool = True) -> bool:
         key = (path, follow_links)
@@ -235,13 +255,23 @@ def pair(decide: Decides, call: DecidesCall) -> Decides:
     return decide
 
 
-def refused_call(arguments: Mapping[str, Any]) -> Decision | None:
+def refused_call(arguments: Mapping[str, Any], *, via: str | None = None) -> Decision | None:
     """The decision that stops the running tool from acting as if it had been called with
     `arguments` (all of them, as the tool takes them): a deny, or an ask the human's approval of the
-    current call does not cover. None when the policy lets it go on, and outside a tool call."""
+    current call does not cover. None when the policy lets it go on, and outside a tool call.
+
+    A decision that is not an allow is recorded in the audit log as part of the running call, with
+    `via` (how the tool came to these arguments, e.g. "redirect"); in shadow mode it is recorded and
+    None returned, so the tool goes on as the call itself would."""
     gate = _CURRENT.get()
-    check = _CALLS.get(gate.decide) if gate is not None else None
-    return check(arguments) if check is not None else None
+    if gate is None:
+        return None
+    check = _CALLS.get(gate.decide)
+    decision = check(arguments) if check is not None else None
+    if decision is None:
+        return None
+    gate.refused(arguments, decision, via)
+    return None if decision.effective == "allow" else decision
 
 
 def allowed_names(names: list[str]) -> list[str]:

@@ -9,10 +9,17 @@ answers `tools/list` from it and builds each tool for real on its first call, wi
 argument and result validation as ever. The policy reads a tool's kinds and annotations from the
 built tool, never from the file.
 
+Each key has its own file (`<serve name>-<key prefix>.json`), so two checkouts or two installed
+versions sharing one state directory do not overwrite each other's listing on every start. A start
+that uses a listing marks it used (its mtime); a start that writes one removes the least recently
+used listings of the same serve name beyond KEEP.
+
 The file is a convenience, never trusted: one that is missing, unreadable, oversized, not a regular
 file, not the user's own, writable by others, malformed or written under another key is ignored
 and written again; a tool whose real build disagrees with what the file listed removes the file, so
-the next start builds cold (AccountableServer).
+the next start builds cold (AccountableServer). Pruning acts only in a listing folder that is the
+user's own and not writable by others, never follows a link, and removes only entries named as a
+listing of that serve name.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -35,14 +43,18 @@ log = logging.getLogger("onrecord")
 
 FORMAT = 1
 MAX_BYTES = 4 << 20  # a listing of every server is about 100 KB
+KEEP = 8  # listings kept per serve name: one per checkout or installed version sharing the state
+KEY_CHARS = 16  # of the key's hex digest in a file's name (the file holds the whole key)
+_NAMED = re.compile(rf"(?P<name>[a-z0-9_]+)-[0-9a-f]{{{KEY_CHARS}}}\.json")
 _SOURCE = Path(__file__).resolve().parent.parent  # holds common/ and servers/
 _LIBRARIES = ("pydantic", "pydantic_core", "mcp", "mcp_types")
 
 Entry = tuple[str, dict[str, Any]]  # the owning server, the tool as tools/list gives it
 
 
-def path(state_dir: Path, name: str) -> Path:
-    return state_dir / "listing" / f"{name}.json"
+def path(state_dir: Path, name: str, key_: str) -> Path:
+    """The listing file of serve name `name` under key `key_`."""
+    return state_dir / "listing" / f"{name}-{key_[:KEY_CHARS]}.json"
 
 
 def key(names: Sequence[str]) -> str:
@@ -70,28 +82,42 @@ def _sources() -> list[Path]:
     return sorted(found)
 
 
+def _ours(info: os.stat_result) -> bool:
+    """Whether a file could be a listing we wrote: regular, the user's own, writable by nobody
+    else, and no larger than a listing can be."""
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & 0o022
+        and info.st_size <= MAX_BYTES
+    )
+
+
 def load(file: Path, expected: str) -> list[Entry] | None:
-    """The entries of a listing file written under key `expected`, or None for any other file."""
+    """The entries of a listing file written under key `expected`, or None for any other file. A
+    listing used is marked so (its mtime), for `prune`."""
     try:
         # O_NONBLOCK: opening a FIFO left at this path must not wait for a writer (it is then refused below).
         fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        info = os.fstat(fd)
-        if (
-            not stat.S_ISREG(info.st_mode)
-            or info.st_uid != os.getuid()
-            or info.st_mode & 0o022
-            or info.st_size > MAX_BYTES
-        ):
+        if not _ours(os.fstat(fd)):
             return None
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(MAX_BYTES + 1)
+        entries = _entries(data, expected)
+        if entries is not None:
+            with contextlib.suppress(OSError):
+                os.utime(fd)  # the file opened and checked above, never what the path names now
+        return entries
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _entries(data: bytes, expected: str) -> list[Entry] | None:
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
@@ -131,6 +157,52 @@ def save(file: Path, key_: str, entries: Sequence[Entry]) -> None:
         log.debug("could not write the tool listing %s: %s", file, exc)
         with contextlib.suppress(OSError):
             temporary.unlink()
+        return
+    prune(file)
+
+
+def prune(file: Path, keep: int = KEEP) -> None:
+    """Keep at most `keep` listings of the serve name `file` is for: `file` and the most recently
+    used others. An entry under such a name that could not be a listing of ours (a link, a FIFO, a
+    file of another user or writable by others, an oversized one) is removed too: no start would
+    use it. Nothing is done in a folder that is not the user's own or that others may write, and
+    nothing outside the folder is touched (no link is followed)."""
+    named = _NAMED.fullmatch(file.name)
+    if named is None:
+        return
+    prefix = named.group("name") + "-"
+    try:
+        folder = os.open(file.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        info = os.fstat(folder)
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return
+        used: list[tuple[int, str]] = []
+        hostile: list[str] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name == file.name or not (
+                    entry.name.startswith(prefix) and _NAMED.fullmatch(entry.name)
+                ):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if _ours(st):
+                    used.append((st.st_mtime_ns, entry.name))
+                else:
+                    hostile.append(entry.name)
+        used.sort(reverse=True)
+        for name in [*hostile, *(n for _, n in used[max(keep - 1, 0) :])]:
+            with contextlib.suppress(OSError):  # gone meanwhile, or a folder: left alone
+                os.unlink(name, dir_fd=folder)
+    except OSError as exc:
+        log.debug("could not prune the tool listings beside %s: %s", file, exc)
+    finally:
+        os.close(folder)
 
 
 def drop(file: Path) -> None:

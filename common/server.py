@@ -99,6 +99,7 @@ _RESULT_BEFORE_SEQ = (
     "excluded_by_policy",
     "preview",
     "redactions",
+    "refusals",
 )
 _RESULT_SEQ_TO_TS = ("size", "status", "tool")
 
@@ -116,6 +117,7 @@ class Outcome:
     preview: str | None = None
     excluded: dict[str, Any] | None = None
     redactions: list[Redaction] = field(default_factory=list)
+    refusals: int | None = None  # refusal records the call left (content.refused_call)
 
     def fail(self, status: Status, error: str) -> None:
         self.status, self.error = status, error
@@ -182,6 +184,8 @@ class Outcome:
             out["preview"] = quote(self.preview)
         if self.excluded is not None:
             out["excluded_by_policy"] = canonical(self.excluded)
+        if self.refusals is not None:
+            out["refusals"] = str(self.refusals)
         if redactions:
             out["redactions"] = canonical([r.as_record() for r in redactions])
         return out
@@ -632,13 +636,16 @@ class AccountableServer(MCPServer):
                 self._annotations.get(name),
                 kinds=self._kinds.get(name),
             )
-            if d.effective == "allow":
+            if d.action == "allow":
                 return None
-            # The human who approved this call answered the ask every call of the tool gets; an ask
-            # that names these arguments is a question nobody was asked.
-            if d.effective == "ask" and approved is not None and self.policy.argument_free(d):
+            # A decision every call of the tool gets is the running call's own, which its call record
+            # gives: the human who approved this call answered that ask, and in shadow mode the call
+            # ran under it. An ask or deny that names these arguments is news.
+            if self.policy.argument_free(d) and (
+                not d.enforced or (d.effective == "ask" and approved is not None)
+            ):
                 return None
-            return d
+            return d  # in shadow mode too: content.refused_call records it and lets the tool go on
 
         return content.pair(decide, call)
 
@@ -780,6 +787,8 @@ class AccountableServer(MCPServer):
                 gate = content.Gate(facts.decide, screen=self.policy.content_screen(owner, name))
             else:
                 gate = self._gate(owner, name, approved)
+            # A refusal the tool meets while it runs (a redirect's target) is a record of this call.
+            gate.record = functools.partial(self._refusal_record, call_id, name, validated)
             token = content.enter(gate)
             try:
                 result: CallToolResult | InputRequiredResult | None = None
@@ -848,6 +857,8 @@ class AccountableServer(MCPServer):
         finally:
             if gate is not None and (gate.excluded or gate.hidden):
                 outcome.excluded = {"files": gate.excluded[:50], "hidden": gate.hidden}
+            if gate is not None and gate.refusals:
+                outcome.refusals = gate.refusals
             self._write_result(call_id, tool_json, started, outcome)
 
     def _write_result(self, call_id: str, tool_json: str, started: float, outcome: Outcome) -> None:
@@ -886,6 +897,56 @@ class AccountableServer(MCPServer):
                 shown_targets[key].append(text)
                 redactions = [*redactions, *(Redaction(rule, f"targets.{key}") for rule in fired)]
         return _Shown(shown_args, redactions, targets, shown_targets)
+
+    def _refusal_record(
+        self,
+        call_id: str,
+        name: str,
+        called: Mapping[str, Any],
+        arguments: Mapping[str, Any],
+        decision: Decision,
+        via: str | None,
+    ) -> None:
+        """Write the `refusal` record of call `call_id`: the tool, running with `called`, met the
+        decision `decision` for acting with `arguments` instead (common.content.refused_call). It
+        names what the tool was kept from (the targets as the policy matched them, redacted piece
+        by piece as a call record names its own, and any other argument that differs from the
+        call's) and the decision with its rule, file and reason."""
+        facts = self._facts_of(name)
+        sent = dict(arguments)
+        if facts is not None and facts.urls:
+            sent = _canonical_urls(sent, facts.urls)
+        defaults = facts.params.defaults if facts is not None and facts.params is not None else {}
+        missing = object()
+        changed = [k for k, v in sent.items() if called.get(k, defaults.get(k, missing)) != v]
+        shown_args, redactions = redact(sent, "arguments")
+        fields: dict[str, Any] = {
+            "call_id": call_id,
+            "tool": facts.qualified if facts is not None else self.qualified(name)[1],
+            "decision": decision.record,
+        }
+        if facts is not None and facts.targets:
+            shown = self._shown(sent, self.seen_arguments(name, sent), shown_args, redactions, facts)
+            shown_args, redactions = shown.arguments, shown.redactions
+            fields["targets"] = shown.shown_targets
+            changed = [k for k in changed if k not in facts.targets]
+        if changed:
+            fields["arguments"] = {k: shown_args[k] for k in changed if k in shown_args}
+        kept = [
+            r
+            for r in redactions
+            if r.where.startswith("targets.")
+            or (r.where.startswith("arguments.") and _argument_of(r.where) in changed)
+        ]
+        if kept:
+            fields["redactions"] = [r.as_record() for r in kept]
+        if via is not None:
+            fields["via"] = via
+        try:
+            self.audit.write("refusal", fields)
+        except OSError:
+            log.exception("could not write the audit refusal record for call %s", call_id)
+            raise
 
     async def _ask(
         self,

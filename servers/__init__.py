@@ -54,8 +54,8 @@ def build(name: str, settings: Settings) -> AccountableServer:
     )
     # tools/list as an earlier start with the same source, libraries and servers gave it, when kept
     # (common.listing); the tools are then built on first use.
-    file = listing.path(settings.state_dir, name)
     key = listing.key(names)
+    file = listing.path(settings.state_dir, name, key)
     entries = listing.load(file, key)
     kept = (
         entries is not None

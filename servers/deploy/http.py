@@ -4,7 +4,8 @@ Each hop (the URL, then every redirect) is checked against `[deploy] allowed_hos
 refused if the address is inner, and connected to at exactly that address: the request goes to the
 pinned IP with the original Host header and TLS server name, and no proxy from the environment.
 A redirect's target is also put to the policy in canonical form, as if the tool had been called with
-it: a URL a deny or ask rule names is never fetched by way of another URL's redirect.
+it: a URL a deny or ask rule names is never fetched by way of another URL's redirect, and the audit
+log keeps a `refusal` record of the call naming it.
 Bodies are read up to `[deploy] max_body_bytes`.
 """
 
@@ -98,7 +99,7 @@ def _next_hop(current: httpx.URL, location: str, called: dict[str, Any]) -> http
         target = canonical_url(joined)
     except URLError as exc:
         raise _HopRefused(f"redirect to {joined!r} not followed: {exc}") from exc
-    decision = content.refused_call({**called, "url": target})
+    decision = content.refused_call({**called, "url": target}, via="redirect")
     if decision is not None:
         hint = (
             "; a human can approve a call of check_http with that URL" if decision.effective == "ask" else ""

@@ -102,9 +102,9 @@ async def test_the_sessions_page_shows_each_session_with_its_counts_and_filters_
     row = re.search(r"<tr><td><a href=[^>]*session/[^<]*</a></td>(.*?)</tr>", text, re.S)
     assert row, text
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
-    # server, client, user, root, calls, denied, asked, errors, chain, ended
+    # server, client, user, root, calls, denied, asked, errors, refused, chain, ended
     assert cells[0] == "repo" and cells[3] == str(rec.root)
-    assert cells[4:9] == ["4", "1", "1", "2", "ok"]
+    assert cells[4:10] == ["4", "1", "1", "2", "0", "ok"]
     assert "1 of 1 session(s)" in text
     for kept in ({"server": "repo"}, {"decision": "deny"}, {"decision": "ask"}, {"q": "proj"}):
         assert "1 of 1 session(s)" in web.get("/", params={"token": TOKEN, **kept}).text, kept

@@ -37,7 +37,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def kept_file(server_name: str) -> Path:
-    return listing.path(Path(os.environ["ONRECORD_STATE_DIR"]), server_name)
+    """The listing file of a serve name under the key of the source as it is now."""
+    names = list(SERVERS) if server_name == ALL else [server_name]
+    return listing.path(Path(os.environ["ONRECORD_STATE_DIR"]), server_name, listing.key(names))
 
 
 def is_kept(server: AccountableServer) -> bool:
@@ -66,16 +68,137 @@ async def test_a_source_change_makes_the_next_start_build_cold_and_list_the_same
     settings = settings_for(project(tmp_path))
     cold = await listed(build(name, settings))
     before = json.loads(kept_file(name).read_text(encoding="utf-8"))["key"]
-    source = tmp_path / "source"
-    for top in ("common", "servers"):
-        shutil.copytree(listing._SOURCE / top, source / top)  # pyright: ignore[reportPrivateUsage]
-    monkeypatch.setattr(listing, "_SOURCE", source)
-    (source / "servers" / "repo" / "overview.py").write_text("# changed\n", encoding="utf-8")
+    first = kept_file(name)
+    other_checkout(tmp_path, monkeypatch)
     again = build(name, settings)
     assert not is_kept(again)
     assert json.loads(kept_file(name).read_text(encoding="utf-8"))["key"] != before
     assert await listed(again) == cold
     assert is_kept(build(name, settings))
+    assert first.is_file()  # the other key's listing is left for its own starts
+
+
+def other_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the listing key that of another checkout: a copy of the source with one file changed."""
+    source = tmp_path / "source"
+    for top in ("common", "servers"):
+        shutil.copytree(listing._SOURCE / top, source / top)  # pyright: ignore[reportPrivateUsage]
+    (source / "servers" / "repo" / "overview.py").write_text("# changed\n", encoding="utf-8")
+    monkeypatch.setattr(listing, "_SOURCE", source)
+    return source
+
+
+async def test_two_checkouts_sharing_a_state_directory_each_keep_and_use_their_own_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(project(tmp_path))
+    here = listing._SOURCE  # pyright: ignore[reportPrivateUsage]
+    assert not is_kept(build("repo", settings))
+    mine = kept_file("repo")
+    there = other_checkout(tmp_path, monkeypatch)
+    assert not is_kept(build("repo", settings))  # the other checkout's first start builds cold
+    theirs = kept_file("repo")
+    assert theirs != mine and mine.is_file() and theirs.is_file()
+    # From now on, switching back and forth, every start of either uses its own listing.
+    for source, file in [(here, mine), (there, theirs)] * 2:
+        monkeypatch.setattr(listing, "_SOURCE", source)
+        before = file.stat().st_mtime_ns
+        os.utime(file, ns=(before - 10**9, before - 10**9))
+        assert is_kept(build("repo", settings)), file
+        assert file.stat().st_mtime_ns > before - 10**9  # marked as used
+    assert sorted(p.name for p in mine.parent.iterdir()) == sorted([mine.name, theirs.name])
+
+
+def fake_listings(count: int, name: str = "repo") -> list[Path]:
+    """`count` valid listing files of serve name `name` under made-up keys, oldest first."""
+    state = Path(os.environ["ONRECORD_STATE_DIR"])
+    files = []
+    for i in range(count):
+        key = f"{i:016x}" * 4
+        file = listing.path(state, name, key)
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        file.write_text(json.dumps({"format": listing.FORMAT, "key": key, "tools": []}), encoding="utf-8")
+        file.chmod(0o600)
+        os.utime(file, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+        files.append(file)
+    return files
+
+
+async def test_at_most_a_few_listings_per_server_are_kept_and_the_least_recently_used_go_first(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(project(tmp_path))
+    old = fake_listings(listing.KEEP + 3)
+    others = fake_listings(3, "deploy")  # another serve name's listings are not counted against it
+    legacy = old[0].with_name("repo.json")  # written by an older onrecord: not ours to remove
+    legacy.write_text("{}", encoding="utf-8")
+    # The oldest one was used last: it stays.
+    os.utime(old[0], ns=(2 * 10**18, 2 * 10**18))
+    build("repo", settings)
+    current = kept_file("repo")
+    left = {p.name for p in current.parent.iterdir()}
+    kept = {current.name, old[0].name, *(p.name for p in old[-(listing.KEEP - 2) :])}
+    assert len(kept) == listing.KEEP
+    assert left == kept | {p.name for p in others} | {legacy.name}
+    assert is_kept(build("repo", settings))  # the listing just written survived its own pruning
+
+
+async def test_a_hostile_file_at_one_keys_path_is_refused_and_leaves_the_other_keys_listing_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(project(tmp_path))
+    cold = await listed(build("repo", settings))
+    mine = kept_file("repo")
+    here = listing._SOURCE  # pyright: ignore[reportPrivateUsage]
+    other_checkout(tmp_path, monkeypatch)
+    theirs = kept_file("repo")
+    # Someone else's copy of a valid listing, linked at the other key's path, and one others may write.
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(mine.read_bytes().replace(json.loads(mine.read_text(encoding="utf-8"))["key"].encode(),
+                                                  listing.key(["repo"]).encode()))  # fmt: skip
+    theirs.symlink_to(outside)
+    server = build("repo", settings)
+    assert not is_kept(server) and await listed(server) == cold
+    assert theirs.is_file() and not theirs.is_symlink() and outside.is_file()  # replaced, target untouched
+    theirs.chmod(0o666)
+    assert not is_kept(build("repo", settings))
+    assert theirs.stat().st_mode & 0o777 == 0o600  # written again, as the user's own
+    monkeypatch.setattr(listing, "_SOURCE", here)
+    assert is_kept(build("repo", settings)) and mine.is_file()
+
+
+def test_pruning_removes_entries_that_cannot_be_listings_and_follows_no_link(tmp_path: Path) -> None:
+    files = fake_listings(3)
+    target = tmp_path / "precious.json"
+    target.write_text("keep me", encoding="utf-8")
+    link = files[0].with_name("repo-" + "a" * listing.KEY_CHARS + ".json")
+    link.symlink_to(target)
+    writable = files[0].with_name("repo-" + "b" * listing.KEY_CHARS + ".json")
+    writable.write_text("{}", encoding="utf-8")
+    writable.chmod(0o666)
+    folder = files[0].with_name("repo-" + "c" * listing.KEY_CHARS + ".json")
+    folder.mkdir()
+    unrelated = files[0].with_name("notes.txt")
+    unrelated.write_text("mine", encoding="utf-8")
+    listing.prune(files[-1])
+    left = {p.name for p in files[0].parent.iterdir()}
+    assert left == {*(f.name for f in files), folder.name, unrelated.name}
+    assert target.read_text(encoding="utf-8") == "keep me"
+
+
+def test_pruning_does_nothing_in_a_folder_others_may_write_or_reached_by_a_link(tmp_path: Path) -> None:
+    files = fake_listings(listing.KEEP + 2)
+    folder = files[0].parent
+    folder.chmod(0o777)
+    listing.prune(files[-1])
+    assert all(f.exists() for f in files)
+    folder.chmod(0o700)
+    linked = tmp_path / "linked"
+    linked.symlink_to(folder)
+    listing.prune(linked / files[-1].name)
+    assert all(f.exists() for f in files)
+    listing.prune(files[-1])
+    assert sum(f.exists() for f in files) == listing.KEEP
 
 
 def hostile_files() -> dict[str, Any]:

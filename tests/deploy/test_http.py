@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import json
 import ssl
@@ -14,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from clients.review import only, render_timeline
+from clients.review_page import build_app
+from common.audit import verify_file
 from common.net import inner_reason
-from tests.helpers import err, ok, settings_for
+from tests.helpers import err, of_type, ok, records, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -244,6 +249,89 @@ async def test_a_call_a_human_approved_follows_redirects_but_not_to_a_url_an_ask
     assert followed["verdict"] == "pass"
     assert "ask rule 'deploy.check_http(url=*/admin*)'" in stopped["problems"][0]
     assert "/admin" not in SEEN_PATHS
+
+
+TOKEN = "v1abcdef"  # `token=v1abcdef` is secret-shaped: redacted as its own piece of a URL
+
+
+async def test_a_refused_redirect_leaves_a_refusal_record_of_its_call_naming_the_url_and_the_rule(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = f"/static/../Admin/?token={TOKEN}"
+    probe = session(root, DENY_ADMIN, **LOCAL)
+    async with probe as call:
+        SEEN_PATHS.clear()
+        redirected = ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+        Service.redirect_to = "/health"
+        followed = ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+    (problem,) = redirected["problems"]
+    assert "refused by policy and not fetched" in problem and followed["verdict"] == "pass"
+    assert SEEN_PATHS == ["/moved", "/moved", "/health"]  # the admin page was never requested
+    server = probe.server
+    kinds = [r["type"] for r in records(server)]
+    assert kinds == ["session_start", "call", "refusal", "result", "call", "result"]
+    (first, second), (refusal,) = of_type(server, "call"), of_type(server, "refusal")
+    assert refusal["call_id"] == first["call_id"] and refusal["tool"] == "deploy.check_http"
+    # The target as the policy matched it (canonical), with the secret-shaped piece hidden by itself.
+    target = f"http://localhost:{service}/Admin/?token=[REDACTED:secret_assignment]"
+    assert refusal["targets"] == {"url": [target]}
+    assert refusal["redactions"] == [{"rule": "secret_assignment", "where": "targets.url"}]
+    assert "arguments" not in refusal  # nothing but the URL differs from the call's own
+    assert refusal["via"] == "redirect"
+    decision = refusal["decision"]
+    assert decision["rule"] == "deploy.check_http(url=*/admin*)" and decision["action"] == "deny"
+    assert decision["effective"] == "deny" and "deny rule" in decision["reason"]
+    assert decision["source"] and decision["source"].endswith(".toml")
+    first_result, second_result = of_type(server, "result")
+    assert first_result["refusals"] == 1 and "refusals" not in second_result
+    assert first["decision"]["action"] == second["decision"]["action"] == "allow"
+    # The chain verifies with the new record in it, and nothing secret reached the log.
+    report = verify_file(server.audit.path) if server.audit.path else None
+    assert report is not None and report.ok and not report.problems
+    assert TOKEN not in server.audit.path.read_text(encoding="utf-8")  # type: ignore[union-attr]
+    # The reviewer's views show it under its call: the timeline, and `--only denied`.
+    timeline = render_timeline(report.records)
+    assert "refusal" in timeline and "deploy.check_http(url=*/admin*)" in timeline
+    assert f'url = ["{target}"]' in timeline
+    denied = only(report.records, "denied")
+    assert [r["type"] for r in denied] == ["call", "refusal", "result"]
+    web = TestClient(build_app(probe.settings.audit_path, "t0ken"))
+    session_page = f"/session/{server.audit.path.stem}"  # type: ignore[union-attr]
+    page = web.get(session_page, params={"token": "t0ken"}).text
+    assert "refused via redirect, deny: not reached" in page and html.escape(target) in page
+    assert "1 of 2 call(s)" in web.get(session_page, params={"token": "t0ken", "decision": "deny"}).text
+    assert "1 of 1 session(s)" in web.get("/", params={"token": "t0ken", "decision": "deny"}).text
+
+
+async def test_a_redirect_an_ask_rule_names_is_recorded_as_an_ask_refusal(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = "/admin"
+    probe = session(root, ASK_ADMIN, **LOCAL)
+    async with probe as call:
+        ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+    (refusal,) = of_type(probe.server, "refusal")
+    assert refusal["decision"]["action"] == "ask" and refusal["decision"]["effective"] == "ask"
+    assert refusal["targets"] == {"url": [f"http://localhost:{service}/admin"]}
+    assert only(records(probe.server), "asked")[1]["type"] == "refusal"
+
+
+async def test_in_shadow_mode_a_redirect_the_policy_would_refuse_is_followed_and_recorded(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = "/admin"
+    probe = session(root, DENY_ADMIN.replace("[policy]\n", '[policy]\nmode = "shadow"\n'), **LOCAL)
+    async with probe as call:
+        SEEN_PATHS.clear()
+        redirected = ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+    assert redirected["verdict"] == "pass" and SEEN_PATHS == ["/moved", "/admin"]
+    (refusal,) = of_type(probe.server, "refusal")
+    assert refusal["decision"]["action"] == "deny" and refusal["decision"]["enforced"] is False
+    assert refusal["decision"]["effective"] == "allow"
+    assert "deny (shadow)" in render_timeline(records(probe.server))
 
 
 async def test_an_allow_rule_written_with_capitals_allows_the_host_it_names_and_no_other(
