@@ -18,6 +18,7 @@ from servers.data.formats import reader
 from servers.data.params import DatasetPath, Ref
 from servers.data.profile import kind_of
 from servers.data.sandbox import Sandbox, sql_ident
+from servers.data.values import as_float
 
 BINS = 10
 TOP_CATEGORIES = 20
@@ -155,19 +156,24 @@ def _verdict(value: float) -> Verdict:
 
 def _numeric(sandbox: Sandbox, name: str, rows_a: int, rows_b: int) -> ColumnDrift:
     col = f"{sql_ident(name)}::DOUBLE"
+    finite = f"isfinite({col})"
     quantiles = [round(i / BINS, 2) for i in range(1, BINS)]
-    edges_row = sandbox.one(f"SELECT quantile_cont({col}, {quantiles}), count({col}), avg({col}) FROM a")
-    edges = sorted(set(edges_row[0] or []))
-    bucket = " + ".join(f"({col} > {e!r})::INTEGER" for e in edges) or "0"
+    # The deciles of a's finite values are the bins; NaN and infinities have one bin of their own,
+    # so a change in how many there are is drift too.
+    (deciles,) = sandbox.one(f"SELECT quantile_cont({col}, {quantiles}) FILTER (WHERE {finite}) FROM a")
+    edges = sorted({e for e in deciles or [] if math.isfinite(e)})
+    inside = " + ".join(f"({col} > {e!r}::DOUBLE)::INTEGER" for e in edges) or "0"
+    bucket = f"CASE WHEN {finite} THEN {inside} ELSE {len(edges) + 1} END"
     counts: list[list[int]] = []
     stats: list[tuple[int, float | None]] = []
     for side in ("a", "b"):
         hist, count, mean = sandbox.one(
-            f"SELECT histogram({bucket}) FILTER (WHERE {col} IS NOT NULL), count({col}), avg({col}) FROM {side}"
+            f"SELECT histogram({bucket}) FILTER (WHERE {col} IS NOT NULL), count({col}), "
+            f"avg({col}) FILTER (WHERE {finite}) FROM {side}"
         )
         hist = hist or {}
-        counts.append([int(hist.get(i, 0)) for i in range(len(edges) + 1)])
-        stats.append((int(count), None if mean is None else float(mean)))
+        counts.append([int(hist.get(i, 0)) for i in range(len(edges) + 2)])
+        stats.append((int(count), as_float(mean)))
     value = round(psi(counts[0], counts[1]), 6)
     return ColumnDrift(
         column=name,

@@ -83,6 +83,7 @@ class Alert(BaseModel):
         "pii",
         "duplicates",
         "empty",
+        "non_finite",
     ]
     message: str
     value: float | None = Field(default=None, description="The observed value that raised the alert")
@@ -122,6 +123,9 @@ class ColumnProfile(BaseModel):
     mean_length: float | None = None
     numeric_text: int | None = Field(
         default=None, description="For text columns: values that read as numbers (mixed types)"
+    )
+    non_finite: int | None = Field(
+        default=None, description="For float columns: NaN and infinite values, left out of the statistics"
     )
     top_values: list[TopValue] = Field(default_factory=list)
     top_values_approximate: bool = Field(

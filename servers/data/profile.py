@@ -60,7 +60,14 @@ STREAM_SHARE = 0.25  # a plain CSV/TSV file larger than this share of the memory
 STREAM_BUFFER = 4 * 1024 * 1024  # bytes per CSV read buffer when streaming
 SHIFT_ROWS = 1000  # rows whose median value pass 1 sums each number's powers around
 NO_SPREAD = 1e-12  # a variance below this share of the mean square is rounding, not spread
-GROUPING_ID_KEYS = 62  # keys per grouping_id(), whose bits tell which key a row's set groups
+GROUPING_SETS_PER_STATEMENT = 16  # more in one statement cost more than their scans (1 ms a set beyond 30)
+DISTINCT_PER_STATEMENT = 16  # exact distinct counts per statement (each holds a hash table)
+FAR_SHIFT = 1e6  # (mean - shift)^2 beyond this many variances: the sums lost digits, take them again
+REFINE_ROUNDS = 2
+# A mean's run-to-run noise, with a wide margin: the parallel sum of distances, per unit of spread
+# times sqrt(rows), and the rounding of shift + distance at the mean's magnitude (a few ulps).
+MEAN_NOISE = 1e4 * 2.0**-52
+MEAN_ULPS = 16 * 2.0**-52
 
 # Alert thresholds, reported with each alert.
 HIGH_MISSING = 0.2
@@ -129,6 +136,24 @@ class _Col:
     @property
     def as_double(self) -> str:
         return f"{self.ident}::DOUBLE"
+
+    @property
+    def floating(self) -> bool:
+        """Whether the column can hold NaN and infinities (left out of its moments, quantiles,
+        histogram and outliers, and counted as `non_finite`)."""
+        return self.type in ("FLOAT", "DOUBLE", "REAL")
+
+    @property
+    def finite(self) -> str:
+        """A condition true for the values the number statistics take in ("" when every one)."""
+        return f"isfinite({self.ident})" if self.floating else ""
+
+    @property
+    def number(self) -> str:
+        """The value as a DOUBLE for the number statistics: NULL when NaN or infinite."""
+        return (
+            f"CASE WHEN isfinite({self.ident}) THEN {self.as_double} END" if self.floating else self.as_double
+        )
 
 
 async def profile_dataset(
@@ -211,7 +236,12 @@ def _profile(
     elif source.format == "parquet" or streamed:
         relation = f"(SELECT {selected} FROM {table})"
     elif not copied:
-        sandbox.rows(f"CREATE TEMP TABLE profiled AS SELECT {selected} FROM {table}")
+        # The hash of the whole row, as for a copy of every column: a sample by a hash of only the
+        # columns asked for would take or leave all the rows that repeat their values together.
+        row_hash = sql_ident(_fresh_name("row_hash", [c.name for c in cols]))
+        sandbox.rows(
+            f"CREATE TEMP TABLE profiled AS SELECT {selected}, hash(*COLUMNS(*)) AS {row_hash} FROM {table}"
+        )
     profiled_rows = _first_pass(sandbox, relation, cols, row_hash)
     if rows is None:
         rows = profiled_rows
@@ -219,7 +249,11 @@ def _profile(
     duplicates = _second_pass(sandbox, relation, cols, profiled_rows, apart=large, row_hash=row_hash)
     _pii_pass(sandbox, relation, cols, row_hash, profiled_rows)
     profiles = [_column_profile(c, profiled_rows, exact=profiled_rows <= EXACT_ROWS) for c in cols]
-    alerts = _alerts(cols, profiles, profiled_rows, duplicates)
+    # Duplicates are of whole rows, except where the rows were read with only the columns asked for.
+    whole = row_hash is not None or len(cols) == len(names)
+    alerts = _alerts(cols, profiles, profiled_rows, duplicates, whole_rows=whole)
+    if not whole:
+        notes.append("duplicate_rows counts rows that repeat an earlier row in the profiled columns")
     if sampled:
         notes.append(f"statistics from a random sample of {profiled_rows} of {rows} rows")
     return DatasetProfile(
@@ -276,20 +310,24 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
     if not exact:
         numbers = sum(c.kind == "number" for c in cols)
         every, sample = _sample_plan(rows, numbers, sandbox.limits.memory_mb, sandbox.limits.duckdb_threads)
-    in_sample = "" if stored else f" FILTER (WHERE {row_hash} % {every} = 0)"
+    in_sample = "" if stored else f"{row_hash} % {every} = 0"
 
     def add_sampled(col: _Col, key: str, expr: str) -> None:
         if exact:
-            add(col, key, expr)
+            add(col, key, _filtered(expr, col.finite))
         elif stored:
-            sample_exprs.append(expr)
+            sample_exprs.append(_filtered(expr, col.finite))
             sample_keys.append((col, key))
         else:
-            add(col, key, expr + in_sample)
+            add(col, key, _filtered(expr, col.finite, in_sample))
 
+    # Each exact distinct count holds a hash table of its own (about 5 MB before any row): beyond
+    # DISTINCT_PER_STATEMENT of them, they go in statements of their own, that many at a time.
+    distincts = [c for c in cols if c.kind != "other"]
+    apart = exact and len(distincts) > DISTINCT_PER_STATEMENT
     for c in cols:
         add(c, "count", f"count({c.ident})")
-        if c.kind != "other":
+        if c.kind != "other" and not apart:
             distinct = f"count(DISTINCT {c.ident})" if exact else f"approx_count_distinct({c.ident})"
             add(c, "distinct", distinct)
         if c.kind in ("number", "time", "text"):
@@ -297,15 +335,14 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
             add(c, "max", f"max({c.ident})")
         if c.kind == "number":
             x = c.as_double
-            shift = shifts.get(c.index, 0.0)
-            d = f"({x} - {shift!r}::DOUBLE)" if shift else x
-            add(c, "s1", f"sum({d})")
-            add(c, "s2", f"sum({d} * {d})")
-            add(c, "s3", f"sum({d} * {d} * {d})")
+            for key, expr in _sums(c, shifts.get(c.index, 0.0)):
+                add(c, key, expr)
+            if c.floating:
+                add(c, "non_finite", f"count_if(NOT isfinite({c.ident}))")
             if exact or sample:
                 add_sampled(c, "quantiles", f"quantile_cont({x}, {list(QUANTILES)})")
             else:
-                add(c, "quantiles", f"approx_quantile({x}, {list(QUANTILES)})")
+                add(c, "quantiles", _filtered(f"approx_quantile({x}, {list(QUANTILES)})", c.finite))
             add(c, "zeros", f"count_if({c.ident} = 0)")
             add(c, "negatives", f"count_if({c.ident} < 0)")
         elif c.kind == "text":
@@ -322,9 +359,15 @@ def _first_pass(sandbox: Sandbox, relation: str, cols: list[_Col], row_hash: str
     row = sandbox.one(f"SELECT {', '.join(exprs)} FROM {source}")
     for (col, key), value in zip(keys, row[1:], strict=True):
         col.stats[key] = value
-    for c in cols:
-        if c.kind == "number":
-            c.stats.update(_moments(int(c.stats["count"] or 0), shifts.get(c.index, 0.0), c.stats))
+    if apart:
+        for start in range(0, len(distincts), DISTINCT_PER_STATEMENT):
+            chunk = distincts[start : start + DISTINCT_PER_STATEMENT]
+            counts = sandbox.one(
+                f"SELECT {', '.join(f'count(DISTINCT {c.ident})' for c in chunk)} FROM {relation}"
+            )
+            for c, value in zip(chunk, counts, strict=True):
+                c.stats["distinct"] = value
+    _refine_moments(sandbox, relation, cols, shifts)
     _choose_counted(cols, int(row[0]), sandbox.limits)
     if not exact:  # a column whose every value pass 2 counts needs no candidates for its top values
         wanting = [c for c in cols if c.stats.get("distinct") is not None and not c.stats.get("counted")]
@@ -359,6 +402,49 @@ def _shifts(sandbox: Sandbox, relation: str, cols: list[_Col]) -> dict[int, floa
         if values:
             shifts[c.index] = values[len(values) // 2]
     return shifts
+
+
+def _sums(c: _Col, shift: float) -> list[tuple[str, str]]:
+    """Pass 1's aggregates of a number column's moments: how many values they take in (the
+    finite ones) and the sums of the first three powers of those values' distances from `shift`."""
+    x = c.number
+    d = f"({x} - {shift!r}::DOUBLE)" if shift else x
+    return [
+        ("n", f"count({x})"),
+        ("s1", f"sum({d})"),
+        ("s2", f"sum({d} * {d})"),
+        ("s3", f"sum({d} * {d} * {d})"),
+    ]
+
+
+def _refine_moments(sandbox: Sandbox, relation: str, cols: list[_Col], shifts: dict[int, float]) -> None:
+    """Each number column's mean, std and skewness from pass 1's sums, and, for a column whose
+    shift lay too far from its values for those sums to keep their digits (its first rows held no
+    finite value, or were far from the rest), the sums again around the mean they gave, in one
+    statement for all such columns (at most twice: the second mean is exact)."""
+    numbers = [c for c in cols if c.kind == "number"]
+    for round_ in range(REFINE_ROUNDS + 1):
+        again: list[_Col] = []
+        for c in numbers:
+            shift = shifts.get(c.index, 0.0)
+            c.stats.update(_moments(int(c.stats.get("n") or 0), shift, c.stats))
+            mean, std = c.stats["mean"], c.stats["std"]
+            if mean is not None and std is not None and (mean - shift) ** 2 > FAR_SHIFT * std**2:
+                shifts[c.index] = mean
+                again.append(c)
+        if not again or round_ == REFINE_ROUNDS:
+            return
+        exprs = [(c, key, expr) for c in again for key, expr in _sums(c, shifts[c.index])]
+        row = sandbox.one(f"SELECT {', '.join(e for _, _, e in exprs)} FROM {relation}")
+        for (c, key, _), value in zip(exprs, row, strict=True):
+            c.stats[key] = value
+        numbers = again
+
+
+def _filtered(aggregate: str, *conditions: str) -> str:
+    """`aggregate` taking in only the rows where every one of `conditions` holds (empty: none)."""
+    where = " AND ".join(c for c in conditions if c)
+    return f"{aggregate} FILTER (WHERE {where})" if where else aggregate
 
 
 def _moments(n: int, shift: float, stats: dict[str, Any]) -> dict[str, float | None]:
@@ -452,23 +538,24 @@ def _second_pass(
     main: list[_Counted] = []
     counted: list[tuple[str, _Col, str]] = []  # (the value counted, its column, the stats key)
     params: list[Any] = []
+    _finite_range(sandbox, relation, cols)
     for c in cols:
-        lo, hi = as_float(c.stats.get("min")), as_float(c.stats.get("max"))
+        lo, hi = as_float(c.stats.get("low")), as_float(c.stats.get("high"))
         if c.kind == "number" and lo is not None and hi is not None and hi > lo:
             width = (hi - lo) / BINS
             c.stats["bins"] = (lo, width)
-            # least() skips NULLs (it would put every missing value in the last bin): keep them NULL.
-            bucket = f"least(floor(({c.as_double} - {lo!r}) / {width!r}), {BINS - 1})::INTEGER"
-            counted.append((f"CASE WHEN {c.ident} IS NOT NULL THEN {bucket} END", c, "histogram"))
+            # least() skips NULLs (it would put every missing value in the last bin): keep them NULL,
+            # and NaN and infinities with them (c.number).
+            x = c.number
+            bucket = f"least(floor(({x} - {lo!r}) / {width!r}), {BINS - 1})::INTEGER"
+            counted.append((f"CASE WHEN {x} IS NOT NULL THEN {bucket} END", c, "histogram"))
             q = c.stats.get("quantiles") or []
             if len(q) == len(QUANTILES) and None not in q:
                 iqr = q[3] - q[1]
                 low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
-                main.append(
-                    (f"count_if({c.as_double} < {low!r} OR {c.as_double} > {high!r})", c, "outliers", None)
-                )
+                main.append((f"count_if({x} < {low!r} OR {x} > {high!r})", c, "outliers", None))
             else:  # no value fell in the sample, so there are few: take them all
-                main.append((f"quantile_cont({c.as_double}, {list(QUANTILES)})", c, "quantiles", None))
+                main.append((f"quantile_cont({x}, {list(QUANTILES)})", c, "quantiles", None))
         if c.stats.get("counted"):
             counted.append((c.ident, c, "value_counts"))
             continue
@@ -507,6 +594,25 @@ def _second_pass(
     return duplicates if duplicates is not None else 0
 
 
+def _finite_range(sandbox: Sandbox, relation: str, cols: list[_Col]) -> None:
+    """stats low and high: the least and greatest finite value of each number column, which the
+    histogram's bins span: its min and max, unless NaN or an infinity (then one statement for
+    every such column)."""
+    odd: list[_Col] = []
+    for c in cols:
+        if c.kind != "number":
+            continue
+        c.stats["low"], c.stats["high"] = c.stats.get("min"), c.stats.get("max")
+        if c.stats.get("non_finite"):
+            odd.append(c)
+    if odd:
+        row = sandbox.one(
+            f"SELECT {', '.join(f'min({c.number}), max({c.number})' for c in odd)} FROM {relation}"
+        )
+        for i, c in enumerate(odd):
+            c.stats["low"], c.stats["high"] = row[2 * i], row[2 * i + 1]
+
+
 def _store_counts(col: _Col, key: str, result: Any) -> None:
     """A result of pass 2 for `col`: its value counts as a map (of histogram bins, or of every
     value), or a figure."""
@@ -518,29 +624,28 @@ def _store_counts(col: _Col, key: str, result: Any) -> None:
 
 
 def _grouping_sets(sandbox: Sandbox, relation: str, counted: list[tuple[str, _Col, str]]) -> None:
-    """The count of each value of each of `counted`, in one statement: one grouping set per value
-    counted, told apart by grouping_id() over GROUPING_ID_KEYS keys at a time (a BIGINT's bits)."""
-    if not counted:
-        return
-    keys = [f"k{i}" for i in range(len(counted))]
-    chunks = [keys[i : i + GROUPING_ID_KEYS] for i in range(0, len(keys), GROUPING_ID_KEYS)]
-    ids = ", ".join(f"grouping_id({', '.join(chunk)})" for chunk in chunks)
-    picked = ", ".join(f"{value} AS {k}" for (value, _, _), k in zip(counted, keys, strict=True))
-    sets = ", ".join(f"({k})" for k in keys)
-    sql = f"SELECT {ids}, {', '.join(keys)}, count(*) FROM (SELECT {picked} FROM {relation}) GROUP BY GROUPING SETS ({sets})"
-    _, _, result, _ = sandbox.rows(sql)
-    maps: list[dict[Any, int]] = [{} for _ in counted]
-    for row in result:
-        for chunk_index, chunk in enumerate(chunks):
-            grouped = ~int(row[chunk_index]) & ((1 << len(chunk)) - 1)  # the one key of this row's set
-            if grouped:
-                i = chunk_index * GROUPING_ID_KEYS + len(chunk) - grouped.bit_length()
-                value = row[len(chunks) + i]
-                if value is not None:
-                    maps[i][value] = int(row[-1])
-                break
-    for (_, col, key), values in zip(counted, maps, strict=True):
-        _store_counts(col, key, values)
+    """The count of each value of each of `counted`, one grouping set per value counted, told apart
+    by grouping_id(); GROUPING_SETS_PER_STATEMENT sets to a statement (each set holds a hash table,
+    and many in one statement cost more than the scans they save)."""
+    for start in range(0, len(counted), GROUPING_SETS_PER_STATEMENT):
+        chunk = counted[start : start + GROUPING_SETS_PER_STATEMENT]
+        keys = [f"k{i}" for i in range(len(chunk))]
+        picked = ", ".join(f"{value} AS {k}" for (value, _, _), k in zip(chunk, keys, strict=True))
+        sets = ", ".join(f"({k})" for k in keys)
+        _, _, result, _ = sandbox.rows(
+            f"SELECT grouping_id({', '.join(keys)}), {', '.join(keys)}, count(*) "
+            f"FROM (SELECT {picked} FROM {relation}) GROUP BY GROUPING SETS ({sets})"
+        )
+        maps: list[dict[Any, int]] = [{} for _ in chunk]
+        width = len(chunk)
+        for row in result:
+            # The one key a row's set groups is the one zero bit (the first key is the highest).
+            grouped = ~int(row[0]) & ((1 << width) - 1)
+            i = width - grouped.bit_length()
+            if grouped and row[1 + i] is not None:
+                maps[i][row[1 + i]] = int(row[-1])
+        for (_, col, key), values in zip(chunk, maps, strict=True):
+            _store_counts(col, key, values)
 
 
 def _grouped_pass(
@@ -624,16 +729,21 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
     count = int(s.get("count") or 0)
     nulls = rows - count
     quantiles = None
-    if s.get("quantiles") and None not in s["quantiles"]:
+    values = [as_float(v) for v in s.get("quantiles") or []]
+    if values and None not in values:
         quantiles = {
-            f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILES, s["quantiles"], strict=True)
+            f"p{round(q * 100):02d}": v for q, v in zip(QUANTILES, values, strict=True) if v is not None
         }
     histogram: list[Bin] = []
     if "bins" in s and s.get("histogram"):
         lo, width = s["bins"]
         counts = {int(k): int(v) for k, v in s["histogram"].items() if k is not None}
         histogram = [
-            Bin(low=_edge(lo + i * width), high=_edge(lo + (i + 1) * width), count=counts.get(i, 0))
+            Bin(
+                low=_edge(lo + i * width, width),
+                high=_edge(lo + (i + 1) * width, width),
+                count=counts.get(i, 0),
+            )
             for i in range(BINS)
         ]
     top = sorted(s.get("top_counts", []), key=_rank)[:TOP_K]
@@ -649,7 +759,7 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
         distinct_approximate=not exact and s.get("distinct") is not None,
         min=json_value(s.get("min")),
         max=json_value(s.get("max")),
-        mean=_stable(s.get("mean")),
+        mean=_stable_mean(s.get("mean"), s.get("std"), int(s.get("n") or 0)),
         std=_stable(s.get("std")),
         quantiles=quantiles,
         zeros=_int(s.get("zeros")),
@@ -658,6 +768,7 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
         max_length=_int(s.get("max_length")),
         mean_length=_stable(s.get("mean_length")),
         numeric_text=_int(s.get("numeric_text")),
+        non_finite=_int(s.get("non_finite")) if c.floating else None,
         top_values=[TopValue(value=json_value(v, 120), count=n) for v, n in top if n > 0],
         # Above EXACT_ROWS a column not counted whole has sampled candidates (or, its values seeming
         # all different, none).
@@ -666,15 +777,40 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
     )
 
 
-def _edge(value: float) -> float:
-    return float(f"{value:.12g}")
+def _rounded(value: float, quantum: float) -> float:
+    """`value` to the power of ten at or below `quantum` (at most 17 significant digits)."""
+    if value == 0 or not quantum > 0 or not math.isfinite(value):
+        return value
+    digits = math.floor(math.log10(abs(value))) - math.floor(math.log10(quantum)) + 1
+    return float(f"{value:.{max(1, min(17, digits))}g}")
+
+
+def _twelve(value: float) -> float:
+    """The quantum of `value`'s twelfth significant digit."""
+    return 10.0 ** (math.floor(math.log10(abs(value))) - 11) if value else 0.0
+
+
+def _edge(value: float, width: float = 0.0) -> float:
+    """A bin edge to 12 significant digits, or finer when the bins are narrow for their place
+    (values near 10^15 a few units apart), so neighbouring edges stay apart."""
+    return _rounded(value, min(_twelve(value), abs(width) * 1e-9) if width else _twelve(value))
 
 
 def _stable(value: Any) -> float | None:
     """A float that DuckDB sums in parallel, rounded to 12 significant digits: the order in which
     threads add their parts changes only the last digits, so the figure is the same on every run."""
     number = as_float(value)  # None unless finite
-    return None if number is None else _edge(number)
+    return None if number is None else _rounded(number, _twelve(number))
+
+
+def _stable_mean(mean: Any, std: Any, n: int) -> float | None:
+    """The mean like `_stable`, or to a finer digit when 12 significant digits hide its spread (a
+    mean near 10^15 of values a few units apart): as fine as its run-to-run noise allows."""
+    number, spread = as_float(mean), as_float(std) or 0.0
+    if number is None:
+        return None
+    noise = MEAN_NOISE * math.sqrt(max(n, 1)) * spread + MEAN_ULPS * abs(number)
+    return _rounded(number, min(_twelve(number), noise) if number else noise)
 
 
 def _int(value: Any) -> int | None:
@@ -682,7 +818,12 @@ def _int(value: Any) -> int | None:
 
 
 def _alerts(
-    cols: list[_Col], profiles: list[ColumnProfile], rows: int, duplicates: int | None
+    cols: list[_Col],
+    profiles: list[ColumnProfile],
+    rows: int,
+    duplicates: int | None,
+    *,
+    whole_rows: bool = True,
 ) -> list[Alert]:
     alerts: list[Alert] = []
     if rows == 0:
@@ -691,7 +832,8 @@ def _alerts(
         alerts.append(
             Alert(
                 kind="duplicates",
-                message=f"{duplicates} rows repeat an earlier row exactly",
+                message=f"{duplicates} rows repeat an earlier row "
+                + ("exactly" if whole_rows else "in the profiled columns"),
                 value=duplicates,
                 threshold=0,
             )
@@ -709,6 +851,13 @@ def _column_alerts(c: _Col, p: ColumnProfile, rows: int) -> list[Alert]:
 
     if p.null_fraction >= HIGH_MISSING:
         alert("high_missing", f"{p.null_fraction:.0%} of values are missing", p.null_fraction, HIGH_MISSING)
+    if p.non_finite:
+        alert(
+            "non_finite",
+            f"{p.non_finite} values are NaN or infinite (left out of the statistics)",
+            round(p.non_finite / p.count, 4),
+            0,
+        )
     if p.count == 0 or p.distinct is None:
         return out
     distinct_share = p.distinct / p.count

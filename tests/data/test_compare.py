@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,22 @@ async def test_ref_errors_are_clear(call: Call) -> None:
 async def test_a_denied_file_is_refused_as_either_side(call: Call) -> None:
     assert "Denied by policy" in err(await call("compare_datasets", a="data/sales.csv", b="secrets.csv"))
     assert "Denied by policy" in err(await call("compare_datasets", a="secrets.csv", a_ref="HEAD"))
+
+
+async def test_nan_and_infinities_are_a_bin_of_their_own(call: Call, project: Path) -> None:
+    """Deciles come from the finite values (no NaN or infinity reaches the SQL as an edge), and a
+    change in how many values are NaN or infinite shows as drift."""
+    a = [float(i % 50) for i in range(400)]
+    b = list(a)
+    b[:100] = [math.nan] * 60 + [math.inf] * 20 + [-math.inf] * 20
+    a[:4] = [math.nan, math.inf, -math.inf, math.nan]
+    write(project / "data" / "fa.csv", a, ["x"] * 400)
+    write(project / "data" / "fb.csv", b, ["x"] * 400)
+    data = ok(await call("compare_datasets", a="data/fa.csv", b="data/fb.csv"))
+    x = next(d for d in data["drift"] if d["column"] == "x")
+    assert x["verdict"] == "major_drift"
+    finite_a = [v for v in a if math.isfinite(v)]
+    assert x["mean_a"] == pytest.approx(statistics.fmean(finite_a))
+    write(project / "data" / "fa2.csv", a, ["x"] * 400)
+    same = ok(await call("compare_datasets", a="data/fa.csv", b="data/fa2.csv"))
+    assert next(d for d in same["drift"] if d["column"] == "x")["psi"] == 0

@@ -308,8 +308,8 @@ async def test_moments_keep_their_digits_far_from_zero(call: Call, project: Path
 
 
 async def test_value_counts_of_many_columns_are_told_apart(call: Call, project: Path) -> None:
-    """Every value of more columns than one grouping_id() can name (62) is counted in one statement
-    of grouping sets: each column gets its own values' counts, and each number column its histogram."""
+    """Every value of 70 columns is counted in statements of grouping sets, 16 sets each: each
+    column gets its own values' counts, and each number column its histogram."""
     rng = random.Random(5)
     width, n = 70, 3000
     cols: dict[str, list[Any]] = {
@@ -333,3 +333,98 @@ async def test_value_counts_of_many_columns_are_told_apart(call: Call, project: 
             width_ = (hi - lo) / 10
             expected = Counter(min(int((v - lo) / width_), 9) for v in present)
             assert [b["count"] for b in profile["histogram"]] == [expected.get(i, 0) for i in range(10)], name
+
+
+async def test_nan_and_infinities_are_counted_apart_from_the_statistics(call: Call, project: Path) -> None:
+    """NaN and infinities are counted (`non_finite`, and an alert) and left out of the moments,
+    quantiles, histogram and outliers, which are those of the finite values; the result is valid
+    JSON for its schema (the in-memory Client checks it)."""
+    finite = [float(i % 97) for i in range(2000)]
+    odd = ["nan"] * 150 + ["inf"] * 3 + ["-inf"] * 2
+    text = "f\n" + "".join(f"{v}\n" for v in [*odd, *finite])
+    (project / "data" / "odd.csv").write_text(text, encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/odd.csv"))
+    f = column(data, "f")
+    assert f["non_finite"] == len(odd) and f["count"] == len(odd) + len(finite)
+    assert f["mean"] == pytest.approx(statistics.fmean(finite)) and f["std"] == pytest.approx(
+        statistics.stdev(finite)
+    )
+    for key, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95)):
+        assert f["quantiles"][key] == pytest.approx(quantile(finite, q)), key
+    assert sum(b["count"] for b in f["histogram"]) == len(finite)
+    assert f["histogram"][0]["low"] == 0.0 and f["histogram"][-1]["high"] == 96.0
+    assert alerts(data, "f")["non_finite"]["value"] == pytest.approx(len(odd) / f["count"], abs=1e-4)
+    assert "outliers" not in alerts(data, "f")
+
+
+async def test_moments_when_the_first_rows_hold_no_value(call: Call, project: Path) -> None:
+    """A column whose first rows are empty and whose values lie far from zero: its sums are taken
+    again around the mean, so the std keeps its digits."""
+    rng = random.Random(9)
+    late = [1_700_000_000_000 + rng.randint(-1000, 1000) for _ in range(5000)]
+    text = (
+        "k,late\n"
+        + "".join(f"{i},\n" for i in range(5000))
+        + "".join(f"{i},{v}\n" for i, v in enumerate(late))
+    )
+    (project / "data" / "late.csv").write_text(text, encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/late.csv"))
+    col = column(data, "late")
+    assert col["std"] == pytest.approx(statistics.stdev(Fraction(v) for v in late), rel=1e-9)
+    assert col["mean"] == pytest.approx(float(Fraction(sum(late), len(late))), abs=1)  # shown to the unit
+
+
+async def test_a_mean_far_from_zero_shows_its_spread(call: Call, project: Path) -> None:
+    """Values near 10^15 a few thousand apart: the mean and the bin edges keep the digits that
+    tell them apart (12 significant digits would show 1.7e15 for all of them)."""
+    base = 1_700_000_000_000_000
+    write_parquet(
+        project / "data" / "micros.parquet", "SELECT 1700000000000000 + i AS t FROM range(5000) r(i)"
+    )
+    data = ok(await call("profile_dataset", path="data/micros.parquet"))
+    t = column(data, "t")
+    assert t["mean"] == pytest.approx(base + 2499.5, abs=1.0)
+    lows = [b["low"] for b in t["histogram"]]
+    assert lows == sorted(set(lows)) and len(lows) == 10
+    assert [b["count"] for b in t["histogram"]] == [500] * 10
+
+
+async def test_a_wide_table_is_profiled_within_the_default_memory(call: Call, project: Path) -> None:
+    """150 text columns of few values and 120 number columns: exact distinct counts and grouping
+    sets go in statements of a bounded size, so each column's hash tables fit the default limit."""
+    rng = random.Random(4)
+    texts = {f"t{j}": [f"v{rng.randint(0, 9)}" for _ in range(50)] for j in range(150)}
+    header = ",".join(texts) + "\n"
+    (project / "data" / "wide_text.csv").write_text(
+        header + "".join(",".join(row) + "\n" for row in zip(*texts.values(), strict=True)), encoding="utf-8"
+    )
+    numbers = {f"n{j}": [rng.randint(0, 5) for _ in range(40)] for j in range(120)}
+    (project / "data" / "wide_numbers.csv").write_text(
+        ",".join(numbers)
+        + "\n"
+        + "".join(",".join(map(str, row)) + "\n" for row in zip(*numbers.values(), strict=True)),
+        encoding="utf-8",
+    )
+    for path, cols in (("data/wide_text.csv", texts), ("data/wide_numbers.csv", numbers)):
+        data = ok(await call("profile_dataset", path=path))
+        for name in (next(iter(cols)), list(cols)[-1]):
+            profile = column(data, name)
+            assert profile["distinct"] == len(set(cols[name])), (path, name)
+            assert [(t["value"], t["count"]) for t in profile["top_values"]] == top(cols[name]), (path, name)
+
+
+async def test_columns_asked_for_are_sampled_and_deduplicated_by_whole_rows(
+    call: Call, project: Path
+) -> None:
+    """Above 200,000 rows with `columns`: the sample goes by the hash of the whole row, not of the
+    columns asked for (which would take or leave together every row repeating their values), and
+    duplicate rows are whole rows (these all differ by id)."""
+    n = 240_000
+    prices = [(i % 1000) / 10 for i in range(n)]
+    text = "id,cat,price\n" + "".join(f"{i},{i % 3},{p}\n" for i, p in zip(range(n), prices, strict=True))
+    (project / "data" / "big.csv").write_text(text, encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/big.csv", columns=["price", "cat"]))
+    assert data["duplicate_rows"] == 0 and "duplicates" not in alerts(data, None)
+    price = column(data, "price")
+    for key, q in (("p05", 0.05), ("p25", 0.25), ("p75", 0.75)):
+        assert price["quantiles"][key] == pytest.approx(quantile(prices, q), abs=1.0), key
