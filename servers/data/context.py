@@ -122,6 +122,6 @@ class DataContext:
         return self.workspace.history_path(path)
 
 
-def refuse_git_internals(relative: str) -> None:
+def refuse_git_internals(relative: str, what: str = "a dataset") -> None:
     if relative == ".git" or relative.startswith(".git/") or "/.git/" in f"/{relative}":
-        raise WorkspaceError(f"path {relative!r} is inside .git, git's internal state; it is not a dataset")
+        raise WorkspaceError(f"path {relative!r} is inside .git, git's internal state; it is not {what}")

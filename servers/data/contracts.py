@@ -2,7 +2,13 @@
 Data Contract Standard (ODCS v3) and of Soda's checks language (SodaCL).
 
 Every rule of the file becomes a check. A rule outside the subset is kept as a `not_evaluated`
-check, reported as a warning naming the rule, so a contract never passes on what was not checked.
+check, reported as a warning naming the rule, so a contract never passes on what was not checked;
+so is a rule with a key that would change its meaning and that we do not evaluate (an ODCS
+`mustBeGreaterThan` on a count, `unit: percent`, `arguments` beyond those below, a
+`logicalTypeOptions` key other than `minimum`, `maximum` and `pattern`; a SodaCL configuration key
+such as `missing values` or `filter`). Keys that only describe an ODCS rule (`name`,
+`description`, `dimension`, `severity`, `tags`, ...) are accepted. A file nesting deeper than
+MAX_DEPTH levels is an error.
 
 ODCS v3 (the schema object named like the dataset file, or the only one):
 - property `required: true` -> not_null; `unique: true` -> unique; `primaryKey: true` -> both;
@@ -24,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Collection
 from typing import Any
 
 from common.errors import OnrecordError
@@ -33,21 +40,43 @@ class ContractError(OnrecordError):
     """A contract file cannot be read as one of the formats we know."""
 
 
+MAX_DEPTH = 64  # lists and tables inside one another; real contracts nest a handful
+
+
+class _TooDeep(Exception):
+    pass
+
+
 @functools.cache
 def _loader() -> Any:
     """A YAML loader without anchors and aliases (a small file cannot expand into a huge
-    structure); yaml is imported on the first contract, not when the server starts."""
+    structure) that stops past MAX_DEPTH levels (before Python's recursion limit); yaml is
+    imported on the first contract, not when the server starts."""
     import yaml
     from yaml.composer import ComposerError
 
     class NoAliases(yaml.SafeLoader):
+        depth = 0
+        # Dates and times stay text, as a check's bounds and values are written (read in the
+        # column's type when compared).
+        yaml_implicit_resolvers = {  # noqa: RUF012 - a copy of the base class's, never changed
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 raise ComposerError(
                     None, None, "anchors and aliases are not accepted in a contract", event.start_mark
                 )
-            return super().compose_node(parent, index)
+            if self.depth >= MAX_DEPTH:
+                raise _TooDeep
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     return NoAliases
 
@@ -59,6 +88,26 @@ def load_yaml(text: str, where: str) -> Any:
         return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ContractError(f"contract {where!r} is not valid YAML: {str(exc)[:300]}") from None
+    except (_TooDeep, RecursionError):
+        raise too_deep(where) from None
+
+
+def too_deep(where: str) -> ContractError:
+    return ContractError(f"contract {where!r} nests deeper than {MAX_DEPTH} levels; flatten it")
+
+
+def check_depth(document: Any, where: str) -> None:
+    """Raise ContractError when lists and tables nest deeper than MAX_DEPTH (walked without
+    recursion, so any depth a parser returned is measured safely)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_DEPTH:
+                    raise too_deep(where)
+                stack.append((child, depth + 1))
 
 
 def convert(document: Any, dataset: str, where: str) -> list[dict[str, Any]] | None:
@@ -104,6 +153,9 @@ def _odcs(document: dict[str, Any], dataset: str, where: str) -> list[dict[str, 
                 checks.append({"type": "between", "column": column, "min": low, "max": high})
             if isinstance(options.get("pattern"), str):
                 checks.append({"type": "matches", "column": column, "pattern": options["pattern"]})
+            if extra := _unused(options, _TYPE_OPTIONS):
+                rest = {k: options[k] for k in options if k not in _TYPE_OPTIONS}
+                checks.append(_unsupported(f"{column}: logicalTypeOptions {rest}", _outside(extra)))
         for rule in prop.get("quality") or []:
             checks.append(_odcs_column_rule(rule, column))
     for rule in table.get("quality") or []:
@@ -119,17 +171,76 @@ def _metric(rule: Any) -> str:
     )
 
 
+# Keys of an ODCS quality rule that describe it without changing what it checks.
+_RULE_INFO = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "dimension",
+        "severity",
+        "businessImpact",
+        "method",
+        "schedule",
+        "scheduler",
+        "tags",
+        "customProperties",
+        "authoritativeDefinitions",
+        "type",
+        "metric",
+        "rule",
+        "unit",
+    }
+)
+_COUNT_BOUNDS = ("mustBe", "mustBeLessOrEqualTo", "mustBeLessThan")
+_ROW_BOUNDS = frozenset(
+    {
+        "mustBe",
+        "mustBeGreaterThan",
+        "mustBeGreaterOrEqualTo",
+        "mustBeLessThan",
+        "mustBeLessOrEqualTo",
+        "mustBeBetween",
+    }
+)
+_TYPE_OPTIONS = frozenset({"minimum", "maximum", "pattern"})
+
+
+def _unused(table: dict[Any, Any], known: Collection[str]) -> list[str]:
+    """The keys of `table` outside `known`: each changes what a rule means, so a rule with one is
+    reported as not evaluated rather than checked without it."""
+    return [str(k) for k in table if k not in known]
+
+
+def _outside(keys: list[str]) -> str:
+    return (
+        f"{', '.join(map(repr, keys[:5]))} {'is' if len(keys) == 1 else 'are'} outside the supported subset"
+    )
+
+
 def _tolerance(rule: dict[str, Any]) -> int | None:
-    """Failing rows a rule tolerates: `mustBe: N`, `mustBeLessThan: N+1`, `mustBeLessOrEqualTo: N`."""
-    for key, shift in (("mustBe", 0), ("mustBeLessOrEqualTo", 0), ("mustBeLessThan", -1)):
+    """Failing rows a rule tolerates: `mustBe: N`, `mustBeLessThan: N+1`, `mustBeLessOrEqualTo: N`
+    (the least when it gives several)."""
+    limits = []
+    for key, shift in zip(_COUNT_BOUNDS, (0, 0, -1), strict=True):
         value = rule.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return max(0, math.floor(value) + shift)
-    return None
+            limits.append(max(0, math.floor(value) + shift))
+    return min(limits) if limits else None
 
 
 def _unsupported(rule: Any, why: str) -> dict[str, Any]:
     return {"type": "not_evaluated", "rule": str(rule)[:500], "reason": why, "severity": "warn"}
+
+
+def _odcs_extra(rule: dict[str, Any], used: Collection[str]) -> str | None:
+    """Why an ODCS rule cannot be evaluated as written: a key it gives that changes its meaning,
+    or a tolerance not counted in rows."""
+    if extra := _unused(rule, _RULE_INFO | set(used)):
+        return _outside(extra)
+    if rule.get("unit") not in (None, "rows"):
+        return f"unit {rule['unit']!r} is outside the supported subset (rows only)"
+    return None
 
 
 def _odcs_column_rule(rule: Any, column: str) -> dict[str, Any]:
@@ -140,20 +251,33 @@ def _odcs_column_rule(rule: Any, column: str) -> dict[str, Any]:
     if tolerated is None:
         return _unsupported(rule, "only mustBe, mustBeLessThan and mustBeLessOrEqualTo bound a count here")
     base = {"column": column, "max_failures": tolerated}
+    given = rule.get("arguments")
+    arguments: dict[str, Any] = given if isinstance(given, dict) else {}
+    check: dict[str, Any] | None = None
+    used_arguments: set[str] = set()
+    used = {*_COUNT_BOUNDS, "arguments"}
     if metric in ("nullValues", "nullCheck", "missingValues"):
-        return {"type": "not_null", **base}
-    if metric in ("duplicateValues", "duplicateCount"):
-        return {"type": "unique", **base}
-    if metric in ("invalidValues", "validValues"):
-        given = rule.get("arguments")
-        arguments: dict[str, Any] = given if isinstance(given, dict) else {}
+        check = {"type": "not_null", **base}
+    elif metric in ("duplicateValues", "duplicateCount"):
+        check = {"type": "unique", **base}
+    elif metric in ("invalidValues", "validValues"):
         valid = arguments.get("validValues", rule.get("validValues"))
         if isinstance(valid, list) and valid:
-            return {"type": "in_set", "values": valid, **base}
-        if isinstance(arguments.get("pattern"), str):
-            return {"type": "matches", "pattern": arguments["pattern"], **base}
-        return _unsupported(rule, "invalidValues needs validValues or a pattern")
-    return _unsupported(rule, f"metric {metric!r} is outside the supported subset")
+            check = {"type": "in_set", "values": valid, **base}
+            used_arguments, used = {"validValues"}, used | {"validValues"}
+        elif isinstance(arguments.get("pattern"), str):
+            check = {"type": "matches", "pattern": arguments["pattern"], **base}
+            used_arguments = {"pattern"}
+        else:
+            return _unsupported(rule, "invalidValues needs validValues or a pattern")
+    if check is None:
+        return _unsupported(rule, f"metric {metric!r} is outside the supported subset")
+    if given is not None and not isinstance(given, dict):
+        return _unsupported(rule, "arguments must be a table")
+    why = _odcs_extra(rule, used)
+    if why is None and (extra := _unused(arguments, used_arguments)):
+        why = "arguments " + _outside(extra)
+    return check if why is None else _unsupported(rule, why)
 
 
 def _number(value: Any) -> float | None:
@@ -163,6 +287,8 @@ def _number(value: Any) -> float | None:
 def _odcs_table_rule(rule: Any) -> dict[str, Any]:
     if _metric(rule) != "rowCount" or not isinstance(rule, dict):
         return _unsupported(rule, f"table rule {_metric(rule) or '?'!r} is outside the supported subset")
+    if (why := _odcs_extra(rule, _ROW_BOUNDS)) is not None:
+        return _unsupported(rule, why)
     low: float | None = None
     high: float | None = None
     between = rule.get("mustBeBetween")
@@ -216,8 +342,10 @@ def _soda(sections: dict[str, Any], dataset: str, where: str) -> list[dict[str, 
             ((key, config),) = item.items()
             if str(key).strip() == "schema":
                 checks += _soda_schema(config, item)
+            elif not isinstance(config, dict):
+                checks.append(_unsupported(item, "a check's configuration must be a table of keys"))
             else:
-                checks.append(_soda_check(str(key).strip(), config if isinstance(config, dict) else {}))
+                checks.append(_soda_check(str(key).strip(), config))
         else:
             checks.append(_unsupported(item, "not a SodaCL check line"))
     return checks
@@ -232,6 +360,22 @@ def _count_limit(op: str, n: float) -> int | None:
 
 
 def _soda_check(line: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The check of one SodaCL line; not evaluated when its configuration has a key the check
+    would not use (`missing values`, `valid min`, `filter`, ...), which changes its meaning."""
+    check = _soda_line(line, config)
+    if check["type"] == "not_evaluated":
+        return check
+    used = {"name"}
+    if check["type"] == "in_set":
+        used.add("valid values")
+    elif check["type"] == "matches":
+        used.add("valid regex")
+    if extra := _unused(config, used):
+        return _unsupported({line: config}, _outside(extra))
+    return check
+
+
+def _soda_line(line: str, config: dict[str, Any]) -> dict[str, Any]:
     if m := _ROWS_BETWEEN.match(line):
         return {"type": "row_count", "min": int(m["a"]), "max": int(m["b"])}
     if m := _ROWS.match(line):

@@ -16,7 +16,10 @@ Every query runs in a fresh in-memory DuckDB connection set up like this, in thi
 
 Statements are checked before they run: exactly one, of a read type (SELECT, which covers WITH,
 VALUES, FROM, SUMMARIZE, DESCRIBE and SHOW, or a PIVOT). A timer interrupts a query that runs past
-the time limit; rows are fetched up to a cap, never materialised whole.
+the time limit; rows are fetched up to a cap, never materialised whole, and in small batches that
+stop once the values fetched pass a quarter of the call's memory limit (a few huge text values
+count as much as many small rows). DuckDB still computes a batch of rows (a vector of up to 2048)
+at once, outside its memory limit, so that much of a query's values is held before any is cut.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from common.errors import OnrecordError
 
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 MAX_MESSAGE = 1200
 DUCKDB_SHARE = 0.75  # of a call's memory limit, for DuckDB's buffer manager
 MB_PER_THREAD = 64  # each thread holds its own scan buffers and partial hash tables
+FETCH_SHARE = 0.25  # of a call's memory limit, for the values of the rows a statement returns
+MAX_BATCH = 256  # rows fetched at once
 
 
 class QueryError(OnrecordError):
@@ -73,9 +78,36 @@ class Limits:
         return max(1, int(self.memory_mb * DUCKDB_SHARE))
 
     @property
+    def fetch_bytes(self) -> int:
+        """The bytes of values one statement's rows may bring into Python."""
+        return max(1, int(self.memory_mb * FETCH_SHARE * 1024 * 1024))
+
+    @property
     def duckdb_threads(self) -> int:
         """The thread count, at most one per MB_PER_THREAD of the memory limit."""
         return max(1, min(self.threads, self.memory_mb // MB_PER_THREAD))
+
+
+class Fetched(NamedTuple):
+    names: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+    more: bool  # rows past the cap exist, or the byte budget stopped the fetch
+    cut_mb: float | None = None  # the budget, in MB, when it stopped the fetch
+
+
+def value_bytes(value: Any) -> int:
+    """A rough size of a fetched value: text and bytes by their length, nested values by their
+    parts (the first 100 of a long list, scaled), anything else a few words."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value) + 16
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list | tuple):
+        head = value[:100]
+        size = sum(value_bytes(v) for v in head)
+        return 16 + (size * len(value) // len(head) if head else 0)
+    return 16
 
 
 @dataclass
@@ -165,7 +197,15 @@ class Sandbox:
         self, sql: str, params: Sequence[object] | None = None, max_rows: int | None = None
     ) -> tuple[list[str], list[str], list[tuple[Any, ...]], bool]:
         """(column names, column types, rows, truncated) of one statement of ours or a checked one,
-        within the call's time limit; at most `max_rows` rows are fetched."""
+        within the call's time limit; at most `max_rows` rows are fetched, fewer when their values
+        pass the byte budget (see `fetch`)."""
+        got = self.fetch(sql, params, max_rows)
+        return got.names, got.types, got.rows, got.more
+
+    def fetch(self, sql: str, params: Sequence[object] | None = None, max_rows: int | None = None) -> Fetched:
+        """Run one statement and fetch its rows: all of them when `max_rows` is None (statements
+        of ours that return a few rows), else at most `max_rows`, in batches that stop once the
+        values fetched pass the call's byte budget (`Limits.fetch_bytes`)."""
         timer = threading.Timer(max(0.0, self.remaining()), self._expire)
         timer.daemon = True
         timer.start()
@@ -177,10 +217,23 @@ class Sandbox:
             names = [d[0] for d in description]
             types = [str(d[1]) for d in description]
             if max_rows is None:
-                rows = result.fetchall()
-                return names, types, rows, False
-            rows = result.fetchmany(max_rows + 1)
-            return names, types, rows[:max_rows], len(rows) > max_rows
+                return Fetched(names, types, result.fetchall(), False)
+            budget = self.limits.fetch_bytes
+            rows: list[tuple[Any, ...]] = []
+            used = 0
+            batch = 1  # the first row measures how large rows are
+            while len(rows) <= max_rows:
+                wanted = min(batch, max_rows + 1 - len(rows))
+                got = result.fetchmany(wanted)
+                rows += got
+                used += sum(value_bytes(v) for row in got for v in row)
+                if len(got) < wanted:
+                    break
+                if used >= budget and len(rows) <= max_rows:
+                    return Fetched(names, types, rows, True, budget / (1024 * 1024))
+                per_row = max(1, used // len(rows))
+                batch = max(1, min(MAX_BATCH, (budget - used) // per_row))
+            return Fetched(names, types, rows[:max_rows], len(rows) > max_rows)
         except Exception as exc:
             raise self.translate(exc) from None
         finally:

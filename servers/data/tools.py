@@ -152,12 +152,17 @@ async def query(
     started = time.monotonic()
 
     def work(sandbox: Sandbox) -> QueryResult:
-        names, types, rows, more = sandbox.rows(rewritten, max_rows=limit)
+        names, types, rows, more, cut_mb = sandbox.fetch(rewritten, max_rows=limit)
         shown = [[json_value(v) for v in row] for row in rows]
         kept = take_within(shown, ctx.max_chars, size=lambda r: len(str(r)) + 2)
         cut = len(kept) < len(shown)
         notes = []
-        if more:
+        if cut_mb is not None:
+            notes.append(
+                f"the result was cut at {cut_mb:g} MB of values (a quarter of [data] memory_mb) after "
+                f"{len(rows)} rows; more may follow: select fewer or shorter columns, e.g. left(col, 100)"
+            )
+        elif more:
             notes.append(f"more than {limit} rows; aggregate, filter or raise limit (up to {MAX_QUERY_ROWS})")
         if cut:
             notes.append(f"{len(shown) - len(kept)} of {len(shown)} rows left out to stay in budget")

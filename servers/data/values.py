@@ -21,6 +21,8 @@ def json_value(value: Any, max_text: int = MAX_TEXT) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
+        if len(value) > 10 * max_text:  # a huge value is cut before it is escaped, never copied whole
+            return visible(value[:max_text])[:max_text] + f"… [{len(value) - max_text} more chars]"
         text = visible(value)
         return text if len(text) <= max_text else text[:max_text] + f"… [{len(text) - max_text} more chars]"
     if isinstance(value, decimal.Decimal):

@@ -256,6 +256,34 @@ async def test_unbounded_allocation_hits_the_memory_limit(project: Path, tmp_pat
     assert not list(tmp_path.glob("**/*.tmp"))
 
 
+async def test_query_results_stop_at_a_byte_budget_of_the_memory_limit(project: Path, tmp_path: Path) -> None:
+    # Values of 4 MB each: the rows fetched stop once they pass a quarter of 64 MB.
+    async with limited(project, tmp_path, memory_mb=64, timeout_s=30) as call:
+        data = ok(
+            await call("query", sql="SELECT i, repeat('x', 4000000) AS s FROM range(20) t(i)", limit=20)
+        )
+    assert data["truncated"] is True and data["returned"] == 5  # 5 x 4 MB passes 16 MiB
+    assert "the result was cut at 16 MB of values" in data["note"]
+    assert data["rows"][0][1].endswith("[3999700 more chars]")
+
+
+def test_the_sandbox_fetches_values_up_to_its_byte_budget(tmp_path: Path) -> None:
+    from servers.data.sandbox import Limits, Sandbox, value_bytes
+
+    limits = Limits(memory_mb=64)
+    with Sandbox([], limits, tmp_path) as sandbox:
+        big = sandbox.fetch(
+            "SELECT repeat('x', 1000000) AS s, [i, i] AS l FROM range(100) t(i)", max_rows=100
+        )
+        fetched = sum(value_bytes(v) for row in big.rows for v in row)
+        assert big.more and big.cut_mb == 16
+        assert limits.fetch_bytes <= fetched <= limits.fetch_bytes + 1_000_100
+        small = sandbox.fetch("SELECT i, 'v' || i AS s FROM range(1500) t(i)", max_rows=1000)
+        assert len(small.rows) == 1000 and small.more and small.cut_mb is None
+        whole = sandbox.fetch("SELECT i FROM range(1000) t(i)", max_rows=1000)
+        assert len(whole.rows) == 1000 and not whole.more
+
+
 @pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The temp directory the sandboxes make their private folders in, for this test alone."""
