@@ -83,11 +83,14 @@ async def compare_datasets(
     the working tree): columns added, removed or retyped, row counts, and per-column distribution
     drift as PSI (deciles of `a` for numbers, top 20 values for categories) with a verdict."""
     second = b if b is not None else a
+    same = "a and b are the same dataset at the same revision; pass another `b` or a `b_ref`"
     if second == a and a_ref == b_ref:
-        raise CompareError("a and b are the same dataset at the same revision; pass another `b` or a `b_ref`")
+        raise CompareError(same)
     async with contextlib.AsyncExitStack() as stack:
         left = await stack.enter_async_context(ctx.source(a, a_ref))
         right = await stack.enter_async_context(ctx.source(second, b_ref))
+        if left.path == right.path and left.ref == right.ref:  # two spellings of one file (./x, x)
+            raise CompareError(same)
         return await ctx.run([left.absolute, right.absolute], lambda sandbox: _compare(sandbox, left, right))
 
 

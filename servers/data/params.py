@@ -25,7 +25,7 @@ Ref = Annotated[
 Sql = Annotated[
     str,
     Field(
-        description="One read statement (SELECT, WITH, SUMMARIZE, DESCRIBE, SHOW, PIVOT) naming files by string "
+        description="One read statement (SELECT, WITH, SUMMARIZE, DESCRIBE, PIVOT) naming files by string "
         "literal relative to the root, e.g. \"SELECT region, sum(amount) FROM 'data/sales.csv' GROUP BY 1\"",
         min_length=1,
         max_length=100_000,

@@ -760,7 +760,8 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
         count=count,
         nulls=nulls,
         null_fraction=round(nulls / rows, 6) if rows else 0.0,
-        distinct=int(s["distinct"]) if s.get("distinct") is not None else None,
+        # An estimate can exceed the values it counts: never more distinct values than values.
+        distinct=min(int(s["distinct"]), count) if s.get("distinct") is not None else None,
         distinct_approximate=not exact and s.get("distinct") is not None,
         min=json_value(s.get("min")),
         max=json_value(s.get("max")),
@@ -864,6 +865,8 @@ def _column_alerts(c: _Col, p: ColumnProfile, rows: int) -> list[Alert]:
             0,
         )
     if p.count == 0 or p.distinct is None:
+        return out
+    if p.count < 2:  # one value is neither constant nor unique in any sense worth an alert
         return out
     distinct_share = p.distinct / p.count
     if p.distinct == 1:

@@ -126,3 +126,8 @@ async def test_nan_and_infinities_are_a_bin_of_their_own(call: Call, project: Pa
     write(project / "data" / "fa2.csv", a, ["x"] * 400)
     same = ok(await call("compare_datasets", a="data/fa.csv", b="data/fa2.csv"))
     assert next(d for d in same["drift"] if d["column"] == "x")["psi"] == 0
+
+
+async def test_one_file_spelt_two_ways_is_the_same_dataset(call: Call, project: Path) -> None:
+    message = err(await call("compare_datasets", a="data/sales.csv", b="./data/sales.csv"))
+    assert "same dataset" in message

@@ -428,3 +428,9 @@ async def test_columns_asked_for_are_sampled_and_deduplicated_by_whole_rows(
     price = column(data, "price")
     for key, q in (("p05", 0.05), ("p25", 0.25), ("p75", 0.75)):
         assert price["quantiles"][key] == pytest.approx(quantile(prices, q), abs=1.0), key
+
+
+async def test_one_row_is_neither_constant_nor_unique(call: Call, project: Path) -> None:
+    (project / "data" / "one.csv").write_text("a,b\n1,x\n", encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/one.csv"))
+    assert data["rows"] == 1 and data["alerts"] == []
