@@ -218,7 +218,7 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
             if d:  # which rule decided, from which file, and why: the reviewer's first question
                 # The reason names the rule that matched (or says none did); the source is its file.
                 source = f" [from {d['source']}]" if d.get("source") else ""
-                rows.append(["", "", "", "", "", f"  why: {d.get('reason')}{source}"])
+                rows.append(["", "", "", "", "", clip(f"  why: {d.get('reason')}{source}", REFUSAL_WIDTH)])
             if isinstance(r.get("targets"), dict):  # what the call acted on, as the policy matched it
                 rows.append(["", "", "", "", "", f"  acts on: {format_targets(r['targets'])}"])
         elif kind == "result":
@@ -246,6 +246,9 @@ def timeline_rows(records: list[dict[str, Any]]) -> list[list[object]]:
     return rows
 
 
+REFUSAL_WIDTH = 160  # a refusal's target and reason lines in the terminal timeline
+
+
 def refusal_rows(r: dict[str, Any]) -> list[list[object]]:
     """A refusal inside a call: what the tool was kept from, and which rule kept it, and why."""
     d = r.get("decision") or {}
@@ -264,12 +267,12 @@ def refusal_rows(r: dict[str, Any]) -> list[list[object]]:
     ]
     what = "followed (shadow mode; the policy would refuse it)" if shadow else "not reached"
     if isinstance(r.get("targets"), dict) and r["targets"]:
-        rows.append(["", "", "", "", "", f"  {what}: {format_targets(r['targets'])}"])
+        rows.append(["", "", "", "", "", clip(f"  {what}: {format_targets(r['targets'])}", REFUSAL_WIDTH)])
     if isinstance(r.get("arguments"), dict):
         args = json.dumps(r["arguments"], ensure_ascii=False, sort_keys=True)
         rows.append(["", "", "", "", "", f"  {what} with: {clip(args, 70)}"])
     source = f" [from {d['source']}]" if d.get("source") else ""
-    rows.append(["", "", "", "", "", f"  why: {d.get('reason')}{source}"])
+    rows.append(["", "", "", "", "", clip(f"  why: {d.get('reason')}{source}", REFUSAL_WIDTH)])
     return rows
 
 

@@ -66,6 +66,7 @@ log = logging.getLogger("onrecord")
 CONFIRM_KEY = "onrecord.approve"
 PREVIEW_CHARS = 400
 ERROR_CHARS = 2000
+TARGET_CHARS = 2048  # a refusal record's target, as long as a URL argument may be
 Status = Literal[
     "ok",
     "tool_error",
@@ -928,7 +929,10 @@ class AccountableServer(MCPServer):
         if facts is not None and facts.targets:
             shown = self._shown(sent, self.seen_arguments(name, sent), shown_args, redactions, facts)
             shown_args, redactions = shown.arguments, shown.redactions
-            fields["targets"] = shown.shown_targets
+            # A target the tool met (a redirect's Location) has no schema bound, as a call's own has.
+            fields["targets"] = {
+                k: [_clip(t, TARGET_CHARS) for t in v] for k, v in shown.shown_targets.items()
+            }
             changed = [k for k in changed if k not in facts.targets]
         if changed:
             fields["arguments"] = {k: shown_args[k] for k in changed if k in shown_args}
@@ -1045,7 +1049,10 @@ class AccountableServer(MCPServer):
             "by": by,
         }
         if shown.shown_targets:
-            fields["targets"] = shown.shown_targets
+            # A target the tool met (a redirect's Location) has no schema bound, as a call's own has.
+            fields["targets"] = {
+                k: [_clip(t, TARGET_CHARS) for t in v] for k, v in shown.shown_targets.items()
+            }
         if shown.redacted:
             fields["redacted"] = shown.redacted
         self.audit.write("approval", fields)

@@ -410,7 +410,7 @@ def _sums(c: _Col, shift: float) -> list[tuple[str, str]]:
     """Pass 1's aggregates of a number column's moments: how many values they take in (the
     finite ones) and the sums of the first three powers of those values' distances from `shift`."""
     x = c.number
-    d = f"({x} - {shift!r}::DOUBLE)" if shift else x
+    d = f"({x} - {_literal(shift)})" if shift else x
     return [
         ("n", f"count({x})"),
         ("s1", f"sum({d})"),
@@ -444,6 +444,12 @@ def _refine_moments(sandbox: Sandbox, relation: str, cols: list[_Col], shifts: d
         for (c, key, _), value in zip(exprs, row, strict=True):
             c.stats[key] = value
         numbers = again
+
+
+def _literal(value: float) -> str:
+    """A DOUBLE as SQL: its repr (which reads back exactly), or a cast for an infinity or NaN,
+    which a figure derived from the largest doubles can become (a bare `inf` is a column name)."""
+    return f"{value!r}::DOUBLE" if math.isfinite(value) else f"'{value}'::DOUBLE"
 
 
 def _filtered(aggregate: str, *conditions: str) -> str:
@@ -548,17 +554,20 @@ def _second_pass(
         lo, hi = as_float(c.stats.get("low")), as_float(c.stats.get("high"))
         if c.kind == "number" and lo is not None and hi is not None and hi > lo:
             width = (hi - lo) / BINS
+            if not math.isfinite(width):  # values near the largest double: hi - lo overflows
+                width = hi / BINS - lo / BINS
             c.stats["bins"] = (lo, width)
             # least() skips NULLs (it would put every missing value in the last bin): keep them NULL,
             # and NaN and infinities with them (c.number).
             x = c.number
-            bucket = f"least(floor(({x} - {lo!r}) / {width!r}), {BINS - 1})::INTEGER"
+            bucket = f"least(floor(({x} - {_literal(lo)}) / {_literal(width)}), {BINS - 1})::INTEGER"
             counted.append((f"CASE WHEN {x} IS NOT NULL THEN {bucket} END", c, "histogram"))
             q = c.stats.get("quantiles") or []
             if len(q) == len(QUANTILES) and None not in q:
                 iqr = q[3] - q[1]
                 low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
-                main.append((f"count_if({x} < {low!r} OR {x} > {high!r})", c, "outliers", None))
+                fences = f"{x} < {_literal(low)} OR {x} > {_literal(high)}"
+                main.append((f"count_if({fences})", c, "outliers", None))
             else:  # no value fell in the sample, so there are few: take them all
                 main.append((f"quantile_cont({x}, {list(QUANTILES)})", c, "quantiles", None))
         if c.stats.get("counted"):
@@ -745,8 +754,8 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
         counts = {int(k): int(v) for k, v in s["histogram"].items() if k is not None}
         histogram = [
             Bin(
-                low=_edge(lo + i * width, width),
-                high=_edge(lo + (i + 1) * width, width),
+                low=_edge(_edge_at(lo, width, i), width),
+                high=_edge(_edge_at(lo, width, i + 1), width),
                 count=counts.get(i, 0),
             )
             for i in range(BINS)
@@ -781,6 +790,13 @@ def _column_profile(c: _Col, rows: int, *, exact: bool) -> ColumnProfile:
         top_values_approximate=not exact and s.get("distinct") is not None and not s.get("counted"),
         histogram=histogram,
     )
+
+
+def _edge_at(lo: float, width: float, k: int) -> float:
+    """The k-th bin edge, lo + k * width, also where k * width overflows a double (bins of values
+    near the largest double): as lo's and the top edge's shares, each finite."""
+    edge = lo + k * width
+    return edge if math.isfinite(edge) else lo / BINS * (BINS - k) + (lo / BINS + width) * k
 
 
 def _rounded(value: float, quantum: float) -> float:

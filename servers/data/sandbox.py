@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -96,18 +97,23 @@ class Fetched(NamedTuple):
     cut_mb: float | None = None  # the budget, in MB, when it stopped the fetch
 
 
-def value_bytes(value: Any) -> int:
-    """A rough size of a fetched value: text and bytes by their length, nested values by their
-    parts (the first 100 of a long list, scaled), anything else a few words."""
-    if isinstance(value, str | bytes | bytearray):
-        return len(value) + 16
-    if isinstance(value, dict):
-        value = [*value.keys(), *value.values()]
-    if isinstance(value, list | tuple):
-        head = value[:100]
-        size = sum(value_bytes(v) for v in head)
-        return 16 + (size * len(value) // len(head) if head else 0)
-    return 16
+def value_bytes(value: Any, limit: int = sys.maxsize) -> int:
+    """A rough size of a fetched value: text and bytes by their length, nested values by every
+    part, anything else a few words. Counting stops once past `limit` (a value that large is over
+    budget whatever the rest holds), so a huge list costs no more to weigh than the budget."""
+    size = 0
+    pending = [value]
+    while pending and size <= limit:
+        item = pending.pop()
+        size += 16
+        if isinstance(item, str | bytes | bytearray):
+            size += len(item)
+        elif isinstance(item, dict):
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, list | tuple):
+            pending += item
+    return size
 
 
 @dataclass
@@ -226,7 +232,9 @@ class Sandbox:
                 wanted = min(batch, max_rows + 1 - len(rows))
                 got = result.fetchmany(wanted)
                 rows += got
-                used += sum(value_bytes(v) for row in got for v in row)
+                for row in got:
+                    for v in row:
+                        used += value_bytes(v, budget - used)
                 if len(got) < wanted:
                     break
                 if used >= budget and len(rows) <= max_rows:

@@ -434,3 +434,15 @@ async def test_one_row_is_neither_constant_nor_unique(call: Call, project: Path)
     (project / "data" / "one.csv").write_text("a,b\n1,x\n", encoding="utf-8")
     data = ok(await call("profile_dataset", path="data/one.csv"))
     assert data["rows"] == 1 and data["alerts"] == []
+
+
+async def test_values_near_the_largest_double_are_profiled(call: Call, project: Path) -> None:
+    """The range of -1e308..1e308 overflows a double: the bins and the outlier fences are still
+    numbers, never a bare `inf` in the SQL or a NaN edge in the result."""
+    values = [-1e308, 1e308, 0.0, 5.0, -5.0]
+    (project / "data" / "huge.csv").write_text("x\n" + "".join(f"{v!r}\n" for v in values), encoding="utf-8")
+    data = ok(await call("profile_dataset", path="data/huge.csv"))
+    x = column(data, "x")
+    assert x["non_finite"] == 0 and sum(b["count"] for b in x["histogram"]) == len(values)
+    assert x["histogram"][0]["low"] == -1e308 and x["histogram"][-1]["high"] == pytest.approx(1e308)
+    assert [b["count"] for b in x["histogram"]] == [1, 0, 0, 0, 0, 3, 0, 0, 0, 1]

@@ -282,6 +282,13 @@ def test_the_sandbox_fetches_values_up_to_its_byte_budget(tmp_path: Path) -> Non
         assert len(small.rows) == 1000 and small.more and small.cut_mb is None
         whole = sandbox.fetch("SELECT i FROM range(1000) t(i)", max_rows=1000)
         assert len(whole.rows) == 1000 and not whole.more
+        # A large value behind 100 small ones in a list is weighed too (not a sample of the list).
+        hidden = sandbox.fetch(
+            "SELECT list_concat(list_transform(range(100), lambda k: 'a'), [repeat('x', 1000000)]) AS l "
+            "FROM range(200) t(i)",
+            max_rows=200,
+        )
+        assert hidden.more and hidden.cut_mb == 16 and len(hidden.rows) <= 17
 
 
 @pytest.fixture

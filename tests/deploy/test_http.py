@@ -416,3 +416,23 @@ async def test_tls_untrusted_and_near_expiry_fail(
 )
 def test_inner_addresses_are_classified(address: str, inner: str | None) -> None:
     assert inner_reason(ipaddress.ip_address(address)) == inner
+
+
+async def test_a_long_refused_redirect_is_clipped_in_its_record_and_its_timeline_row(
+    repo: Callable[..., Path], session: Any, service: int
+) -> None:
+    """A Location header has no schema bound: the refusal record keeps at most 2048 characters of
+    the target, and the terminal timeline one line of bounded width."""
+    root = repo({"a.txt": "x\n"})
+    Service.redirect_to = "/static/../Admin/" + "a" * 6000
+    probe = session(root, DENY_ADMIN, **LOCAL)
+    async with probe as call:
+        ok(await call("check_http", url=f"http://localhost:{service}/moved"))
+    (refusal,) = of_type(probe.server, "refusal")
+    (target,) = refusal["targets"]["url"]
+    assert target.startswith(f"http://localhost:{service}/Admin/aaa") and "more chars]" in target
+    assert len(target) < 2100
+    report = verify_file(probe.server.audit.path) if probe.server.audit.path else None
+    assert report is not None and report.ok
+    lines = [line for line in render_timeline(report.records).splitlines() if "not reached" in line]
+    assert lines and all(len(line) < 300 for line in lines)
