@@ -9,7 +9,8 @@ disk is. git's diff output is read up to a bound: what a cut leaves out, and a b
 does not name, is counted as not scanned (never read under a made-up name, never passed). A finding
 carries the rule, file, line and the line with the secret replaced by `[REDACTED:rule]`, never the
 secret; its fingerprint binds a short hash of the secret, so accepting it accepts that secret on that
-line and nothing else.
+line and nothing else. The baseline accepts findings only in files the caller may read: elsewhere it
+would confirm a guessed secret.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ class Hit:
 # matches an accepted entry once in 2**48, never in practice; and the fingerprint, which is shown and
 # committed, does not give the secret back: a token has 100 bits of entropy or more, so about 2**52
 # values or more share each digest, and a full digest would confirm an exhaustive guess (a weak value,
-# a dictionary word, can be confirmed by any hash of any length, but its finding is only shown to
-# whoever may read the file). The prefix keeps precomputed sha256 tables from applying. The line stays
-# bound: a secret that moves to another line is a new finding, accepted again if it still is one.
+# a dictionary word, can be confirmed by any hash of any length, but its finding is only shown to,
+# and its baseline entry only honoured for, whoever may read the file). The prefix keeps precomputed
+# sha256 tables from applying. The line stays bound: a secret that moves to another line is a new
+# finding, accepted again if it still is one.
 DIGEST_HEX = 12
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_HEX}}}")
 _DOMAIN = b"onrecord secret fingerprint v1\0"
@@ -153,6 +155,13 @@ class Baseline:
 
     path: str
     entries: set[str] = field(default_factory=set)
+
+    def accepts(self, path: str, fingerprint: str) -> bool:
+        """Whether the baseline takes out this finding: only in a file the caller may read. The
+        fingerprint hashes the secret, and whoever can write the baseline could otherwise confirm a
+        guess at a secret in a file the policy hides by whether it was suppressed; a finding there is
+        withheld and counted whatever the baseline holds, so a right guess and a wrong one look alike."""
+        return fingerprint in self.entries and content.allows(path, follow_links=True)
 
 
 @dataclass
@@ -383,7 +392,7 @@ def _add(
         same.setdefault((hit.rule, numbers[hit.line - 1] if numbers else hit.line), []).append(hit)
     for (rule, line), group in same.items():
         fingerprint = fingerprint_of(path, rule, line, [h.digest for h in group])
-        if fingerprint in accepted.entries:
+        if accepted.accepts(path, fingerprint):
             tally.baselined += 1
             continue
         tally.findings.append(
