@@ -336,7 +336,7 @@ async def _added_lines(ctx: DeployContext, base: str) -> list[tuple[str, int, st
         ["diff", *secrets.DIFF_OPTIONS, "--end-of-options", base, "--"],
         max_output=32 * 1024 * 1024,
     )
-    groups, _ = secrets.added_lines(diff.text())
+    groups = secrets.added_lines(secrets.complete_lines(diff.text(), diff.stdout_truncated)).groups
     return [(g.path, number, text) for g in groups for number, text in g.lines]
 
 

@@ -5,9 +5,12 @@ git does not ignore, as it is on disk (so unstaged edits count), plus the staged
 file whose index entry differs from the disk (a secret staged and then edited away is still in the
 next commit). History scope reads the lines each commit in a range added. A file git calls binary in
 a diff (UTF-16, or marked so in .gitattributes) is read from the object store and decoded as a file on
-disk is. A finding carries the rule, file, line and the line with the secret replaced by
-`[REDACTED:rule]`, never the secret; its fingerprint binds a short hash of the secret, so accepting it
-accepts that secret on that line and nothing else.
+disk is. git's diff output is read up to a bound: what a cut leaves out, and a binary file the diff
+does not name, is counted as not scanned (never read under a made-up name, never passed). A finding
+carries the rule, file, line and the line with the secret replaced by `[REDACTED:rule]`, never the
+secret; its fingerprint binds a short hash of the secret, so accepting it accepts that secret on that
+line and nothing else. The baseline accepts findings only in files the caller may read: elsewhere it
+would confirm a guessed secret.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ EXCERPT_CHARS = 160
 CHUNK = 2000  # files scanned between progress reports
 MAX_FINDINGS = 500
 MAX_HITS_PER_FILE = 1000  # a file with more is generated data or an attack; its first ones say enough
+# The most of git's diff output one scan reads; what a cut leaves out is counted as not scanned.
+STAGED_MAX_OUTPUT = 64 * 1024 * 1024
+HISTORY_MAX_OUTPUT = 128 * 1024 * 1024
 # In source code a literal is quoted: `password = get_password()` names a variable, not a secret.
 # Not in shell scripts, where `export TOKEN=abc123` is a literal and a reference starts with `$`
 # (which the allowlist takes out).
@@ -61,9 +67,10 @@ class Hit:
 # matches an accepted entry once in 2**48, never in practice; and the fingerprint, which is shown and
 # committed, does not give the secret back: a token has 100 bits of entropy or more, so about 2**52
 # values or more share each digest, and a full digest would confirm an exhaustive guess (a weak value,
-# a dictionary word, can be confirmed by any hash of any length, but its finding is only shown to
-# whoever may read the file). The prefix keeps precomputed sha256 tables from applying. The line stays
-# bound: a secret that moves to another line is a new finding, accepted again if it still is one.
+# a dictionary word, can be confirmed by any hash of any length, but its finding is only shown to,
+# and its baseline entry only honoured for, whoever may read the file). The prefix keeps precomputed
+# sha256 tables from applying. The line stays bound: a secret that moves to another line is a new
+# finding, accepted again if it still is one.
 DIGEST_HEX = 12
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_HEX}}}")
 _DOMAIN = b"onrecord secret fingerprint v1\0"
@@ -93,13 +100,16 @@ class Tally:
     unscanned: list[str] = field(default_factory=list)  # the first names too large or unreadable
     unread: set[str] = field(default_factory=set)  # every file of the work tree too large or unreadable
     blobs_unread: int = 0  # binary files of the diffs past MAX_BLOBS (also counted unreadable)
+    unnamed: int = 0  # binary files of the diffs whose name git's output did not give (also unreadable)
+    cut: list[str] = field(default_factory=list)  # the diffs git's output was cut in: "history", "staged"
 
-    def not_read(self, name: str, too_large: bool) -> None:
+    def not_read(self, name: str | None, too_large: bool) -> None:
+        """Count a file not scanned; `name` None for one whose name is unknown (counted, not named)."""
         if too_large:
             self.too_large += 1
         else:
             self.unreadable += 1
-        if len(self.unscanned) < MAX_UNSCANNED:
+        if name is not None and len(self.unscanned) < MAX_UNSCANNED:
             self.unscanned.append(name)
 
 
@@ -145,6 +155,13 @@ class Baseline:
 
     path: str
     entries: set[str] = field(default_factory=set)
+
+    def accepts(self, path: str, fingerprint: str) -> bool:
+        """Whether the baseline takes out this finding: only in a file the caller may read. The
+        fingerprint hashes the secret, and whoever can write the baseline could otherwise confirm a
+        guess at a secret in a file the policy hides by whether it was suppressed; a finding there is
+        withheld and counted whatever the baseline holds, so a right guess and a wrong one look alike."""
+        return fingerprint in self.entries and content.allows(path, follow_links=True)
 
 
 @dataclass
@@ -375,7 +392,7 @@ def _add(
         same.setdefault((hit.rule, numbers[hit.line - 1] if numbers else hit.line), []).append(hit)
     for (rule, line), group in same.items():
         fingerprint = fingerprint_of(path, rule, line, [h.digest for h in group])
-        if fingerprint in accepted.entries:
+        if accepted.accepts(path, fingerprint):
             tally.baselined += 1
             continue
         tally.findings.append(
@@ -427,6 +444,7 @@ DIFF_OPTIONS = (
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _INDEX = re.compile(r"index ([0-9a-f]{40,64})\.\.([0-9a-f]{40,64})(?: |$)")
 _BINARY = re.compile(r"Binary files (.+) differ")
+_DELETED = re.compile(r'Binary files "?a/.+ and /dev/null differ')
 _ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 _OCTAL = re.compile(r"[0-3][0-7][0-7]")
 
@@ -487,15 +505,32 @@ def binary_name(line: str) -> str | None:
     return None
 
 
-def added_lines(diff: str) -> tuple[list[Added], int]:
+@dataclass
+class DiffAdds:
+    """What `added_lines` read from a diff."""
+
+    groups: list[Added]
+    commits: int
+    unnamed: int = 0  # binary files whose name the diff did not give in a form git writes: not read
+
+
+def complete_lines(output: str, truncated: bool) -> str:
+    """git's output without the line the size bound cut (all of it when nothing was cut): a
+    partial line could name a file wrongly (`Binary files /dev/nu`, `+++ b/.e`)."""
+    return output[: output.rfind("\n") + 1] if truncated else output
+
+
+def added_lines(diff: str) -> DiffAdds:
     """What a unified diff (`git diff` or `git log -p` with DIFF_OPTIONS, the latter with
     COMMIT_MARK lines) adds, per file; and how many commits it holds.
 
     A hunk is read by the line counts in its `@@ -a,b +c,d @@` header, and file headers count only
     between hunks: a file's own line `++ b/README.md` is the added line `+++ b/README.md` in the diff,
-    and must not rename what follows. A file git calls binary is listed with its blobs and no lines."""
+    and must not rename what follows. A file git calls binary is listed with its blobs and no lines;
+    one whose `Binary files` line does not name it in a form git writes is only counted (`unnamed`):
+    its blob is never read, for nothing could say which file, and so which policy, its text is of."""
     found: list[Added] = []
-    commit, path, commits = "", "", 0
+    commit, path, commits, unnamed = "", "", 0, 0
     blobs: Blobs | None = None
     current: list[tuple[int, str]] = []
 
@@ -511,7 +546,7 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
         i += 1
         if raw.startswith(COMMIT_MARK):
             flush()
-            commit, path = raw[len(COMMIT_MARK) :].strip(), ""
+            commit, path, blobs = raw[len(COMMIT_MARK) :].strip(), "", None
             commits += 1
         elif raw.startswith("diff "):
             flush()
@@ -521,8 +556,12 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
         elif raw.startswith("Binary files "):
             flush()
             if blobs is None or blobs.new.strip("0"):  # not a deleted file
-                # A form git does not write is kept, unnamed: read as unreadable, never passed over.
-                found.append(Added(commit, binary_name(raw) or "?", [], blobs or Blobs("", "")))
+                name = binary_name(raw)
+                if name is not None:
+                    found.append(Added(commit, name, [], blobs or Blobs("", "")))
+                elif blobs is not None or not _DELETED.fullmatch(raw):
+                    unnamed += 1  # a form git does not write (or a cut line): not scanned, never read
+            blobs = None
         elif raw.startswith("+++ "):
             flush()
             path = new_name(raw) or ""
@@ -549,7 +588,7 @@ def added_lines(diff: str) -> tuple[list[Added], int]:
                     break  # not what the counts promised: the rest is read as headers again
                 i += 1
     flush()
-    return found, commits
+    return DiffAdds(found, commits, unnamed)
 
 
 def _scan_added(
@@ -568,11 +607,10 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: Baseline, tall
     names = await ctx.shipped_files()
     if await ctx.in_git():
         # What the next commit adds beyond HEAD: one diff, not a process per file.
-        cached = await ctx.git.run(
-            ["diff", "--cached", *DIFF_OPTIONS],
-            max_output=64 * 1024 * 1024,
-        )
-        staged, _ = await offload.run(added_lines, cached.text())
+        cached = await ctx.git.run(["diff", "--cached", *DIFF_OPTIONS], max_output=STAGED_MAX_OUTPUT)
+        diff = await offload.run(added_lines, complete_lines(cached.text(), cached.stdout_truncated))
+        staged = diff.groups
+        _not_named_or_cut(tally, diff, "staged" if cached.stdout_truncated else None)
     limit = ctx.options.max_file_bytes
 
     def scan_files(chunk: list[str]) -> None:
@@ -611,8 +649,19 @@ async def _worktree(ctx: DeployContext, rules: RuleSet, accepted: Baseline, tall
     ]
 
 
-async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: Baseline, tally: Tally) -> bool:
-    """Lines added by each commit in the range. True when git's output was cut at the size bound."""
+def _not_named_or_cut(tally: Tally, diff: DiffAdds, cut: str | None) -> None:
+    """Count as not scanned the binary files a diff did not name, and, when git's output was cut at
+    the size bound (`cut` names the diff), what followed the cut: the scan is then inconclusive."""
+    for _ in range(diff.unnamed):
+        tally.unnamed += 1
+        tally.not_read(None, too_large=False)
+    if cut is not None:
+        tally.cut.append(cut)
+        tally.not_read(None, too_large=False)
+
+
+async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: Baseline, tally: Tally) -> None:
+    """Lines added by each commit in the range."""
     if not await ctx.in_git():
         raise DeployError("scope 'history' needs a git repository; use scope 'worktree' here")
     check_ref_text(range_, "range")
@@ -630,18 +679,19 @@ async def _history(ctx: DeployContext, range_: str, rules: RuleSet, accepted: Ba
             range_,
             "--",
         ],
-        max_output=128 * 1024 * 1024,
+        max_output=HISTORY_MAX_OUTPUT,
         timeout_s=120,
     )
 
     def parse_log() -> list[Added]:
-        groups, tally.commits = added_lines(result.text())
-        _scan_added(tally, groups, None, rules, accepted)
-        return groups
+        diff = added_lines(complete_lines(result.text(), result.stdout_truncated))
+        tally.commits = diff.commits
+        _not_named_or_cut(tally, diff, "history" if result.stdout_truncated else None)
+        _scan_added(tally, diff.groups, None, rules, accepted)
+        return diff.groups
 
     groups = await offload.run(parse_log)
     await _scan_blobs(ctx, groups, None, rules, accepted, tally)
-    return result.stdout_truncated
 
 
 MAX_BLOBS = 2000  # binary files of one scan's diffs read at most; the rest count as unreadable
@@ -771,12 +821,11 @@ async def scan_secrets(
         raise DeployError(str(exc)) from exc
     accepted = baseline(ctx, ignored)
     tally = Tally()
-    cut = False
     try:
         if scope == "worktree":
             await _worktree(ctx, rules, accepted, tally)
         else:
-            cut = await _history(ctx, range or "HEAD", rules, accepted, tally)
+            await _history(ctx, range or "HEAD", rules, accepted, tally)
     except GitError as exc:
         raise DeployError(str(exc)) from exc
     # What may be shown is decided per file at the exit; counting the rest keeps the total honest.
@@ -801,10 +850,18 @@ async def scan_secrets(
         ignored_settings=ignored,
         total=len(tally.findings),
         returned=len(page),
-        truncated=more > 0 or cut,
+        truncated=more > 0 or bool(tally.cut),
         note=join_notes(
             more > 0 and f"{more} more findings; raise limit (up to {MAX_FINDINGS}) or fix these first",
-            cut and "git's output for this range was larger than the bound; narrow the range",
+            "history" in tally.cut
+            and f"git's output for this range was larger than {HISTORY_MAX_OUTPUT // 2**20} MiB: what "
+            "followed was not scanned (counted as 1 unreadable); narrow the range",
+            "staged" in tally.cut
+            and f"git's diff of the staged changes was larger than {STAGED_MAX_OUTPUT // 2**20} MiB: "
+            "the staged changes after it were not scanned (counted as 1 unreadable)",
+            tally.unnamed > 0
+            and f"{tally.unnamed} binary file(s) in the diffs were not named in a form git writes and "
+            "were not read",
             tally.capped > 0
             and f"{tally.capped} file(s) hold more than {MAX_HITS_PER_FILE} findings; only the first "
             f"{MAX_HITS_PER_FILE} of each are counted",

@@ -96,7 +96,7 @@ def test_a_line_that_looks_like_a_file_header_stays_in_its_own_file() -> None:
         "+new\n"
         "\\ No newline at end of file\n"
     )
-    groups, _ = added_lines(diff)
+    groups = added_lines(diff).groups
     assert [(g.path, g.lines) for g in groups] == [
         (".env.production", [(1, "A=1"), (2, "++ b/README.md"), (3, "TOKEN=x")]),
         ("README.md", [(1, "new")]),

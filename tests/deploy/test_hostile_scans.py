@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,17 @@ import anyio
 import pytest
 
 from common.secret_rules import MAX_RULES, Rule, RuleError, RuleSet, builtin, parse
-from servers.deploy.secrets import MAX_HITS_PER_FILE, added_lines, binary_name, decode, find
+from servers.deploy import secrets
+from servers.deploy.secrets import (
+    COMMIT_MARK,
+    DIFF_OPTIONS,
+    MAX_HITS_PER_FILE,
+    added_lines,
+    binary_name,
+    complete_lines,
+    decode,
+    find,
+)
 from tests.helpers import commit, err, git, ok, write
 
 # Assembled at run time so this file itself holds no secret-shaped literal.
@@ -377,11 +388,77 @@ def test_a_diff_lists_each_binary_file_it_adds_or_changes_with_its_blobs() -> No
         f"index {two}..{zero}\nBinary files a/old.ps1 and /dev/null differ\n"
         f"diff --git a/x.ps1 b/x.ps1\nindex {one}..{two} 100644\nBinary files a/x.ps1 and b/x.ps1 differ\n"
     )
-    groups, _ = added_lines(diff)
+    groups = added_lines(diff).groups
     assert [(g.path, g.lines, g.blobs and (g.blobs.old, g.blobs.new)) for g in groups] == [
         ("new.ps1", [], (zero, one)),
         ("x.ps1", [], (one, two)),
     ]
+
+
+def test_a_binary_files_line_that_names_no_file_is_counted_and_never_read() -> None:
+    zero, one = "0" * 40, "1" * 40
+    diff = (
+        f"diff --git a/x b/x\nnew file mode 100644\nindex {zero}..{one}\nBinary files /dev/nu\n"
+        f"diff --git a/y b/y\nnew file mode 100644\nindex {zero}..{one}\nBinary files a/y and b/z differ\n"
+        "diff --git a/gone b/gone\ndeleted file mode 100644\nBinary files a/gone and /dev/null differ\n"
+    )
+    found = added_lines(diff)
+    assert found.groups == [] and found.unnamed == 2
+
+
+def test_a_cut_output_loses_its_partial_last_line() -> None:
+    assert complete_lines("a\nBinary files /dev/nu", truncated=True) == "a\n"
+    assert complete_lines("a\nBinary files /dev/null and b/x differ", truncated=True) == "a\n"
+    assert complete_lines("a\nb\n", truncated=True) == "a\nb\n"
+    assert complete_lines("no newline", truncated=True) == ""
+    assert complete_lines("a\nb", truncated=False) == "a\nb"
+
+
+ENV_UTF16 = f"# prod\nGITHUB_TOKEN={GH}\nDB_HOST=prod-db.internal\n".encode("utf-16")
+BINARY_ENV = b"Binary files /dev/null and b/zz/.env differ"
+
+
+def _cut_inside_the_binary_line(root: Path, args: list[str], into: int) -> int:
+    """The output bound that cuts git's output `into` bytes into zz/.env's `Binary files` line."""
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, check=True).stdout
+    return out.index(BINARY_ENV) + into
+
+
+@pytest.mark.parametrize("into", [5, 20, len(BINARY_ENV)])
+async def test_history_cut_inside_a_denied_binary_files_line_shows_nothing_and_is_inconclusive(
+    repo: Callable[..., Path], session: Any, monkeypatch: pytest.MonkeyPatch, into: int
+) -> None:
+    root = repo({"README.md": "hi\n"})
+    commit(root, {"zz/.env": ENV_UTF16}, "env")  # newest first in the log: its diff comes first
+    log = ["log", "-p", *DIFF_OPTIONS, "--max-count=1000", f"--format={COMMIT_MARK}%H", "HEAD", "--"]
+    async with session(root) as call:
+        whole = ok(await call("scan_secrets", scope="history"))
+        monkeypatch.setattr(secrets, "HISTORY_MAX_OUTPUT", _cut_inside_the_binary_line(root, log, into))
+        cut = ok(await call("scan_secrets", scope="history"))
+    assert whole["total"] == 1 and whole["findings"] == []  # found in .env, and withheld
+    assert cut["total"] == 0 and cut["findings"] == [] and GH not in json.dumps(cut)
+    assert cut["truncated"] and cut["skipped_unreadable"] == 1 and cut["not_scanned"] == []
+    assert "was not scanned" in cut["note"]
+
+
+@pytest.mark.parametrize("into", [0, 20, len(BINARY_ENV)])
+async def test_a_staged_diff_cut_at_its_bound_is_inconclusive_never_a_pass(
+    repo: Callable[..., Path], session: Any, monkeypatch: pytest.MonkeyPatch, into: int
+) -> None:
+    root = repo({"README.md": "hi\n"})
+    write(root, {"zz/.env": ENV_UTF16})
+    git(root, "add", "zz/.env")
+    (root / "zz" / ".env").unlink()  # the secret is only in the index: only the staged diff holds it
+    async with session(root) as call:
+        whole = ok(await call("scan_secrets"))
+        bound = _cut_inside_the_binary_line(root, ["diff", "--cached", *DIFF_OPTIONS], into)
+        monkeypatch.setattr(secrets, "STAGED_MAX_OUTPUT", bound)
+        cut = ok(await call("scan_secrets"))
+        report = ok(await call("readiness_report", checks=["secrets"]))
+    assert whole["total"] == 1 and whole["findings"] == []  # found in the staged .env, and withheld
+    assert cut["total"] == 0 and cut["findings"] == [] and GH not in json.dumps(cut)
+    assert cut["truncated"] and cut["skipped_unreadable"] == 1 and "staged changes" in cut["note"]
+    assert report["checks"][0]["status"] == "skipped" and report["verdict"] == "inconclusive"
 
 
 # ----------------------------------------------------------------------------------- Dockerfiles

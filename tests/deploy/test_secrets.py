@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from common.secret_rules import builtin
 from servers.deploy.models import SecretFinding
+from servers.deploy.secrets import find, fingerprint_of
 from tests.helpers import all_audit_text, err, git, ok, write
 
 # Assembled at run time so this file itself holds no secret-shaped literal.
@@ -300,6 +302,57 @@ async def test_findings_in_files_the_policy_denies_are_withheld(
     assert scan["total"] == 2 and "policy" in scan["note"]
     assert ".env" not in str([f for f in scan["findings"]])
     _no_secret_anywhere(result)
+
+
+def _guesses(path: str, passwords: list[str]) -> list[str]:
+    """The fingerprints an agent could compute for `DB_PASSWORD=<guess>` on lines 1 to 3 of `path`."""
+    out = []
+    for password in passwords:
+        hits, _ = find(f"DB_PASSWORD={password}", path, builtin())
+        for rule in {h.rule for h in hits}:
+            digests = [h.digest for h in hits if h.rule == rule]
+            out += [fingerprint_of(path, rule, line, digests) for line in (1, 2, 3)]
+    assert out or not passwords
+    return out
+
+
+async def test_the_baseline_tells_nothing_about_a_secret_in_a_file_the_policy_denies(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    weak = "Summer2024!x"
+    wrong = [f"Guess{i:03d}!x" for i in range(50)]
+    root = repo(
+        {".env": f"# db\nDB_PASSWORD={weak}\n", "README.md": "hi\n", ".onrecord-secrets-baseline": ""}
+    )
+    seen = []
+    async with session(root) as call:
+        for accepted in ([], wrong, [*wrong, weak], [weak]):
+            write(root, {".onrecord-secrets-baseline": "".join(f"{f}\n" for f in _guesses(".env", accepted))})
+            worktree = ok(await call("scan_secrets"))
+            history = ok(await call("scan_secrets", scope="history"))
+            [check] = ok(await call("readiness_report", checks=["secrets"]))["checks"]
+            check.pop("duration_s")
+            seen.append((worktree, history, check))
+    assert all(s == seen[0] for s in seen[1:])  # the right guess looks like no guess and a wrong one
+    worktree, history, _ = seen[0]
+    for scan in (worktree, history):
+        assert scan["total"] == 1 and scan["findings"] == [] and scan["suppressed_by_baseline"] == 0
+        assert "1 findings are in files the policy does not let you read" in scan["note"]
+
+
+async def test_the_baseline_still_accepts_a_finding_in_a_file_the_caller_may_read(
+    repo: Callable[..., Path], session: Any
+) -> None:
+    root = repo({"settings.ini": "[db]\nDB_PASSWORD=Summer2024!x\n"})
+    async with session(root) as call:
+        before = ok(await call("scan_secrets"))
+        accepted = _guesses("settings.ini", ["Summer2024!x"])
+        write(root, {".onrecord-secrets-baseline": "".join(f"{f}\n" for f in accepted)})
+        after = ok(await call("scan_secrets"))
+        history = ok(await call("scan_secrets", scope="history"))
+    assert [(f["path"], f["line"]) for f in before["findings"]] == [("settings.ini", 2)]
+    for scan in (after, history):
+        assert scan["total"] == 0 and scan["suppressed_by_baseline"] == 1
 
 
 async def test_outside_git_the_directory_is_walked(tmp_path: Path, session: Any) -> None:
