@@ -106,6 +106,16 @@ class Allowlist:
 class RuleSet:
     rules: tuple[Rule, ...]
     allowlist: Allowlist = field(default_factory=Allowlist)
+    # Ids of rules from a file the project (not its humans) named: they never scan a file the
+    # caller may not read, where whether they match would tell what the file holds.
+    untrusted: frozenset[str] = frozenset()
+
+    @functools.cached_property
+    def trusted(self) -> RuleSet:
+        """These rules without the untrusted ones."""
+        if not self.untrusted:
+            return self
+        return RuleSet(tuple(r for r in self.rules if r.id not in self.untrusted), self.allowlist)
 
     @functools.cached_property
     def keywords(self) -> frozenset[str]:
@@ -118,6 +128,7 @@ class RuleSet:
         return RuleSet(
             tuple(r for r in self.rules if r.id not in ids) + other.rules,
             self.allowlist.merged(other.allowlist),
+            (self.untrusted - ids) | other.untrusted,
         )
 
 

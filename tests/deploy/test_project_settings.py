@@ -260,3 +260,29 @@ async def test_a_malformed_manifest_is_no_version_not_a_crashed_report(
     root = repo({"CHANGELOG.md": "## 1.0.0\n", **files})
     report = ok((await _call(root, "readiness_report", checks=["version_bumped", "changelog"]))[0])
     assert [c["id"] for c in report["checks"]] == ["version_bumped", "changelog"]
+
+
+async def test_a_project_rule_cannot_probe_a_file_the_policy_denies(repo: Callable[..., Path]) -> None:
+    """A rule the project's file adds scans the files the caller may read, never a denied `.env`:
+    whether it matched there would confirm a guess at what the file holds."""
+    guess = "[[rules]]\nid = 'probe'\nregex = '''colour is Summer2024'''\nkeywords = ['colour']\n"
+    wrong = guess.replace("Summer2024", "Winter1999")
+    seen = []
+    for rules in (wrong, guess):
+        root = repo(
+            {
+                **PROJECT,
+                ".env": "# my colour is Summer2024\n",
+                "notes.txt": "my colour is Summer2024\n",
+                "rules.toml": rules,
+                "pyproject.toml": PYPROJECT + "[tool.onrecord.deploy]\nsecret_rules = 'rules.toml'\n",
+            }
+        )
+        scan = ok((await _call(root, "scan_secrets"))[0])
+        seen.append(scan)
+    wrong_scan, right_scan = seen
+    # The readable copy is found by the project's rule; the denied one is not scanned by it.
+    probes = [f["path"] for f in right_scan["findings"] if f["rule"] == "probe" and f["path"] != "rules.toml"]
+    assert probes == ["notes.txt"]
+    assert right_scan["total"] - wrong_scan["total"] == 1  # the readable file's finding, nothing more
+    assert right_scan["note"] == wrong_scan["note"]
