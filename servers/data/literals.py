@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import content
-from common.workspace import Workspace, WorkspaceError
+from common.workspace import Resolved, Workspace, WorkspaceError
 from servers.data.sandbox import QueryRefused
 
 _READER = re.compile(r"^(read_\w+|parquet_\w+|\w+_scan|sniff_csv|glob|iceberg_\w+|delta_\w+)$", re.IGNORECASE)
@@ -70,10 +70,13 @@ def rewrite(sql: str, workspace: Workspace, allows: Callable[[str], bool]) -> tu
                 raise QueryRefused(
                     f"path {value!r} goes through the home directory; name files relative to the root"
                 )
-            ref = _resolve(value, workspace)
+            resolved = _inside(value, workspace)
+            # The policy first, whether or not the file exists: a denied name gets one answer, so
+            # the answer does not tell whether such a file is there.
+            if resolved is not None and not allows(value):
+                raise QueryRefused(_refused(value))
+            ref = _reference(value, resolved) if resolved is not None else None
             if ref is not None:
-                if not allows(value):
-                    raise QueryRefused(_refused(value))
                 found.setdefault(ref.relative, ref)
                 out.append(sql[last:start])
                 out.append(quote + str(ref.absolute).replace(quote, quote * 2) + quote)
@@ -93,14 +96,19 @@ def _literal(text: str, kind: object) -> tuple[str, str] | None:
     return None
 
 
-def _resolve(value: str, workspace: Workspace) -> Reference | None:
-    """The regular file `value` names inside the root, or None (DuckDB then refuses it itself)."""
+def _inside(value: str, workspace: Workspace) -> Resolved | None:
+    """Where `value` points inside the root, existing or not; None for a URL, a glob or a path out
+    of the root (DuckDB then refuses it itself)."""
     if not value or _SCHEME.match(value) or any(c in value for c in "*?[{"):
         return None
     try:
-        resolved = workspace.resolve(value)
+        return workspace.resolve(value, must_exist=False)
     except WorkspaceError:
         return None
+
+
+def _reference(value: str, resolved: Resolved) -> Reference | None:
+    """The regular file `value` names, or None (DuckDB then refuses it itself)."""
     if not resolved.absolute.is_file() or _in_git(resolved.relative):
         return None
     return Reference(value, resolved.relative, resolved.absolute)

@@ -198,6 +198,18 @@ async def test_env_in_the_root_is_refused_by_the_default_denies(refused: Callabl
     await refused("SELECT * FROM read_csv('data/../.env')")
 
 
+async def test_a_denied_name_gets_one_answer_whether_or_not_the_file_exists(
+    refused: Callable[[str], Any], project: Path
+) -> None:
+    """The policy is asked before the file system: a missing `.env.local` is refused in the very
+    words an existing `.env` is, so the answer does not tell which exists."""
+    assert not (project / ".env.local").exists() and (project / ".env").exists()
+    there = await refused("SELECT * FROM read_csv('.env')")
+    missing = await refused("SELECT * FROM read_csv('.env.local')")
+    assert missing == there.replace("'.env'", "'.env.local'")
+    assert "policy does not let you read" in missing
+
+
 async def test_a_file_the_project_policy_denies_is_refused_in_sql_too(refused: Callable[[str], Any]) -> None:
     message = await refused("SELECT * FROM 'secrets.csv'")
     assert "policy does not let you read" in message
