@@ -92,9 +92,10 @@ class DecidesCall(Protocol):
 
 class RecordsRefusal(Protocol):
     """Writes the audit record of one in-call refusal: the arguments the tool would have acted
-    with, the decision, and how the tool came to them (e.g. "redirect")."""
+    with, the decision (None: the content decision of the file `arguments["path"]`, which the
+    recorder looks up), and how the tool came to them (e.g. "redirect")."""
 
-    def __call__(self, arguments: Mapping[str, Any], decision: Decision, via: str | None) -> None: ...
+    def __call__(self, arguments: Mapping[str, Any], decision: Decision | None, via: str | None) -> None: ...
 
 
 class FileText(BaseModel):
@@ -124,7 +125,7 @@ class Gate:
     record: RecordsRefusal | None = None  # the audit record of a refusal inside this call
     refusals: int = 0  # refusals inside this call (recorded up to MAX_REFUSALS)
 
-    def refused(self, arguments: Mapping[str, Any], decision: Decision, via: str | None) -> None:
+    def refused(self, arguments: Mapping[str, Any], decision: Decision | None, via: str | None) -> None:
         """Note a refusal inside the call: counted, and recorded while under MAX_REFUSALS."""
         self.refusals += 1
         if self.record is not None and self.refusals <= MAX_REFUSALS:
@@ -272,6 +273,15 @@ def refused_call(arguments: Mapping[str, Any], *, via: str | None = None) -> Dec
         return None
     gate.refused(arguments, decision, via)
     return None if decision.effective == "allow" else decision
+
+
+def refused_read(path: str, *, via: str | None = None) -> None:
+    """Record in the audit log, as part of the running call, that the tool was kept from reading
+    `path`, a file the call may not read that it came to some other way than a path argument (a
+    file a query's SQL names): a reviewer finds the call among the refused ones, with the rule."""
+    gate = _CURRENT.get()
+    if gate is not None and not gate.allows(path, follow_links=True):
+        gate.refused({"path": path}, None, via)
 
 
 def allowed_names(names: list[str]) -> list[str]:

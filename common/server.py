@@ -905,15 +905,21 @@ class AccountableServer(MCPServer):
         name: str,
         called: Mapping[str, Any],
         arguments: Mapping[str, Any],
-        decision: Decision,
+        decision: Decision | None,
         via: str | None,
     ) -> None:
         """Write the `refusal` record of call `call_id`: the tool, running with `called`, met the
-        decision `decision` for acting with `arguments` instead (common.content.refused_call). It
-        names what the tool was kept from (the targets as the policy matched them, redacted piece
-        by piece as a call record names its own, and any other argument that differs from the
-        call's) and the decision with its rule, file and reason."""
+        decision `decision` for acting with `arguments` instead (common.content.refused_call), or,
+        with None, the content decision of reading the file `arguments["path"]`
+        (common.content.refused_read). It names what the tool was kept from (the targets as the
+        policy matched them, redacted piece by piece as a call record names its own, and any other
+        argument that differs from the call's) and the decision with its rule, file and reason."""
         facts = self._facts_of(name)
+        if decision is None:
+            owner = facts.owner if facts is not None else self.qualified(name)[0]
+            decision = self.policy.content_decision(
+                owner, name, str(arguments.get("path")), follow_links=True
+            )
         sent = dict(arguments)
         if facts is not None and facts.urls:
             sent = _canonical_urls(sent, facts.urls)

@@ -74,6 +74,7 @@ def rewrite(sql: str, workspace: Workspace, allows: Callable[[str], bool]) -> tu
             # The policy first, whether or not the file exists: a denied name gets one answer, so
             # the answer does not tell whether such a file is there.
             if resolved is not None and not allows(value):
+                content.refused_read(value, via="sql")
                 raise QueryRefused(_refused(value))
             ref = _reference(value, resolved) if resolved is not None else None
             if ref is not None:

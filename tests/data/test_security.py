@@ -210,6 +210,29 @@ async def test_a_denied_name_gets_one_answer_whether_or_not_the_file_exists(
     assert "policy does not let you read" in missing
 
 
+async def test_a_file_the_sql_names_and_the_policy_denies_is_a_refusal_of_the_call(
+    refused: Callable[[str], Any], tmp_path: Path
+) -> None:
+    """The refusal is on the record as a denial: a `refusal` record of the query's call naming the
+    file and the rule, which `audit --only denied` shows; the chain verifies."""
+    from clients.review import only
+    from common.audit import verify_file
+
+    await refused("SELECT * FROM read_csv('.env')")
+    (log,) = sorted((tmp_path / "state").rglob("*.jsonl"))
+    report = verify_file(log)
+    assert report.ok
+    kinds = [r["type"] for r in report.records]
+    assert kinds[-3:] == ["call", "refusal", "result"]
+    call, refusal, _ = report.records[-3:]
+    assert (
+        refusal["call_id"] == call["call_id"] and refusal["tool"] == "data.query" and refusal["via"] == "sql"
+    )
+    assert refusal["arguments"] == {"path": ".env"}
+    assert refusal["decision"]["effective"] == "deny" and ".env" in refusal["decision"]["rule"]
+    assert [r["type"] for r in only(report.records, "denied")] == ["call", "refusal", "result"]
+
+
 async def test_a_file_the_project_policy_denies_is_refused_in_sql_too(refused: Callable[[str], Any]) -> None:
     message = await refused("SELECT * FROM 'secrets.csv'")
     assert "policy does not let you read" in message
