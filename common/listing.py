@@ -96,11 +96,16 @@ def _ours(info: os.stat_result) -> bool:
 def load(file: Path, expected: str) -> list[Entry] | None:
     """The entries of a listing file written under key `expected`, or None for any other file. A
     listing used is marked so (its mtime), for `prune`."""
+    folder = _open_folder(file.parent)
+    if folder is None:
+        return None
     try:
         # O_NONBLOCK: opening a FIFO left at this path must not wait for a writer (it is then refused below).
-        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
     except OSError:
         return None
+    finally:
+        os.close(folder)
     try:
         if not _ours(os.fstat(fd)):
             return None
@@ -146,18 +151,28 @@ def save(file: Path, key_: str, entries: Sequence[Entry]) -> None:
     text = json.dumps(
         {"format": FORMAT, "key": key_, "tools": [list(e) for e in entries]}, ensure_ascii=False
     )
-    temporary = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    temporary = f".{file.name}.{os.getpid()}.tmp"
     try:
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.debug("could not make the tool listing folder %s: %s", file.parent, exc)
+        return
+    folder = _open_folder(file.parent)
+    if folder is None:
+        return
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o600, dir_fd=folder)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(temporary, file)
+        os.replace(temporary, file.name, src_dir_fd=folder, dst_dir_fd=folder)
     except OSError as exc:
         log.debug("could not write the tool listing %s: %s", file, exc)
         with contextlib.suppress(OSError):
-            temporary.unlink()
+            os.unlink(temporary, dir_fd=folder)
         return
+    finally:
+        os.close(folder)
     prune(file)
 
 
@@ -171,14 +186,10 @@ def prune(file: Path, keep: int = KEEP) -> None:
     if named is None:
         return
     prefix = named.group("name") + "-"
-    try:
-        folder = os.open(file.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    folder = _open_folder(file.parent)
+    if folder is None:
         return
     try:
-        info = os.fstat(folder)
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            return
         used: list[tuple[int, str]] = []
         hostile: list[str] = []
         with os.scandir(folder) as entries:
@@ -206,8 +217,33 @@ def prune(file: Path, keep: int = KEEP) -> None:
 
 
 def drop(file: Path) -> None:
-    with contextlib.suppress(OSError):
-        file.unlink()
+    folder = _open_folder(file.parent)
+    if folder is None:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.unlink(file.name, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def _open_folder(folder: Path) -> int | None:
+    """A descriptor of the listing folder, or None unless it is a real directory (not a link) of
+    the user's own that others may not write: every listing file is opened, written, replaced and
+    removed through it, so nothing outside the folder is ever reached."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return fd
 
 
 def covers(built: Any, listed: Any) -> bool:

@@ -201,6 +201,28 @@ def test_pruning_does_nothing_in_a_folder_others_may_write_or_reached_by_a_link(
     assert sum(f.exists() for f in files) == listing.KEEP
 
 
+def test_a_listing_folder_that_is_a_link_is_never_read_written_or_emptied(tmp_path: Path) -> None:
+    """Loading, saving and dropping go through the folder itself: a `listing` that is a link to
+    some other folder is not followed, so nothing there is read, replaced or removed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    key = "a" * 64
+    entries = [("repo", {"name": "read_file", "inputSchema": {"type": "object"}})]
+    real = tmp_path / "real" / "listing" / "repo-aaaaaaaaaaaaaaaa.json"
+    listing.save(real, key, entries)
+    assert listing.load(real, key) == entries  # a real folder works
+    shutil.copy(real, elsewhere / real.name)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "listing").symlink_to(elsewhere)
+    linked = state / "listing" / real.name
+    assert listing.load(linked, key) is None
+    listing.drop(linked)
+    listing.save(state / "listing" / "repo-bbbbbbbbbbbbbbbb.json", "b" * 64, entries)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [real.name]
+    assert (elsewhere / real.name).read_bytes() == real.read_bytes()
+
+
 def hostile_files() -> dict[str, Any]:
     def truncated(text: str) -> bytes:
         return text.encode()[: len(text) // 2]
