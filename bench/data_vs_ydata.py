@@ -13,6 +13,7 @@ least 12x faster.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def main() -> None:
     print(f"anchor ydata-profiling minimal: median {b:6.2f} s (min {min(base):.2f}, max {max(base):.2f})")
     print(f"profile_dataset:                median {o:6.2f} s (min {min(mine):.2f}, max {max(mine):.2f})")
     print(f"per-run ratios (alternating pairs): {[round(x / y, 1) for x, y in zip(base, mine, strict=True)]}")
-    print(f"ydata / ours: {b / o:.1f}x faster  (goal >= 12x)")
+    print(f"ydata / ours: {b / o:.1f}x faster  (goal >= 12x); load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
