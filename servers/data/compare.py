@@ -16,7 +16,7 @@ from common.errors import OnrecordError
 from servers.data.context import DataContext, Source
 from servers.data.formats import reader
 from servers.data.params import DatasetPath, Ref
-from servers.data.profile import kind_of
+from servers.data.profile import kind_of, sql_double
 from servers.data.sandbox import Sandbox, sql_ident
 from servers.data.values import as_float
 
@@ -165,7 +165,7 @@ def _numeric(sandbox: Sandbox, name: str, rows_a: int, rows_b: int) -> ColumnDri
     # so a change in how many there are is drift too.
     (deciles,) = sandbox.one(f"SELECT quantile_cont({col}, {quantiles}) FILTER (WHERE {finite}) FROM a")
     edges = sorted({e for e in deciles or [] if math.isfinite(e)})
-    inside = " + ".join(f"({col} > {e!r}::DOUBLE)::INTEGER" for e in edges) or "0"
+    inside = " + ".join(f"({col} > {sql_double(e)})::INTEGER" for e in edges) or "0"
     bucket = f"CASE WHEN {finite} THEN {inside} ELSE {len(edges) + 1} END"
     counts: list[list[int]] = []
     stats: list[tuple[int, float | None]] = []

@@ -410,7 +410,7 @@ def _sums(c: _Col, shift: float) -> list[tuple[str, str]]:
     """Pass 1's aggregates of a number column's moments: how many values they take in (the
     finite ones) and the sums of the first three powers of those values' distances from `shift`."""
     x = c.number
-    d = f"({x} - {_literal(shift)})" if shift else x
+    d = f"({x} - {sql_double(shift)})" if shift else x
     return [
         ("n", f"count({x})"),
         ("s1", f"sum({d})"),
@@ -446,7 +446,7 @@ def _refine_moments(sandbox: Sandbox, relation: str, cols: list[_Col], shifts: d
         numbers = again
 
 
-def _literal(value: float) -> str:
+def sql_double(value: float) -> str:
     """A DOUBLE as SQL: its repr (which reads back exactly), or a cast for an infinity or NaN,
     which a figure derived from the largest doubles can become (a bare `inf` is a column name)."""
     return f"{value!r}::DOUBLE" if math.isfinite(value) else f"'{value}'::DOUBLE"
@@ -560,13 +560,13 @@ def _second_pass(
             # least() skips NULLs (it would put every missing value in the last bin): keep them NULL,
             # and NaN and infinities with them (c.number).
             x = c.number
-            bucket = f"least(floor(({x} - {_literal(lo)}) / {_literal(width)}), {BINS - 1})::INTEGER"
+            bucket = f"least(floor(({x} - {sql_double(lo)}) / {sql_double(width)}), {BINS - 1})::INTEGER"
             counted.append((f"CASE WHEN {x} IS NOT NULL THEN {bucket} END", c, "histogram"))
             q = c.stats.get("quantiles") or []
             if len(q) == len(QUANTILES) and None not in q:
                 iqr = q[3] - q[1]
                 low, high = q[1] - OUTLIER_FENCE * iqr, q[3] + OUTLIER_FENCE * iqr
-                fences = f"{x} < {_literal(low)} OR {x} > {_literal(high)}"
+                fences = f"{x} < {sql_double(low)} OR {x} > {sql_double(high)}"
                 main.append((f"count_if({fences})", c, "outliers", None))
             else:  # no value fell in the sample, so there are few: take them all
                 main.append((f"quantile_cont({x}, {list(QUANTILES)})", c, "quantiles", None))
@@ -812,7 +812,7 @@ def _twelve(value: float) -> float:
     return 10.0 ** (math.floor(math.log10(abs(value))) - 11) if value else 0.0
 
 
-def _edge(value: float, width: float = 0.0) -> float:
+def _edge(value: float, width: float) -> float:
     """A bin edge to 12 significant digits, or finer when the bins are narrow for their place
     (values near 10^15 a few units apart), so neighbouring edges stay apart."""
     return _rounded(value, min(_twelve(value), abs(width) * 1e-9) if width else _twelve(value))
